@@ -1,0 +1,41 @@
+/**
+ * Failures a client can cause or must be told about. Each carries its HTTP status; `onError`
+ * in `http/app.ts` is the one place that turns them into a response.
+ */
+export class MoatError extends Error {
+  constructor(readonly status: 400 | 401 | 404 | 413 | 429 | 503, message: string) {
+    super(message);
+  }
+}
+
+/** The request named a session that does not exist (or expired). */
+export class SessionNotFound extends MoatError {
+  override name = "SessionNotFound";
+  constructor(id: string) {
+    super(404, `No session '${id}': it never existed, expired, or was deleted`);
+  }
+}
+
+/** The server, or one session, is at its policy's cap. */
+export class TooManyRequests extends MoatError {
+  override name = "TooManyRequests";
+  constructor(message: string) {
+    super(429, message);
+  }
+}
+
+/** The server is stopping or cannot start an interpreter now. */
+export class Unavailable extends MoatError {
+  override name = "Unavailable";
+  constructor(message: string) {
+    super(503, message);
+  }
+}
+
+/** The request body is malformed; the message names the field. */
+export class BadRequest extends MoatError {
+  override name = "BadRequest";
+  constructor(message: string) {
+    super(400, message);
+  }
+}

@@ -1,0 +1,81 @@
+import { z } from "zod";
+
+/** Limits applied to every call and to the server as a whole. */
+export const LimitsSchema = z.object({
+  /** Wall-clock time for one call when the request names none. */
+  timeoutMs: z.number().int().positive().default(30_000),
+  /** The most a request may ask for with `timeoutMs`. */
+  maxTimeoutMs: z.number().int().positive().default(300_000),
+  /** How long an interrupted call may take to stop before its worker is terminated. */
+  graceMs: z.number().int().positive().default(1_000),
+  /** Linear memory one interpreter may grow to, in MiB. */
+  memoryMb: z.number().int().min(64).max(4096).default(512),
+  /** Bytes of stdout kept per call; the rest is cut and marked as cut. */
+  stdoutBytes: z.number().int().positive().default(4 * 1024 * 1024),
+  /** Bytes of stderr kept per call. */
+  stderrBytes: z.number().int().positive().default(1024 * 1024),
+  /** Bytes of the JSON `result` kept per call. */
+  resultBytes: z.number().int().positive().default(4 * 1024 * 1024),
+  /** Largest accepted HTTP request body. */
+  bodyBytes: z.number().int().positive().default(16 * 1024 * 1024),
+  /** Sessions that may exist at once, the default session included. */
+  sessions: z.number().int().positive().default(32),
+  /** Seconds a session may stay unused before it is removed. */
+  idleTtlSeconds: z.number().int().positive().default(1800),
+  /** Calls that may wait behind the running one in a session before 429. */
+  queuedCalls: z.number().int().positive().default(16),
+  /** Pre-started interpreters kept ready for new sessions. */
+  poolSize: z.number().int().min(0).max(64).default(2),
+}).strict();
+
+/** Which Python packages sessions may load, and from where. */
+export const PackagesSchema = z.object({
+  /** Distribution names that may be loaded; `"*"` allows every name not denied. */
+  allow: z.array(z.string()).default(["*"]),
+  /** Distribution names that are always refused. */
+  deny: z.array(z.string()).default([]),
+  /** Packages loaded into every interpreter before it is handed to a session. */
+  preload: z.array(z.string()).default([]),
+  /** Where Pyodide-built wheels come from: a URL or a local directory holding a lock file. */
+  index: z.string().min(1).optional(),
+  /** A PyPI-style simple index for pure-Python wheels Pyodide does not ship. */
+  pypi: z.string().min(1).optional(),
+}).strict();
+
+/** Network access for Python code. */
+export const NetworkSchema = z.object({
+  /** Hosts (`name` or `name:port`) that Python code may reach; none by default. */
+  allow: z.array(z.string().min(1)).default([]),
+}).strict();
+
+/** A host directory mounted read-only into every session's file system. */
+export const MountSchema = z.object({
+  host: z.string().min(1),
+  at: z.string().regex(/^\/[^\0]*$/, "must be an absolute path inside the sandbox"),
+}).strict();
+
+/** What the audit log records. */
+export const AuditSchema = z.object({
+  /** Log the code of each call (off: code may hold secrets). */
+  logCode: z.boolean().default(false),
+}).strict();
+
+/** A security policy file, as found in `policies/`. */
+export const PolicySchema = z.object({
+  limits: LimitsSchema.default(LimitsSchema.parse({})),
+  packages: PackagesSchema.default(PackagesSchema.parse({})),
+  network: NetworkSchema.default(NetworkSchema.parse({})),
+  mounts: z.array(MountSchema).default([]),
+  audit: AuditSchema.default(AuditSchema.parse({})),
+}).strict().superRefine((p, ctx) => {
+  if (p.limits.timeoutMs > p.limits.maxTimeoutMs) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["limits", "timeoutMs"],
+      message: `must not exceed limits.maxTimeoutMs (${p.limits.maxTimeoutMs})`,
+    });
+  }
+});
+
+export type Policy = z.infer<typeof PolicySchema>;
+export type Limits = z.infer<typeof LimitsSchema>;

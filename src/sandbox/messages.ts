@@ -1,0 +1,65 @@
+import { z } from "zod";
+
+/** Per-call output caps the worker applies while it captures. */
+export interface OutputCaps {
+  stdoutBytes: number;
+  stderrBytes: number;
+  resultBytes: number;
+}
+
+/** Host → worker: boot an interpreter (from a snapshot when given one). */
+export interface BootMessage {
+  type: "boot";
+  id: number;
+  /** Absolute path of the Pyodide package directory. */
+  indexPath: string;
+  /** Source of `python/runner.py`. */
+  runner: string;
+  /** A memory snapshot to boot from; absent for a cold boot. */
+  snapshot?: Uint8Array;
+  /** Boot cold, then answer with a snapshot instead of becoming a session interpreter. */
+  makeSnapshot: boolean;
+  /** Linear memory the interpreter may grow to. */
+  memoryBytes: number;
+  /** Pyodide's interrupt buffer, shared so the host can raise KeyboardInterrupt. */
+  interrupt: SharedArrayBuffer;
+  caps: OutputCaps;
+}
+
+/** Host → worker: run one call. */
+export interface ExecMessage {
+  type: "exec";
+  id: number;
+  code: string;
+}
+
+export type HostMessage = BootMessage | ExecMessage;
+
+const id = z.number().int();
+
+/**
+ * Worker → host messages. The worker runs untrusted code, so every message is validated and
+ * matched against a request the host made; anything else is ignored.
+ */
+export const WorkerMessageSchema = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("ready"), id, bootMs: z.number(), memoryBytes: z.number() }),
+  z.object({ type: z.literal("snapshot"), id, bytes: z.instanceof(Uint8Array) }),
+  z.object({ type: z.literal("boot-failed"), id, message: z.string() }),
+  z.object({
+    type: z.literal("result"),
+    id,
+    /** JSON text of the result, kept as text so big integers survive. */
+    result: z.string(),
+    /** JSON text of the Python error object, or "null". */
+    error: z.string(),
+    stdout: z.string(),
+    stderr: z.string(),
+    cut: z.object({ stdout: z.boolean(), stderr: z.boolean(), result: z.boolean() }),
+    memoryBytes: z.number(),
+    /** Set when the interpreter itself broke (not a Python exception): it must be replaced. */
+    fatal: z.string().optional(),
+  }),
+]);
+
+export type WorkerMessage = z.infer<typeof WorkerMessageSchema>;
+export type ResultMessage = Extract<WorkerMessage, { type: "result" }>;

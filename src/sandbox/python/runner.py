@@ -1,0 +1,205 @@
+"""Moat's runner: runs one call REPL-style in the session's globals.
+
+Loaded once per interpreter by the worker. `run` returns (or, for code that
+awaits at top level, returns a coroutine of) a pair of JSON texts: the result
+and the error (``"null"`` when the code succeeded). JSON is produced here so
+that big integers keep every digit on their way to the client.
+"""
+
+import ast
+import base64
+import json
+import linecache
+import math
+import os
+import sys
+import traceback
+
+_cell = 0
+_MAX_DEPTH = 64
+_HIDDEN_PREFIXES = ("/lib/python", "/lib/pyodide")
+
+
+def _user_frame(filename):
+    """User code lives in cells, or in files the user wrote into the sandbox."""
+    if filename.startswith("<cell "):
+        return True
+    if filename.startswith("<") or filename.startswith(_HIDDEN_PREFIXES):
+        return False
+    # Frames of JavaScript functions carry host paths that do not exist in the sandbox.
+    return os.path.isfile(filename)
+
+
+def _format_error(exc):
+    """The traceback of the user's frames, ending with `Type: message`."""
+    te = traceback.TracebackException.from_exception(exc, capture_locals=False)
+    _strip(te, set())
+    return "".join(te.format()).rstrip("\n")
+
+
+def _strip(te, seen):
+    if id(te) in seen:
+        return
+    seen.add(id(te))
+    frames = [f for f in te.stack if _user_frame(f.filename)]
+    te.stack = traceback.StackSummary.from_list(frames)
+    for nested in (te.__cause__, te.__context__):
+        if nested is not None:
+            _strip(nested, seen)
+    for group in getattr(te, "exceptions", None) or ():
+        _strip(group, seen)
+
+
+def _error_json(exc):
+    try:
+        value = str(exc)
+    except BaseException:  # noqa: BLE001 - a broken __str__ must not break the answer
+        value = f"<{type(exc).__name__} with unprintable value>"
+    try:
+        message = _format_error(exc)
+    except BaseException:  # noqa: BLE001
+        message = f"{type(exc).__name__}: {value}"
+    return json.dumps(
+        {
+            "name": "PythonError",
+            "message": message,
+            "pythonExceptionType": type(exc).__name__,
+            "pythonExceptionValue": value,
+        }
+    )
+
+
+def _png(value):
+    """PNG bytes of a displayable object (IPython's convention), or None."""
+    try:
+        if hasattr(type(value), "_repr_png_"):
+            data = value._repr_png_()
+            if isinstance(data, (bytes, bytearray)):
+                return bytes(data)
+        if type(value).__name__ == "Figure" and hasattr(value, "savefig"):
+            import io
+
+            buf = io.BytesIO()
+            value.savefig(buf, format="png")
+            return buf.getvalue()
+    except Exception:  # noqa: BLE001 - not an image after all; fall back to repr
+        return None
+    return None
+
+
+def _safe_repr(value):
+    try:
+        return repr(value)
+    except Exception as exc:  # noqa: BLE001
+        return f"<{type(value).__name__} object; repr() raised {type(exc).__name__}>"
+
+
+def _key(key):
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)
+    return _safe_repr(key)
+
+
+def _jsonable(value, depth=0, active=None):
+    """JSON-native values map to JSON, containers recurse, images become PNG, the rest repr()."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else repr(value)
+    if isinstance(value, (list, tuple, dict, set, frozenset)):
+        active = active if active is not None else set()
+        if depth >= _MAX_DEPTH or id(value) in active:
+            return _safe_repr(value)
+        active.add(id(value))
+        try:
+            if isinstance(value, dict):
+                return {_key(k): _jsonable(v, depth + 1, active) for k, v in value.items()}
+            return [_jsonable(v, depth + 1, active) for v in value]
+        finally:
+            active.discard(id(value))
+    png = _png(value)
+    if png is not None:
+        return {"type": "image", "data": base64.b64encode(png).decode("ascii")}
+    return _safe_repr(value)
+
+
+def _result_json(value, limit):
+    text = json.dumps(_jsonable(value), ensure_ascii=False, allow_nan=False)
+    if len(text.encode("utf-8")) <= limit:
+        return text, False
+    cut = text.encode("utf-8")[:limit].decode("utf-8", "ignore")
+    return json.dumps(cut + f"… [result cut: {len(text)} characters exceed the limit of {limit} bytes]"), True
+
+
+def _flush():
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001 - user code may have replaced the stream
+            pass
+
+
+def _finish(value, limit):
+    _flush()
+    result, cut = _result_json(value, limit)
+    return result, "null", cut
+
+
+def _fail(exc):
+    _flush()
+    return "null", _error_json(exc), False
+
+
+async def _run_async(code_obj, last_obj, namespace, limit):
+    try:
+        body = eval(code_obj, namespace)
+        if code_obj.co_flags & 0x80:  # CO_COROUTINE: the body awaited at top level
+            await body
+        value = None
+        if last_obj is not None:
+            value = eval(last_obj, namespace)
+            if last_obj.co_flags & 0x80:  # CO_COROUTINE: the last expression awaited
+                value = await value
+        return _finish(value, limit)
+    except BaseException as exc:  # noqa: BLE001 - every Python outcome is an answer
+        return _fail(exc)
+
+
+def run(code, namespace, limit):
+    """Runs `code` in `namespace`; returns (result JSON, error JSON, result cut) or a coroutine of it."""
+    global _cell
+    _cell += 1
+    filename = f"<cell {_cell}>"
+    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    try:
+        tree = compile(code, filename, "exec", flags | ast.PyCF_ONLY_AST, dont_inherit=True)
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        code_obj = compile(tree, filename, "exec", flags, dont_inherit=True)
+        last_obj = compile(last, filename, "eval", flags, dont_inherit=True) if last else None
+    except BaseException as exc:  # noqa: BLE001 - SyntaxError and friends
+        return _fail(exc)
+    if code_obj.co_flags & 0x80 or (last_obj is not None and last_obj.co_flags & 0x80):
+        return _run_async(code_obj, last_obj, namespace, limit)
+    try:
+        exec(code_obj, namespace)
+        value = eval(last_obj, namespace) if last_obj is not None else None
+        return _finish(value, limit)
+    except BaseException as exc:  # noqa: BLE001 - every Python outcome is an answer
+        return _fail(exc)
+
+
+def new_namespace():
+    """A fresh `__main__`-like globals dict for a session."""
+    import builtins
+
+    return {"__name__": "__main__", "__builtins__": builtins}
+
+
+sys.set_int_max_str_digits(0)

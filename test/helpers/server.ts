@@ -1,0 +1,190 @@
+/**
+ * Starts the real server (the `start` task's exact command) on a free loopback port and
+ * talks HTTP to it. Nothing is mocked.
+ */
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+/** The protocol answer of one execute call. */
+export interface ExecAnswer {
+  // deno-lint-ignore no-explicit-any
+  result: any;
+  stdout: string;
+  stderr: string;
+  error: null | {
+    name: string;
+    message: string;
+    pythonExceptionType: string;
+    pythonExceptionValue: string;
+    stack?: string;
+  };
+  durationMs: number;
+  // deno-lint-ignore no-explicit-any
+  [extra: string]: any;
+}
+
+export interface StartOptions {
+  /** `MOAT_POLICY`: a name in policies/ or a path. */
+  policy?: string;
+  /** Policy YAML written to a temporary file and used instead of `policy`. */
+  policyText?: string;
+  env?: Record<string, string>;
+  /** Extra `deno run` flags placed before `main.ts` (e.g. to test wider permissions). */
+  extraFlags?: string[];
+}
+
+/** The `deno run` arguments of the `start` task in deno.json. */
+export async function startArgs(): Promise<string[]> {
+  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
+  const words = (config.tasks.start as string).split(/\s+/);
+  if (words[0] !== "deno") throw new Error("the start task must begin with 'deno'");
+  return words.slice(1);
+}
+
+export class TestServer implements AsyncDisposable {
+  readonly token: string;
+  url = "";
+  /** Everything the server printed on stdout (audit lines) and stderr. */
+  stdout = "";
+  stderr = "";
+  #child?: Deno.ChildProcess;
+  #exited?: Promise<Deno.CommandStatus>;
+  #tmp?: string;
+
+  constructor(readonly options: StartOptions = {}) {
+    this.token = options.env?.MOAT_TOKEN ?? "test-token-0123456789abcdef";
+  }
+
+  /** Starts the server and resolves when it prints its ready line. */
+  async start(timeoutMs = 120_000): Promise<this> {
+    let policy = this.options.policy ?? "default";
+    if (this.options.policyText !== undefined) {
+      this.#tmp = await Deno.makeTempDir({ prefix: "moat-test-" });
+      policy = `${this.#tmp}/policy.yaml`;
+      await Deno.writeTextFile(policy, this.options.policyText);
+    }
+    const args = await startArgs();
+    const main = args.indexOf("main.ts");
+    args.splice(main, 0, ...(this.options.extraFlags ?? []));
+    const finalArgs = this.#tmp
+      ? args.map((a) => a.startsWith("--allow-read=") ? `${a},${this.#tmp}` : a)
+      : args;
+    this.#child = new Deno.Command(Deno.execPath(), {
+      args: finalArgs,
+      cwd: ROOT,
+      env: {
+        MOAT_HOST: "127.0.0.1",
+        MOAT_PORT: "0",
+        MOAT_TOKEN: this.token,
+        MOAT_POLICY: policy,
+        NO_COLOR: "1",
+        ...this.options.env,
+      },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#exited = this.#child.status;
+    const ready = Promise.withResolvers<void>();
+    this.#pump(this.#child.stdout, (t) => this.stdout += t);
+    this.#pump(this.#child.stderr, (t) => {
+      this.stderr += t;
+      const m = this.stderr.match(/ready at (http:\/\/[^\s/]+)\//);
+      if (m && !this.url) {
+        this.url = m[1];
+        ready.resolve();
+      }
+    });
+    const timer = setTimeout(
+      () => ready.reject(new Error("server did not become ready")),
+      timeoutMs,
+    );
+    try {
+      await Promise.race([
+        ready.promise,
+        this.#exited.then((s) => {
+          throw new Error(`server exited with code ${s.code}:\n${this.stderr}`);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+    return this;
+  }
+
+  /** Resolves with the exit status (for tests that expect start-up to fail). */
+  async exited(): Promise<Deno.CommandStatus> {
+    return await this.#exited!;
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>, on: (text: string) => void) {
+    const decoder = new TextDecoder();
+    try {
+      for await (const chunk of stream) on(decoder.decode(chunk, { stream: true }));
+    } catch {
+      // the process went away
+    }
+  }
+
+  /** A raw HTTP request with the token (unless `auth: false`). */
+  request(path: string, init: RequestInit & { auth?: boolean } = {}): Promise<Response> {
+    const headers = new Headers(init.headers);
+    if (init.auth !== false) headers.set("Authorization", `Bearer ${this.token}`);
+    return fetch(`${this.url}${path}`, { ...init, headers });
+  }
+
+  /** POSTs JSON and returns status and parsed body. */
+  // deno-lint-ignore no-explicit-any
+  async post(path: string, body: unknown): Promise<{ status: number; body: any }> {
+    const res = await this.request(path, {
+      method: "POST",
+      body: typeof body === "string" ? body : JSON.stringify(body),
+      headers: { "content-type": "application/json" },
+    });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : null };
+  }
+
+  /** Executes code in a session (default: `/`) and expects HTTP 200. */
+  async exec(
+    code: string,
+    options: { session?: string; packages?: string[]; timeoutMs?: number } = {},
+  ): Promise<ExecAnswer> {
+    const path = options.session ? `/v1/sessions/${options.session}` : "/";
+    const { status, body } = await this.post(path, {
+      code,
+      packages: options.packages ?? [],
+      ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
+    });
+    if (status !== 200) throw new Error(`HTTP ${status}: ${JSON.stringify(body)}`);
+    return body;
+  }
+
+  /** Creates a session and returns its id. */
+  async createSession(mode: "persistent" | "ephemeral" = "persistent"): Promise<string> {
+    const { status, body } = await this.post("/v1/sessions", { mode });
+    if (status !== 201) throw new Error(`HTTP ${status}: ${JSON.stringify(body)}`);
+    return body.id;
+  }
+
+  /** Sends a signal to the server process. */
+  kill(signal: Deno.Signal = "SIGTERM"): void {
+    try {
+      this.#child?.kill(signal);
+    } catch {
+      // already gone
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.kill("SIGKILL");
+    await this.#exited?.catch(() => {});
+    await this.#child?.stdout.cancel().catch(() => {});
+    await this.#child?.stderr.cancel().catch(() => {});
+    if (this.#tmp) await Deno.remove(this.#tmp, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Starts a server; release it with `await using`. */
+export function startServer(options: StartOptions = {}): Promise<TestServer> {
+  return new TestServer(options).start();
+}
