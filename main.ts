@@ -6,8 +6,11 @@ import { logCall } from "./src/audit.ts";
 import { readConfig } from "./src/config.ts";
 import { createApp } from "./src/http/app.ts";
 import { loadPolicy } from "./src/policy/load.ts";
+import { PackageLoader } from "./src/packages/loader.ts";
+import { fetchPreload } from "./src/packages/preload.ts";
+import { PYODIDE_DIR } from "./src/sandbox/host.ts";
 import { Pool } from "./src/sandbox/pool.ts";
-import { loadSnapshot } from "./src/sandbox/snapshot.ts";
+import { CACHE_DIR, loadSnapshot } from "./src/sandbox/snapshot.ts";
 import { SessionManager } from "./src/session/manager.ts";
 
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -25,14 +28,27 @@ async function main(): Promise<void> {
   }
   const { policy } = policyFile;
 
+  let packages;
+  try {
+    packages = await PackageLoader.create(policy.packages, {
+      pyodideDir: PYODIDE_DIR,
+      cacheDir: `${CACHE_DIR}packages/`,
+      log: say,
+    });
+  } catch (err) {
+    say(`cannot start: ${(err as Error).message}`);
+    Deno.exit(1);
+  }
+  const preload = await fetchPreload(packages, say);
+
   const snapshot = await loadSnapshot(policy.limits, say);
   const pool = new Pool(
     policy.limits.poolSize,
-    { limits: policy.limits, snapshot: snapshot.bytes },
+    { limits: policy.limits, snapshot: snapshot.bytes, preload },
     say,
   );
   await pool.warm();
-  const sessions = new SessionManager(policy, pool, logCall);
+  const sessions = new SessionManager(policy, pool, logCall, packages);
   const app = createApp({
     token: config.token,
     policy,

@@ -7,10 +7,12 @@
  */
 import { loadPyodide, type PyodideAPI } from "pyodide";
 import type { PyProxy } from "pyodide/ffi";
+import { explainMissing, installWheels } from "../packages/install.ts";
 import type {
   BootMessage,
   ExecMessage,
   HostMessage,
+  InstallMessage,
   OutputCaps,
   WorkerMessage,
 } from "./messages.ts";
@@ -156,6 +158,23 @@ async function exec(msg: ExecMessage): Promise<void> {
   });
 }
 
+/** Installs the wheels of a call (or of the preload list) before its code runs. */
+async function install(msg: InstallMessage): Promise<void> {
+  let results: { name: string; error?: string }[];
+  if (!py) {
+    results = msg.wheels.map((w) => ({ name: w.name, error: "interpreter is not booted" }));
+  } else {
+    try {
+      results = await installWheels(py, msg.wheels);
+      explainMissing(py, msg.unavailable);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      results = msg.wheels.map((w) => ({ name: w.name, error: message }));
+    }
+  }
+  post({ type: "installed", id: msg.id, results, memoryBytes: memoryBytes() });
+}
+
 self.onmessage = (event: MessageEvent<HostMessage>) => {
   const msg = event.data;
   if (msg.type === "boot") {
@@ -164,5 +183,7 @@ self.onmessage = (event: MessageEvent<HostMessage>) => {
     );
   } else if (msg.type === "exec") {
     exec(msg);
+  } else if (msg.type === "install") {
+    install(msg);
   }
 };
