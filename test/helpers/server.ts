@@ -30,6 +30,19 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Extra `deno run` flags placed before `main.ts` (e.g. to test wider permissions). */
   extraFlags?: string[];
+  /** Directories the server may read besides the start task's (a test's package mirror). */
+  readPaths?: string[];
+}
+
+/**
+ * Tests never reach the internet: whatever hosts the start task allows (Pyodide's CDN), the
+ * server under test may only reach loopback addresses.
+ */
+function loopbackOnly(arg: string): string {
+  if (!arg.startsWith("--allow-net=")) return arg;
+  const hosts = arg.slice("--allow-net=".length).split(",");
+  const loopback = hosts.filter((h) => /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?$/.test(h));
+  return `--allow-net=${loopback.join(",")}`;
 }
 
 /** The `deno run` arguments of the `start` task in deno.json. */
@@ -65,9 +78,10 @@ export class TestServer implements AsyncDisposable {
     const args = await startArgs();
     const main = args.indexOf("main.ts");
     args.splice(main, 0, ...(this.options.extraFlags ?? []));
-    const finalArgs = this.#tmp
-      ? args.map((a) => a.startsWith("--allow-read=") ? `${a},${this.#tmp}` : a)
-      : args;
+    const reads = [...(this.#tmp ? [this.#tmp] : []), ...(this.options.readPaths ?? [])];
+    const finalArgs = args.map(loopbackOnly).map((a) =>
+      a.startsWith("--allow-read=") && reads.length ? `${a},${reads.join(",")}` : a
+    );
     this.#child = new Deno.Command(Deno.execPath(), {
       args: finalArgs,
       cwd: ROOT,
