@@ -93,6 +93,10 @@ async function boot(msg: BootMessage): Promise<void> {
   if (msg.makeSnapshot) {
     // Modules the runner needs are imported before the snapshot so every boot skips them.
     pyodide.runPython("import ast, base64, json, linecache, math, os, sys, traceback, builtins");
+    // Installing a wheel imports these (tarfile and importlib.metadata take ~100 ms each).
+    pyodide.runPython(
+      "import encodings.cp437, importlib.metadata, pathlib, shutil, tarfile, zipfile",
+    );
     const bytes = pyodide.makeMemorySnapshot() as Uint8Array<ArrayBuffer>;
     dropPermissions();
     post({ type: "snapshot", id: msg.id, bytes }, [bytes.buffer as ArrayBuffer]);
