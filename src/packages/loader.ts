@@ -71,6 +71,9 @@ interface Candidate {
   bytes: (signal?: AbortSignal) => Promise<Uint8Array>;
 }
 
+/** How long a failed download is not tried again. */
+const RETRY_AFTER_MS = 60_000;
+
 /** Most packages one PyPI request may pull in, so a dependency storm cannot stall a call. */
 const MAX_PYPI_PACKAGES = 64;
 
@@ -82,6 +85,7 @@ const MAX_PYPI_PACKAGES = 64;
  */
 export class PackageLoader {
   readonly #candidates = new Map<string, Promise<Candidate>>();
+  readonly #failures = new Map<string, { message: string; at: number }>();
   readonly #allow: Set<string>;
   readonly #deny: Set<string>;
 
@@ -312,13 +316,39 @@ export class PackageLoader {
       const cached = await this.cache.get(fileName, sha256);
       if (cached) return cached;
     }
-    const bytes = await read(signal);
-    const actual = await sha256Hex(bytes);
-    if (sha256 && actual !== sha256.toLowerCase()) {
-      throw new Error(`${fileName} does not match its sha256 (expected ${sha256}, got ${actual})`);
+    return await this.#unlessFailedLately(fileName, async () => {
+      const bytes = await read(signal);
+      const actual = await sha256Hex(bytes);
+      if (sha256 && actual !== sha256.toLowerCase()) {
+        throw new Error(
+          `${fileName} does not match its sha256 (expected ${sha256}, got ${actual})`,
+        );
+      }
+      await this.cache.put(fileName, actual, bytes);
+      return bytes;
+    });
+  }
+
+  /**
+   * Runs a download unless the same one failed less than RETRY_AFTER_MS ago, in which case that
+   * failure is repeated at once: smolagents lists the same packages on every call, and a server
+   * without network should not pay for a failing download each time.
+   */
+  async #unlessFailedLately<T>(key: string, download: () => Promise<T>): Promise<T> {
+    const failed = this.#failures.get(key);
+    if (failed && performance.now() - failed.at < RETRY_AFTER_MS) {
+      throw new Error(`${failed.message} (not retried for ${RETRY_AFTER_MS / 1000} s)`);
     }
-    await this.cache.put(fileName, actual, bytes);
-    return bytes;
+    try {
+      const result = await download();
+      this.#failures.delete(key);
+      return result;
+    } catch (err) {
+      const message = (err as Error).message;
+      const aborted = (err as Error).name === "AbortError" || /no answer in time/.test(message);
+      if (!aborted) this.#failures.set(key, { message, at: performance.now() });
+      throw err;
+    }
   }
 
   /** Follows a pure-Python package and its `Requires-Dist` through the simple index. */
@@ -386,7 +416,10 @@ export class PackageLoader {
     let found = this.#candidates.get(memo);
     if (!found) {
       found = (async () => {
-        const wheel = await findPureWheel(this.rules.pypi!, key, specifier, signal);
+        const wheel = await this.#unlessFailedLately(
+          `pypi:${key}`,
+          () => findPureWheel(this.rules.pypi!, key, specifier, signal),
+        );
         if (!wheel) throw new NotOnIndex();
         const bytes = await this.#download(
           wheel.fileName,

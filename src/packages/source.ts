@@ -86,7 +86,9 @@ export async function fetchOk(
       : (err as Error).name === "TimeoutError"
       ? "no answer in time"
       : [(err as Error).message, ((err as Error).cause as Error | undefined)?.message]
-        .filter(Boolean).join(": ");
+        .filter(Boolean).join(": ")
+        // Deno repeats the URL inside the cause; once is enough.
+        .replace(/error sending request for url \([^)]*\): /, "");
     throw new FetchError(`cannot download ${url}: ${why}`);
   }
   if (!response.ok) {
