@@ -106,6 +106,8 @@ async function boot(msg: BootMessage): Promise<void> {
   pyodide.setStdout({ write: (b: Uint8Array) => stdout.write(b) });
   pyodide.setStderr({ write: (b: Uint8Array) => stderr.write(b) });
   pyodide.setInterruptBuffer(interrupt);
+  // Every interpreter restored from one snapshot shares its random state; give each its own.
+  pyodide.runPython("import sys\nif 'random' in sys.modules: sys.modules['random'].seed()");
   const runnerGlobals = pyodide.globals.get("dict")();
   pyodide.runPython(msg.runner, { globals: runnerGlobals, filename: "<moat>" });
   runCode = runnerGlobals.get("run") as typeof runCode;
