@@ -1,3 +1,4 @@
+import { MessageChannel as NodeMessageChannel } from "node:worker_threads";
 import type { Unavailable, WheelBytes } from "../packages/install.ts";
 import type { Limits } from "../policy/schema.ts";
 import {
@@ -22,10 +23,18 @@ async function runner(): Promise<string> {
   return runnerSource ??= await Deno.readTextFile(RUNNER_PATH);
 }
 
+/**
+ * Why an interpreter was lost: `timeout` (it did not stop when interrupted), `crashed` (its
+ * worker died: exit, close, an uncaught error, a stack overflow), `fatal` (Pyodide itself
+ * failed), `memory` (stopped because the server ran short of memory), `stopped` (its session
+ * was deleted or reset, or the server is shutting down).
+ */
+export type KillReason = "timeout" | "crashed" | "fatal" | "memory" | "stopped";
+
 /** How a call ended, seen from the host. */
 export type ExecEnd =
   | { kind: "done"; message: ResultMessage; interrupted: boolean }
-  | { kind: "killed"; reason: "timeout" | "crashed" | "fatal"; detail: string };
+  | { kind: "killed"; reason: KillReason; detail: string };
 
 /** Options for one sandbox: the policy's limits. */
 export interface SandboxOptions {
@@ -34,6 +43,14 @@ export interface SandboxOptions {
   snapshot?: Uint8Array;
   /** Wheels installed right after boot, before the interpreter takes calls (policy `preload`). */
   preload?: WheelBytes[];
+  /** The worker module; tests substitute one that dies on purpose. @default {worker.ts} */
+  workerUrl?: URL;
+}
+
+/** The host's end of the lifeline: a node-style port, whose `close` event Deno does emit. */
+interface LifelinePort {
+  on(event: "close" | "message", listener: () => void): void;
+  close(): void;
 }
 
 /** A worker that died while booting; the message says why. */
@@ -45,21 +62,29 @@ export class BootError extends Error {
 export class Sandbox {
   readonly #worker: Worker;
   readonly #interrupt = new Int32Array(new SharedArrayBuffer(4));
+  /** Written by the worker: [0] its linear memory in 64 KiB pages, current even mid-call. */
+  readonly #stats = new Int32Array(new SharedArrayBuffer(4));
+  readonly #lifeline: LifelinePort;
+  readonly #lifelineEnd: MessagePort;
+  #death?: { reason: KillReason; detail: string };
+  #memoryBytes = 0;
   readonly #pending = new Map<number, (msg: WorkerMessage | Error) => void>();
   #nextId = 1;
-  #dead = false;
   /** Canonical names of the packages installed in this interpreter. */
   readonly packages = new Set<string>();
-  /** Linear memory of the interpreter after its last call. */
-  memoryBytes = 0;
   bootMs = 0;
+  /**
+   * Called once when the worker dies by itself or is killed (not on `terminate()`), also while
+   * it is idle, so its owner can replace it at once.
+   */
+  onDeath?: (reason: KillReason, detail: string) => void;
 
-  private constructor() {
-    this.#worker = new Worker(WORKER_URL, {
+  private constructor(workerUrl = WORKER_URL) {
+    this.#worker = new Worker(workerUrl, {
       type: "module",
       deno: {
         permissions: {
-          read: [PYODIDE_DIR, WORKER_URL.pathname, INSTALLER_URL.pathname],
+          read: [PYODIDE_DIR, workerUrl.pathname, INSTALLER_URL.pathname],
           write: false,
           net: false,
           env: false,
@@ -73,18 +98,34 @@ export class Sandbox {
     this.#worker.onmessage = (e) => this.#receive(e.data);
     this.#worker.onerror = (e) => {
       e.preventDefault();
-      this.#die(new Error(`the interpreter's worker failed: ${e.message}`));
+      this.#die("crashed", `its worker failed: ${e.message}`);
     };
     this.#worker.onmessageerror = () => {};
+    // Deno tells a host nothing when a worker exits or closes itself; a port the worker holds
+    // does close then, so the host learns of every death within milliseconds, busy or idle.
+    const channel = new NodeMessageChannel();
+    this.#lifeline = channel.port1 as unknown as LifelinePort;
+    this.#lifelineEnd = channel.port2 as unknown as MessagePort;
+    this.#lifeline.on("message", () => {});
+    this.#lifeline.on("close", () => this.#die("crashed", "its worker stopped unexpectedly"));
+  }
+
+  /** Linear memory of the interpreter: live, as the worker reports each growth. */
+  get memoryBytes(): number {
+    return Math.max(this.#memoryBytes, Atomics.load(this.#stats, 0) * 65536);
+  }
+
+  set memoryBytes(bytes: number) {
+    this.#memoryBytes = bytes;
   }
 
   /** Boots an interpreter; resolves once it can take calls. */
   static async start(options: SandboxOptions): Promise<Sandbox> {
-    const box = new Sandbox();
+    const box = new Sandbox(options.workerUrl);
     const reply = await box.#request({
       ...(await box.#bootMessage(options, false)),
       snapshot: options.snapshot,
-    });
+    }, [box.#lifelineEnd]);
     if (reply.type !== "ready") {
       box.terminate();
       throw new BootError(reply.type === "boot-failed" ? reply.message : "unexpected reply");
@@ -140,7 +181,9 @@ export class Sandbox {
   static async makeSnapshot(limits: Limits): Promise<Uint8Array> {
     const box = new Sandbox();
     try {
-      const reply = await box.#request(await box.#bootMessage({ limits }, true));
+      const reply = await box.#request(await box.#bootMessage({ limits }, true), [
+        box.#lifelineEnd,
+      ]);
       if (reply.type !== "snapshot") {
         throw new BootError(reply.type === "boot-failed" ? reply.message : "unexpected reply");
       }
@@ -151,7 +194,7 @@ export class Sandbox {
   }
 
   get alive(): boolean {
-    return !this.#dead;
+    return !this.#death;
   }
 
   /**
@@ -159,40 +202,47 @@ export class Sandbox {
    * not stopped `graceMs` later, the worker is terminated. Always settles within both.
    */
   async exec(code: string, timeoutMs: number, graceMs: number): Promise<ExecEnd> {
-    if (this.#dead) return { kind: "killed", reason: "crashed", detail: "the interpreter is gone" };
+    if (this.#death) return this.#killed();
     let interrupted = false;
-    let killed = false;
     let grace: ReturnType<typeof setTimeout> | undefined;
     const timer = setTimeout(() => {
       interrupted = true;
       Atomics.store(this.#interrupt, 0, 2); // SIGINT
-      grace = setTimeout(() => {
-        killed = true;
-        this.#die(new Error("did not stop when interrupted"));
-      }, graceMs);
+      grace = setTimeout(() => this.#die("timeout", "did not stop when interrupted"), graceMs);
     }, timeoutMs);
     try {
+      // A flag set just as the previous call ended must not interrupt this one.
+      Atomics.store(this.#interrupt, 0, 0);
       const reply = await this.#request({ type: "exec", id: 0, code });
       if (reply.type !== "result") throw new Error("unexpected reply");
       this.memoryBytes = reply.memoryBytes;
       if (reply.fatal) {
-        this.terminate();
-        return { kind: "killed", reason: "fatal", detail: reply.fatal };
+        this.#die("fatal", reply.fatal, false);
+        return this.#killed();
       }
       return { kind: "done", message: reply, interrupted };
     } catch (err) {
-      this.terminate();
-      if (killed) return { kind: "killed", reason: "timeout", detail: (err as Error).message };
-      return { kind: "killed", reason: "crashed", detail: (err as Error).message };
+      this.#die("crashed", (err as Error).message);
+      return this.#killed();
     } finally {
       clearTimeout(timer);
       clearTimeout(grace);
     }
   }
 
-  /** Stops the worker at once; pending calls settle as crashed. */
-  terminate(): void {
-    this.#die(new Error("terminated"));
+  /** Stops the worker at once, e.g. when the server runs short of memory; owners are told. */
+  kill(reason: KillReason, detail: string): void {
+    this.#die(reason, detail);
+  }
+
+  /** Stops the worker at once; a running call ends as `stopped`; `onDeath` is not called. */
+  terminate(detail = "it is no longer needed"): void {
+    this.#die("stopped", detail, false);
+  }
+
+  #killed(): ExecEnd {
+    const { reason, detail } = this.#death ?? { reason: "crashed", detail: "unknown" };
+    return { kind: "killed", reason, detail };
   }
 
   async #bootMessage(options: SandboxOptions, makeSnapshot: boolean): Promise<BootMessage> {
@@ -205,6 +255,8 @@ export class Sandbox {
       makeSnapshot,
       memoryBytes: limits.memoryMb * 1024 * 1024,
       interrupt: this.#interrupt.buffer as SharedArrayBuffer,
+      stats: this.#stats.buffer as SharedArrayBuffer,
+      lifeline: this.#lifelineEnd,
       caps: {
         stdoutBytes: limits.stdoutBytes,
         stderrBytes: limits.stderrBytes,
@@ -213,12 +265,12 @@ export class Sandbox {
     };
   }
 
-  #request(msg: HostMessage): Promise<WorkerMessage> {
-    if (this.#dead) return Promise.reject(new Error("the interpreter is gone"));
+  #request(msg: HostMessage, transfer: Transferable[] = []): Promise<WorkerMessage> {
+    if (this.#death) return Promise.reject(new Error(this.#death.detail));
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       this.#pending.set(id, (reply) => reply instanceof Error ? reject(reply) : resolve(reply));
-      this.#worker.postMessage({ ...msg, id });
+      this.#worker.postMessage({ ...msg, id }, transfer);
     });
   }
 
@@ -231,12 +283,15 @@ export class Sandbox {
     settle(parsed.data);
   }
 
-  #die(reason: Error): void {
-    if (!this.#dead) {
-      this.#dead = true;
-      this.#worker.terminate();
-    }
-    for (const settle of this.#pending.values()) settle(reason);
+  /** The one way a worker ends; the first cause is kept, and the owner hears of it once. */
+  #die(reason: KillReason, detail: string, notify = true): void {
+    if (this.#death) return;
+    this.#death = { reason, detail };
+    this.#worker.terminate();
+    this.#lifeline.close();
+    const error = new Error(detail);
+    for (const settle of this.#pending.values()) settle(error);
     this.#pending.clear();
+    if (notify) this.onDeath?.(reason, detail);
   }
 }

@@ -24,6 +24,10 @@ export interface BootMessage {
   memoryBytes: number;
   /** Pyodide's interrupt buffer, shared so the host can raise KeyboardInterrupt. */
   interrupt: SharedArrayBuffer;
+  /** Counters the worker keeps and the host reads at any time: [0] linear memory in 64 KiB pages. */
+  stats: SharedArrayBuffer;
+  /** A port the worker holds until it ends; its closing tells the host the worker is gone. */
+  lifeline?: MessagePort;
   caps: OutputCaps;
 }
 

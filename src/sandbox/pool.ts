@@ -1,6 +1,9 @@
 import { Sandbox, type SandboxOptions } from "./host.ts";
 
-/** Pre-started interpreters, so a new session does not wait for Pyodide to boot. */
+/**
+ * Pre-started interpreters, so a new session does not wait for Pyodide to boot. The pool refills
+ * in the background, one boot at a time: boots compete with running calls for the CPU.
+ */
 export class Pool {
   readonly #ready: Sandbox[] = [];
   #starting = 0;
@@ -20,46 +23,67 @@ export class Pool {
 
   /** Hands out a ready interpreter, or boots one when none is ready; refills behind. */
   async take(): Promise<Sandbox> {
-    let box: Sandbox | undefined;
-    while ((box = this.#ready.shift()) && !box.alive);
+    const box = this.#ready.shift();
     this.fill();
-    return box ?? await Sandbox.start(this.options);
+    if (box) {
+      box.onDeath = undefined;
+      return box;
+    }
+    return await Sandbox.start(this.options);
   }
 
-  /** Starts interpreters in the background until `size` are ready or starting. */
+  /** Starts an interpreter in the background unless `size` are ready or one is starting. */
   fill(): void {
-    while (!this.#closed && this.#ready.length + this.#starting < this.size) {
+    if (this.#closed || this.#starting > 0 || this.#ready.length >= this.size) return;
+    this.#starting++;
+    Sandbox.start(this.options).then(
+      (box) => {
+        this.#failures = 0;
+        this.#add(box);
+      },
+      (err) => {
+        this.#failures++;
+        this.log(`a pre-started interpreter failed to boot: ${err.message}`);
+      },
+    ).finally(() => {
+      this.#starting--;
+      // Back off after failures so a broken installation does not spin.
+      if (this.#failures === 0) this.fill();
+      else if (this.#failures < 5) setTimeout(() => this.fill(), 1000 * this.#failures);
+    });
+  }
+
+  /** Resolves once `size` interpreters are ready (for start-up), booting them side by side. */
+  async warm(): Promise<void> {
+    const missing = this.size - this.#ready.length - this.#starting;
+    const boots = Array.from({ length: Math.max(0, missing) }, () => {
       this.#starting++;
-      Sandbox.start(this.options).then(
-        (box) => {
-          this.#failures = 0;
-          if (this.#closed) box.terminate();
-          else this.#ready.push(box);
-        },
+      return Sandbox.start(this.options).then(
+        (box) => this.#add(box),
         (err) => {
           this.#failures++;
           this.log(`a pre-started interpreter failed to boot: ${err.message}`);
         },
-      ).finally(() => {
-        this.#starting--;
-        // Back off after failures so a broken installation does not spin.
-        if (this.#failures === 0) this.fill();
-        else if (this.#failures < 5) setTimeout(() => this.fill(), 1000 * this.#failures);
-      });
-    }
+      ).finally(() => this.#starting--);
+    });
+    await Promise.all(boots);
   }
 
-  /** Resolves once `size` interpreters are ready (for start-up). */
-  async warm(): Promise<void> {
-    this.fill();
-    while (!this.#closed && this.#ready.length < this.size && this.#failures < 5) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
+  #add(box: Sandbox): void {
+    if (this.#closed) return box.terminate("the server is shutting down");
+    // A ready interpreter that dies while it waits is dropped, and another one started.
+    box.onDeath = (_reason, detail) => {
+      const at = this.#ready.indexOf(box);
+      if (at >= 0) this.#ready.splice(at, 1);
+      this.log(`a pre-started interpreter died while waiting (${detail}); starting another`);
+      this.fill();
+    };
+    this.#ready.push(box);
   }
 
   /** Terminates every ready interpreter and stops refilling. */
   close(): void {
     this.#closed = true;
-    for (const box of this.#ready.splice(0)) box.terminate();
+    for (const box of this.#ready.splice(0)) box.terminate("the server is shutting down");
   }
 }

@@ -6,6 +6,7 @@
  * it breaks, so nothing here trusts the code it runs.
  */
 import { loadPyodide, type PyodideAPI } from "pyodide";
+import createPyodideModule from "pyodide/pyodide.asm.mjs";
 import type { PyProxy } from "pyodide/ffi";
 import { explainMissing, installWheels } from "../packages/install.ts";
 import type {
@@ -54,21 +55,102 @@ let caps: OutputCaps;
 let interrupt: Int32Array;
 let stdout = new Capture(0);
 let stderr = new Capture(0);
+/**
+ * Held for the worker's whole life and never used: when this thread ends for any reason, the
+ * port closes and the host learns at once that the interpreter is gone.
+ */
+let lifeline: unknown;
 
-/** Refuses growth of any WebAssembly memory past the cap, so Python gets MemoryError. */
-function capMemory(maxBytes: number): void {
+/**
+ * Refuses growth of any WebAssembly memory past the cap, so Python gets MemoryError; reports
+ * each growth in `stats[0]` (64 KiB pages) so the host sees memory in use even mid-call.
+ */
+function capMemory(maxBytes: number, stats: Int32Array): void {
   const grow = WebAssembly.Memory.prototype.grow;
   Object.defineProperty(WebAssembly.Memory.prototype, "grow", {
     value: function (this: WebAssembly.Memory, pages: number) {
       if (this.buffer.byteLength + pages * 65536 > maxBytes) {
         throw new RangeError(`memory limit of ${maxBytes} bytes reached`);
       }
-      return grow.call(this, pages);
+      const before = grow.call(this, pages);
+      Atomics.store(stats, 0, Math.max(Atomics.load(stats, 0), before + pages));
+      return before;
     },
     writable: false,
     configurable: false,
   });
 }
+
+// ---- Sessions: a lean boot (see README, "Sessions and limits") ----
+
+const CHUNK = 64 * 1024;
+
+function isZero(words: Int32Array, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (words[i] !== 0) return false;
+  return true;
+}
+
+/**
+ * Pyodide's module factory, changed in two ways that only save memory: a snapshot is restored
+ * chunk by chunk, skipping chunks that are zero in the snapshot and in the fresh memory alike
+ * (about half of them, which then never become resident), and the wasm binary Pyodide read from
+ * disk is let go once the module is instantiated.
+ */
+// deno-lint-ignore no-explicit-any
+async function leanPyodideModule(settings: any): Promise<any> {
+  const module = await createPyodideModule(settings);
+  settings.instantiateWasm = undefined; // its closure holds the 10 MB binary
+  const api = module.API;
+  const restore = api?.restoreSnapshot;
+  if (typeof restore !== "function") return module;
+  api.restoreSnapshot = (snapshot: Uint8Array) => {
+    const start = new Uint32Array(snapshot.buffer, snapshot.byteOffset, 2)[1];
+    const heap: Uint8Array = module.HEAPU8;
+    const image = snapshot.subarray(start);
+    if (start % 4 || snapshot.byteOffset % 4 || image.length > heap.length) {
+      return restore(snapshot);
+    }
+    // Pyodide checks the header and decodes its metadata; the memory image is copied below.
+    const meta = restore(snapshot.subarray(0, start));
+    const src = new Int32Array(image.buffer, image.byteOffset, image.length >> 2);
+    const dst = new Int32Array(heap.buffer, 0, heap.length >> 2);
+    for (let at = 0; at < image.length; at += CHUNK) {
+      const end = Math.min(at + CHUNK, image.length);
+      if (!isZero(src, at >> 2, end >> 2) || end % 4) heap.set(image.subarray(at, end), at);
+      else if (!isZero(dst, at >> 2, end >> 2)) heap.fill(0, at, end);
+    }
+    return meta;
+  };
+  return module;
+}
+
+/**
+ * Runs the paths every call takes (a result, printing, a traceback, top-level await) once before
+ * the interpreter is handed out, so a session's first call does not pay for them. The runner's
+ * cell counter is reset, so the session's first cell is still `<cell 1>`.
+ */
+async function warmUp(pyodide: PyodideAPI, runnerGlobals: PyProxy): Promise<void> {
+  if (!runCode) return;
+  const scratch = pyodide.globals.get("dict")();
+  const cells = [
+    "x = [1, 'a', {'b': 2.5}]\nprint(x)\nx",
+    "1/0",
+    "import asyncio\nawait asyncio.sleep(0)",
+  ];
+  for (const cell of cells) {
+    let out = runCode(cell, scratch, caps.resultBytes);
+    if (typeof out?.then === "function") {
+      const pending = out;
+      out = await pending;
+      pending.destroy?.();
+    }
+    out?.destroy?.();
+  }
+  scratch.destroy();
+  runnerGlobals.set("_cell", 0);
+}
+
+// ---- end of the sessions section ----
 
 /** After boot the worker needs no permission at all. */
 function dropPermissions(): void {
@@ -80,8 +162,10 @@ async function boot(msg: BootMessage): Promise<void> {
   const started = performance.now();
   caps = msg.caps;
   interrupt = new Int32Array(msg.interrupt);
-  capMemory(msg.memoryBytes);
+  lifeline = msg.lifeline;
+  capMemory(msg.memoryBytes, new Int32Array(msg.stats));
   const pyodide = await loadPyodide({
+    createPyodideModule: leanPyodideModule,
     indexURL: msg.indexPath,
     jsglobals: Object.create(null),
     env: { HOME: "/home/pyodide" },
@@ -112,6 +196,7 @@ async function boot(msg: BootMessage): Promise<void> {
   pyodide.runPython(msg.runner, { globals: runnerGlobals, filename: "<moat>" });
   runCode = runnerGlobals.get("run") as typeof runCode;
   namespace = runnerGlobals.get("new_namespace")();
+  await warmUp(pyodide, runnerGlobals);
   runnerGlobals.destroy();
   py = pyodide;
   post({

@@ -131,8 +131,10 @@ def _result_json(value, limit):
     text = json.dumps(_jsonable(value), ensure_ascii=False, allow_nan=False)
     if len(text.encode("utf-8")) <= limit:
         return text, False
-    cut = text.encode("utf-8")[:limit].decode("utf-8", "ignore")
-    return json.dumps(cut + f"… [result cut: {len(text)} characters exceed the limit of {limit} bytes]"), True
+    # A string is cut as itself, anything else as its JSON text.
+    shown = value if isinstance(value, str) else text
+    cut = shown.encode("utf-8")[:limit].decode("utf-8", "ignore")
+    return json.dumps(cut + f"… [result cut: {len(shown)} characters exceed the limit of {limit} bytes]"), True
 
 
 def _flush():
