@@ -48,7 +48,7 @@ async function main(): Promise<void> {
     say,
   );
   await pool.warm();
-  const sessions = new SessionManager(policy, pool, logCall, packages);
+  const sessions = new SessionManager(policy, pool, logCall, packages, say);
   const app = createApp({
     token: config.token,
     policy,

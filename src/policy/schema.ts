@@ -26,6 +26,11 @@ export const LimitsSchema = z.object({
   queuedCalls: z.number().int().positive().default(16),
   /** Pre-started interpreters kept ready for new sessions. */
   poolSize: z.number().int().min(0).max(64).default(2),
+  /**
+   * Resident memory the whole server may use, in MiB; past it the interpreter holding the most
+   * memory is stopped, so that the kernel never kills the server and every session with it.
+   */
+  serverMemoryMb: z.number().int().min(256).default(8192),
 }).strict();
 
 /** Which Python packages sessions may load, and from where. */

@@ -29,16 +29,64 @@ function scrub(text: string): string {
   return text.replaceAll(`file://${ROOT}`, "").replaceAll(ROOT, "");
 }
 
-function lostState(type: string, what: string): PythonErrorBody {
+function lostState(type: string, what: string, notRun = false): PythonErrorBody {
   const message = `${type}: ${what} The interpreter was replaced, so this session's ` +
-    `variables, imports and definitions are lost; the next call starts fresh.`;
+    `variables, imports and definitions are lost; ` +
+    (notRun
+      ? `this call's code was NOT run: send it again, with whatever it needs redefined.`
+      : `the next call starts fresh.`);
   return { name: "PythonError", message, pythonExceptionType: type, pythonExceptionValue: message };
+}
+
+/** The error for an interpreter that was lost, by why it was lost. */
+function lostError(
+  end: Extract<ExecEnd, { kind: "killed" }>,
+  timeoutMs: number,
+  notRun: boolean,
+): { error: PythonErrorBody; limit: LimitHit } {
+  const detail = scrub(end.detail);
+  switch (end.reason) {
+    case "timeout":
+      return {
+        limit: "timeout",
+        error: lostState(
+          "TimeoutError",
+          `Execution exceeded the time limit of ${timeoutMs} ms and did not stop when interrupted.`,
+          notRun,
+        ),
+      };
+    case "memory":
+      return { limit: "memory", error: lostState("MemoryError", `${detail}.`, notRun) };
+    case "stopped":
+      return {
+        limit: "crash",
+        error: lostState("InterpreterStopped", `The interpreter was stopped: ${detail}.`, notRun),
+      };
+    default: {
+      const memory = /memory|allocat/i.test(end.detail);
+      return {
+        limit: memory ? "memory" : "crash",
+        error: lostState(
+          memory ? "MemoryError" : "InterpreterCrash",
+          `The Python interpreter crashed (${detail}).`,
+          notRun,
+        ),
+      };
+    }
+  }
 }
 
 /** Builds the HTTP body; `result` stays raw JSON text so big integers keep every digit. */
 export function buildAnswer(
   end: ExecEnd,
-  ctx: { timeoutMs: number; durationMs: number; memoryBytes: number; packages?: PackagesReport },
+  ctx: {
+    timeoutMs: number;
+    durationMs: number;
+    memoryBytes: number;
+    packages?: PackagesReport;
+    /** The interpreter had been lost before the call, which was therefore not run. */
+    notRun?: boolean;
+  },
 ): Answer {
   let result = "null";
   let stdout = "";
@@ -72,19 +120,8 @@ export function buildAnswer(
     } else if (cut.result) limit = "result";
     else if (cut.stdout) limit = "stdout";
     else if (cut.stderr) limit = "stderr";
-  } else if (end.reason === "timeout") {
-    limit = "timeout";
-    error = lostState(
-      "TimeoutError",
-      `Execution exceeded the time limit of ${ctx.timeoutMs} ms and did not stop when interrupted.`,
-    );
   } else {
-    const memory = /memory|allocat/i.test(end.detail);
-    limit = memory ? "memory" : "crash";
-    error = lostState(
-      memory ? "MemoryError" : "InterpreterCrash",
-      `The Python interpreter crashed (${scrub(end.detail)}).`,
-    );
+    ({ error, limit } = lostError(end, ctx.timeoutMs, ctx.notRun ?? false));
   }
 
   if (error) {

@@ -2,9 +2,10 @@ import { SessionNotFound, TooManyRequests, Unavailable } from "../errors.ts";
 import type { Policy } from "../policy/schema.ts";
 import { emptyReport, loadPackages } from "../packages/call.ts";
 import type { PackageLoader } from "../packages/loader.ts";
-import type { ExecEnd, Sandbox } from "../sandbox/host.ts";
+import type { ExecEnd, KillReason, Sandbox } from "../sandbox/host.ts";
 import type { Pool } from "../sandbox/pool.ts";
 import { type Answer, buildAnswer } from "./answer.ts";
+import { MemoryWatchdog } from "./watchdog.ts";
 
 /** `persistent` keeps state between calls; `ephemeral` gives every call a clean interpreter. */
 export type SessionMode = "persistent" | "ephemeral";
@@ -16,10 +17,19 @@ export const DEFAULT_SESSION = "default";
 export interface SessionInfo {
   id: string;
   mode: SessionMode;
+  /** ISO 8601 times. */
   created: string;
   lastUsed: string;
+  /** When the session is removed if it stays unused; null for the default session. */
+  expires: string | null;
   calls: number;
+  /** A call is running now. */
+  busy: boolean;
+  /** Calls waiting behind the running one. */
+  queued: number;
+  /** Linear memory of the session's interpreter (what the policy's memoryMb caps). */
   memoryBytes: number;
+  /** Packages loaded into the session's interpreter. */
   packages: string[];
 }
 
@@ -34,9 +44,17 @@ class Session {
   readonly created = Date.now();
   lastUsed = Date.now();
   calls = 0;
+  /** Calls queued or running. */
   waiting = 0;
   memoryBytes = 0;
+  /** The interpreter, once booted or taken from the pool. */
   box?: Promise<Sandbox>;
+  /** The same interpreter once it is there. */
+  current?: Sandbox;
+  /** The interpreter running the current call, if one is running. */
+  running?: Sandbox;
+  /** Why the interpreter was lost while no call ran; the next call is told instead of run. */
+  lost?: { reason: KillReason; detail: string };
   tail: Promise<unknown> = Promise.resolve();
   readonly packages = new Set<string>();
   constructor(readonly id: string, readonly mode: SessionMode) {}
@@ -46,6 +64,7 @@ class Session {
 export class SessionManager {
   readonly #sessions = new Map<string, Session>();
   readonly #sweeper: ReturnType<typeof setInterval>;
+  readonly #watchdog: MemoryWatchdog;
   #closing = false;
 
   constructor(
@@ -54,10 +73,16 @@ export class SessionManager {
     private readonly onCall: (session: string, answer: Answer) => void = () => {},
     /** Resolves and fetches the packages calls ask for; calls load nothing without it. */
     private readonly loader?: PackageLoader,
+    log: (line: string) => void = () => {},
   ) {
     this.#sessions.set(DEFAULT_SESSION, new Session(DEFAULT_SESSION, "persistent"));
     const every = Math.min(30_000, policy.limits.idleTtlSeconds * 250);
     this.#sweeper = setInterval(() => this.sweep(), every);
+    this.#watchdog = new MemoryWatchdog(
+      policy.limits.serverMemoryMb * 1024 * 1024,
+      () => [...this.#sessions.values()].flatMap((s) => s.current ? [s.current] : []),
+      log,
+    );
   }
 
   /** Creates a session; 429 when the policy's session cap is reached. */
@@ -71,7 +96,7 @@ export class SessionManager {
     }
     const session = new Session(crypto.randomUUID(), mode);
     this.#sessions.set(session.id, session);
-    if (mode === "persistent") session.box = this.#boot();
+    if (mode === "persistent") session.box = this.#boot(session);
     return this.#info(session);
   }
 
@@ -88,10 +113,10 @@ export class SessionManager {
   exec(id: string, request: CallRequest): Promise<Answer> {
     this.#assertOpen();
     const session = this.#find(id);
-    if (session.waiting >= this.policy.limits.queuedCalls) {
+    if (session.waiting > this.policy.limits.queuedCalls) {
       throw new TooManyRequests(
-        `Session '${id}' already has ${session.waiting} calls waiting; ` +
-          `send the next call when one finishes`,
+        `Session '${id}' already has ${session.waiting - 1} calls waiting behind the running ` +
+          `one (the policy's limits.queuedCalls); send the next call when one finishes`,
       );
     }
     session.waiting++;
@@ -105,9 +130,9 @@ export class SessionManager {
   reset(id: string): Promise<SessionInfo> {
     const session = this.#find(id);
     const done = session.tail.then(() => {
-      this.#discard(session);
-      session.packages.clear();
-      if (session.mode === "persistent") session.box = this.#boot();
+      this.#discard(session, "the session was reset");
+      session.lost = undefined;
+      if (session.mode === "persistent") session.box = this.#boot(session);
       return this.#info(session);
     });
     session.tail = done.catch(() => {});
@@ -118,7 +143,7 @@ export class SessionManager {
   delete(id: string): void {
     const session = this.#find(id);
     this.#sessions.delete(id);
-    this.#discard(session);
+    this.#discard(session, "the session was deleted");
     if (id === DEFAULT_SESSION) {
       this.#sessions.set(DEFAULT_SESSION, new Session(DEFAULT_SESSION, "persistent"));
     }
@@ -131,7 +156,7 @@ export class SessionManager {
       if (session.id === DEFAULT_SESSION || session.waiting > 0) continue;
       if (now - session.lastUsed > ttl) {
         this.#sessions.delete(session.id);
-        this.#discard(session);
+        this.#discard(session, "the session expired");
       }
     }
   }
@@ -140,12 +165,17 @@ export class SessionManager {
   async shutdown(graceMs: number): Promise<void> {
     this.#closing = true;
     clearInterval(this.#sweeper);
+    this.#watchdog.stop();
     const running = [...this.#sessions.values()].map((s) => s.tail);
+    let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       Promise.allSettled(running),
-      new Promise((r) => setTimeout(r, graceMs)),
+      new Promise((r) => timer = setTimeout(r, graceMs)),
     ]);
-    for (const session of this.#sessions.values()) this.#discard(session);
+    clearTimeout(timer);
+    for (const session of this.#sessions.values()) {
+      this.#discard(session, "the server is shutting down");
+    }
     this.pool.close();
   }
 
@@ -156,17 +186,25 @@ export class SessionManager {
   async #run(session: Session, request: CallRequest): Promise<Answer> {
     const { limits } = this.policy;
     const timeoutMs = Math.min(request.timeoutMs ?? limits.timeoutMs, limits.maxTimeoutMs);
-    const box = await (session.box ??= this.#boot());
+    if (session.lost) return this.#tellLost(session, timeoutMs);
+    const box = await (session.box ??= this.#boot(session));
     const started = performance.now();
-    // Packages load first, inside the call's time limit; the code gets what is left.
-    const packages = this.loader
-      ? await loadPackages(this.loader, box, request.packages ?? [], timeoutMs)
-      : emptyReport();
-    for (const name of box.packages) session.packages.add(name);
-    const left = Math.max(1, timeoutMs - (performance.now() - started));
-    const end: ExecEnd = box.alive
-      ? await box.exec(request.code, left, limits.graceMs)
-      : { kind: "killed", reason: "timeout", detail: "loading packages used up the time limit" };
+    session.running = box;
+    let end: ExecEnd;
+    let packages = emptyReport();
+    try {
+      // Packages load first, inside the call's time limit; the code gets what is left.
+      if (this.loader) {
+        packages = await loadPackages(this.loader, box, request.packages ?? [], timeoutMs);
+      }
+      for (const name of box.packages) session.packages.add(name);
+      const left = Math.max(1, timeoutMs - (performance.now() - started));
+      end = box.alive
+        ? await box.exec(request.code, left, limits.graceMs)
+        : { kind: "killed", reason: "timeout", detail: "loading packages used up the time limit" };
+    } finally {
+      session.running = undefined;
+    }
     const answer = buildAnswer(end, {
       timeoutMs,
       durationMs: performance.now() - started,
@@ -176,31 +214,68 @@ export class SessionManager {
     session.calls++;
     session.memoryBytes = box.memoryBytes;
     session.lastUsed = Date.now();
-    if (session.mode === "ephemeral" || !box.alive) {
-      box.terminate();
-      session.box = undefined;
-      session.packages.clear();
-      // A persistent session gets its replacement at once, so the next call does not wait.
-      if (session.mode === "persistent" && this.#sessions.has(session.id)) {
-        session.box = this.#boot();
-      }
-    }
+    if (session.mode === "ephemeral" || !box.alive) this.#replace(session, box);
     this.onCall(session.id, answer);
     return answer;
   }
 
-  #boot(): Promise<Sandbox> {
-    const box = this.pool.take().catch((err) => {
-      throw new Unavailable(`No Python interpreter could be started: ${err.message}`);
+  /** The answer for a call on a session whose interpreter was lost while it was idle. */
+  #tellLost(session: Session, timeoutMs: number): Answer {
+    const end: ExecEnd = { kind: "killed", ...session.lost! };
+    session.lost = undefined;
+    session.calls++;
+    session.lastUsed = Date.now();
+    const answer = buildAnswer(end, {
+      timeoutMs,
+      durationMs: 0,
+      memoryBytes: 0,
+      notRun: true,
     });
-    box.catch(() => {}); // reported to the call that awaits it, never unhandled
-    return box;
+    this.onCall(session.id, answer);
+    return answer;
   }
 
-  #discard(session: Session): void {
+  /** Drops a used or dead interpreter; a persistent session gets its replacement at once. */
+  #replace(session: Session, box: Sandbox): void {
+    box.terminate();
+    if (session.current === box) session.current = undefined;
+    session.box = undefined;
+    session.packages.clear();
+    if (session.mode === "persistent" && this.#sessions.get(session.id) === session) {
+      session.box = this.#boot(session);
+    }
+  }
+
+  /** An interpreter that dies while its session is idle is replaced, and the next call told. */
+  #onDeath(session: Session, box: Sandbox, reason: KillReason, detail: string): void {
+    if (session.running === box) return; // the running call reports it
+    if (this.#sessions.get(session.id) !== session) return;
+    session.lost = { reason, detail };
+    this.#replace(session, box);
+  }
+
+  #boot(session: Session): Promise<Sandbox> {
+    const booting: Promise<Sandbox> = this.pool.take().then(
+      (box) => {
+        if (session.box === booting) session.current = box;
+        box.onDeath = (reason, detail) => this.#onDeath(session, box, reason, detail);
+        return box;
+      },
+      (err) => {
+        if (session.box === booting) session.box = undefined; // the next call tries again
+        throw new Unavailable(`No Python interpreter could be started: ${err.message}`);
+      },
+    );
+    booting.catch(() => {}); // reported to the call that awaits it, never unhandled
+    return booting;
+  }
+
+  #discard(session: Session, why: string): void {
     const box = session.box;
     session.box = undefined;
-    box?.then((b) => b.terminate(), () => {});
+    session.current = undefined;
+    session.packages.clear();
+    box?.then((b) => b.terminate(why), () => {});
   }
 
   #find(id: string): Session {
@@ -214,13 +289,17 @@ export class SessionManager {
   }
 
   #info(s: Session): SessionInfo {
+    const ttl = this.policy.limits.idleTtlSeconds * 1000;
     return {
       id: s.id,
       mode: s.mode,
       created: new Date(s.created).toISOString(),
       lastUsed: new Date(s.lastUsed).toISOString(),
+      expires: s.id === DEFAULT_SESSION ? null : new Date(s.lastUsed + ttl).toISOString(),
       calls: s.calls,
-      memoryBytes: s.memoryBytes,
+      busy: s.running !== undefined,
+      queued: Math.max(0, s.waiting - (s.running ? 1 : 0)),
+      memoryBytes: s.current?.memoryBytes ?? s.memoryBytes,
       packages: [...s.packages],
     };
   }
