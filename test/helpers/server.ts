@@ -125,6 +125,11 @@ export class TestServer implements AsyncDisposable {
     return this;
   }
 
+  /** The server's process id (for benchmarks that read its resident memory). */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
   /** Resolves with the exit status (for tests that expect start-up to fail). */
   async exited(): Promise<Deno.CommandStatus> {
     return await this.#exited!;

@@ -1,0 +1,239 @@
+/**
+ * `deno task bench`: measures Moat end to end and prints one table. Interpreter boots are
+ * measured in this process; everything else against the real server, started the way
+ * `deno task start` starts it, over HTTP on loopback.
+ *
+ *   deno task bench            # the full run (about two minutes)
+ *   deno task bench --quick    # fewer repetitions
+ */
+import { LimitsSchema } from "../src/policy/schema.ts";
+import { Sandbox } from "../src/sandbox/host.ts";
+import { loadSnapshot } from "../src/sandbox/snapshot.ts";
+import { startServer, type TestServer } from "../test/helpers/server.ts";
+
+const quick = Deno.args.includes("--quick");
+const N = (full: number) => quick ? Math.max(3, Math.round(full / 5)) : full;
+
+const POLICY = `
+limits:
+  sessions: 40
+  poolSize: 2
+packages:
+  preload: []
+`;
+
+interface Row {
+  what: string;
+  value: string;
+  target?: string;
+  met?: boolean;
+}
+const rows: Row[] = [];
+const say = (line: string) => console.error(`bench: ${line}`);
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
+}
+
+const ms = (n: number) => n < 10 ? `${n.toFixed(2)} ms` : `${Math.round(n)} ms`;
+const sleep = (n: number) => new Promise((r) => setTimeout(r, n));
+
+async function call(server: TestServer, code: string, session?: string) {
+  const path = session ? `/v1/sessions/${session}` : "/";
+  const res = await server.request(path, {
+    method: "POST",
+    body: JSON.stringify({ code, packages: [] }),
+  });
+  const body = await res.json();
+  if (res.status !== 200 || body.error) throw new Error(`${code}: ${JSON.stringify(body)}`);
+  return body;
+}
+
+async function rssBytes(pid: number): Promise<number> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  return Number(status.match(/VmRSS:\s+(\d+) kB/)![1]) * 1024;
+}
+
+async function poolFull(server: TestServer, size: number): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const health = await (await server.request("/health", { auth: false })).json();
+    if (health.poolReady >= size) return;
+    await sleep(50);
+  }
+  throw new Error("the pool did not refill");
+}
+
+async function boots(): Promise<void> {
+  say("booting interpreters in this process (snapshot, then cold)…");
+  const limits = LimitsSchema.parse({});
+  const snapshot = await loadSnapshot(limits, say);
+  const measure = async (times: number, withSnapshot: boolean) => {
+    const walls: number[] = [];
+    for (let i = 0; i < times; i++) {
+      const started = performance.now();
+      const box = await Sandbox.start({
+        limits,
+        snapshot: withSnapshot ? snapshot.bytes : undefined,
+      });
+      walls.push(performance.now() - started);
+      box.terminate();
+      await sleep(100);
+    }
+    return percentile(walls, 0.5);
+  };
+  await measure(1, true); // the first boot also compiles the worker's TypeScript
+  const warm = await measure(N(10), true);
+  const cold = await measure(N(3), false);
+  rows.push({
+    what: "worker boot from the snapshot (p50)",
+    value: ms(warm),
+    target: "≤ 400 ms",
+    met: warm <= 400,
+  });
+  rows.push({ what: "worker boot, cold loadPyodide() (p50)", value: ms(cold) });
+}
+
+async function serverPhases(): Promise<void> {
+  say("starting the server…");
+  const started = performance.now();
+  await using server = await startServer({ policyText: POLICY });
+  await call(server, "1 + 1");
+  const firstResult = performance.now() - started;
+  const own = server.stderr.match(/ready at \S+ in (\d+) ms/)?.[1];
+  rows.push({
+    what: "start-up to first result (process spawn → answer)",
+    value: `${ms(firstResult)} (server says ready in ${own} ms)`,
+  });
+
+  say("round trips on a warm session…");
+  for (let i = 0; i < 200; i++) await call(server, "1");
+  const trips: number[] = [];
+  const inWorker: number[] = [];
+  for (let i = 0; i < N(3000); i++) {
+    const t = performance.now();
+    const body = await call(server, "1");
+    trips.push(performance.now() - t);
+    inWorker.push(body.durationMs);
+  }
+  const p50 = percentile(trips, 0.5);
+  rows.push({
+    what: "trivial call round trip, warm session (p50 / p99)",
+    value: `${ms(p50)} / ${ms(percentile(trips, 0.99))} (call itself p50 ${
+      ms(percentile(inWorker, 0.5))
+    })`,
+    target: "p50 ≤ 1 ms",
+    met: p50 <= 1,
+  });
+
+  say("new sessions to first result…");
+  const fresh: number[] = [];
+  for (let i = 0; i < N(20); i++) {
+    await poolFull(server, 2);
+    const t = performance.now();
+    const created = await server.post("/v1/sessions", {});
+    await call(server, "1", created.body.id);
+    fresh.push(performance.now() - t);
+    const res = await server.request(`/v1/sessions/${created.body.id}`, { method: "DELETE" });
+    await res.body?.cancel();
+  }
+  const freshP50 = percentile(fresh, 0.5);
+  rows.push({
+    what: "new session to first result (p50, pool refilled)",
+    value: ms(freshP50),
+    target: "≤ 30 ms",
+    met: freshP50 <= 30,
+  });
+
+  say("resident memory of 20 idle sessions…");
+  const pid = server.pid!;
+  await poolFull(server, 2);
+  await sleep(2000);
+  const before = await rssBytes(pid);
+  const ids: string[] = [];
+  for (let i = 0; i < 20; i++) {
+    const created = await server.post("/v1/sessions", {});
+    ids.push(created.body.id);
+    await call(server, "x = 1", created.body.id);
+  }
+  await poolFull(server, 2);
+  await sleep(3000);
+  const perSession = (await rssBytes(pid) - before) / 20 / (1024 * 1024);
+  rows.push({
+    what: "resident memory per idle session (20 sessions)",
+    value: `${perSession.toFixed(1)} MB`,
+    target: "≤ 60 MB",
+    met: perSession <= 60,
+  });
+  for (const id of ids) {
+    const res = await server.request(`/v1/sessions/${id}`, { method: "DELETE" });
+    await res.body?.cancel();
+  }
+
+  say("calls per second with 8 sessions in parallel…");
+  const eight: string[] = [];
+  for (let i = 0; i < 8; i++) eight.push((await server.post("/v1/sessions", {})).body.id);
+  await Promise.all(eight.map(async (id) => {
+    for (let i = 0; i < 100; i++) await call(server, "1", id);
+  }));
+  const seconds = quick ? 2 : 5;
+  const until = performance.now() + seconds * 1000;
+  let calls = 0;
+  const t0 = performance.now();
+  await Promise.all(eight.map(async (id) => {
+    while (performance.now() < until) {
+      await call(server, "1", id);
+      calls++;
+    }
+  }));
+  const rate = calls / ((performance.now() - t0) / 1000);
+  rows.push({
+    what: "calls per second, 8 sessions in parallel",
+    value: `${Math.round(rate)} /s`,
+    target: "≥ 2000 /s",
+    met: rate >= 2000,
+  });
+
+  say("a CPU-bound loop in the sandbox and in native python3…");
+  const loop =
+    "def f():\n    s = 0\n    for i in range(3_000_000):\n        s += i * i\n    return s\n";
+  const sandboxed: number[] = [];
+  await call(server, loop);
+  for (let i = 0; i < 3; i++) sandboxed.push((await call(server, "f()")).durationMs);
+  const native = await nativePython(loop);
+  const box = percentile(sandboxed, 0.5);
+  rows.push({
+    what: "CPU-bound loop (3M iterations): sandbox vs native python3",
+    value: native === undefined
+      ? `${ms(box)} (python3 not found)`
+      : `${ms(box)} vs ${ms(native.ms)} (${native.version}): ${(box / native.ms).toFixed(1)}×`,
+  });
+}
+
+async function nativePython(loop: string): Promise<{ ms: number; version: string } | undefined> {
+  const script = `${loop}
+import sys, time
+f()
+runs = []
+for _ in range(3):
+    t = time.perf_counter(); f(); runs.append((time.perf_counter() - t) * 1000)
+print(sorted(runs)[1], sys.version.split()[0])`;
+  try {
+    const out = await new Deno.Command("python3", { args: ["-c", script], stdout: "piped" })
+      .output();
+    const [value, version] = new TextDecoder().decode(out.stdout).trim().split(" ");
+    return { ms: Number(value), version: `Python ${version}` };
+  } catch {
+    return undefined;
+  }
+}
+
+await boots();
+await serverPhases();
+
+const width = Math.max(...rows.map((r) => r.what.length));
+console.log(`\nMoat benchmark (${Deno.build.os}, ${navigator.hardwareConcurrency} cores)\n`);
+for (const row of rows) {
+  const verdict = row.target ? `  target ${row.target}: ${row.met ? "met" : "NOT met"}` : "";
+  console.log(`${row.what.padEnd(width)}  ${row.value}${verdict}`);
+}

@@ -1,0 +1,311 @@
+import assert from "node:assert/strict";
+import { LimitsSchema } from "../src/policy/schema.ts";
+import { Sandbox } from "../src/sandbox/host.ts";
+import { type ExecAnswer, startServer, type TestServer } from "./helpers/server.ts";
+
+// Every limit is attacked here and must hold. Times are never asserted as performance; the only
+// bounds are the promise "answered within timeout + grace", checked with a wide margin.
+const GRACE_MS = 1000;
+const MARGIN_MS = 4000;
+
+const LIMITS_POLICY = `
+limits:
+  graceMs: ${GRACE_MS}
+  memoryMb: 256
+  stdoutBytes: 1000
+  stderrBytes: 1000
+  resultBytes: 1000
+packages:
+  preload: []
+`;
+
+/** Runs code with a time limit and returns the answer and how long the caller waited. */
+async function timed(
+  server: TestServer,
+  code: string,
+  timeoutMs: number,
+  session?: string,
+): Promise<{ answer: ExecAnswer; waitedMs: number }> {
+  const started = performance.now();
+  const answer = await server.exec(code, { timeoutMs, session });
+  return { answer, waitedMs: performance.now() - started };
+}
+
+function assertLostState(answer: ExecAnswer, type: string) {
+  assert.equal(answer.error?.pythonExceptionType, type, JSON.stringify(answer.error));
+  assert.match(answer.error!.message, /interpreter was replaced/);
+  assert.match(answer.error!.message, /variables, imports and definitions are lost/);
+}
+
+Deno.test("time limits hold against code that will not stop", async (t) => {
+  await using server = await startServer({ policyText: LIMITS_POLICY });
+
+  await t.step("a runaway loop is interrupted and the session keeps its state", async () => {
+    await server.exec("x = 41");
+    const { answer, waitedMs } = await timed(server, "while True: pass", 500);
+    assert.equal(answer.error?.pythonExceptionType, "TimeoutError");
+    assert.match(answer.error!.message, /time limit of 500 ms.*keeps its state/);
+    assert.match(answer.error!.message, /File "<cell \d+>", line 1/);
+    assert.equal(answer.resources.limit, "timeout");
+    assert.ok(waitedMs < 500 + GRACE_MS + MARGIN_MS, `answered after ${waitedMs} ms`);
+    assert.equal((await server.exec("x + 1")).result, 42);
+  });
+
+  const hostile: [string, string][] = [
+    [
+      "a loop that swallows KeyboardInterrupt",
+      "while True:\n    try:\n        while True: pass\n    except KeyboardInterrupt:\n        pass",
+    ],
+    [
+      "a loop that ignores SIGINT",
+      "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass",
+    ],
+    [
+      "a loop that turns KeyboardInterrupt off in a finally block",
+      "def f():\n    try:\n        while True: pass\n    finally:\n        while True: pass\nf()",
+    ],
+    ["a long computation in C that never checks for signals", "zlib.compress(DATA, 9)"],
+  ];
+  for (const [what, code] of hostile) {
+    await t.step(`${what} loses its interpreter, and the same session id works again`, async () => {
+      const id = await server.createSession();
+      const setup = code.includes("zlib") ? "import zlib\nDATA = b'ab' * 75_000_000\n" : "";
+      await server.exec(`${setup}kept = 1`, { session: id });
+      const { answer, waitedMs } = await timed(server, code, 300, id);
+      assertLostState(answer, "TimeoutError");
+      assert.match(answer.error!.message, /did not stop when interrupted/);
+      assert.ok(waitedMs < 300 + GRACE_MS + MARGIN_MS, `answered after ${waitedMs} ms`);
+      const after = await server.exec("kept", { session: id });
+      assert.equal(after.error?.pythonExceptionType, "NameError"); // the state is really gone
+      assert.equal((await server.exec("6 * 7", { session: id })).result, 42);
+    });
+  }
+
+  // CPython 3.14 checks for signals inside these, so they are interrupted like a loop; either
+  // way the caller is answered in time and the session works afterwards.
+  const slowInC: [string, string][] = [
+    ["a catastrophic regular expression", "import re\nre.match(r'(a+)+$', 'a' * 64 + 'b')"],
+    ["10**(10**9)", "10**(10**9)"],
+  ];
+  for (const [what, code] of slowInC) {
+    await t.step(`${what} is stopped in time and the session works afterwards`, async () => {
+      const id = await server.createSession();
+      const { answer, waitedMs } = await timed(server, code, 300, id);
+      assert.equal(answer.error?.pythonExceptionType, "TimeoutError");
+      assert.ok(waitedMs < 300 + GRACE_MS + MARGIN_MS, `answered after ${waitedMs} ms`);
+      assert.equal((await server.exec("'alive'", { session: id })).result, "alive");
+    });
+  }
+
+  await t.step("/health and other sessions answer while a session runs away", async () => {
+    const victim = await server.createSession();
+    const other = await server.createSession();
+    let runawaySettled = false;
+    const runaway = server.exec(
+      "while True:\n    try:\n        while True: pass\n    except KeyboardInterrupt:\n        pass",
+      { session: victim, timeoutMs: 3000 },
+    ).finally(() => runawaySettled = true);
+    await new Promise((r) => setTimeout(r, 300)); // the runaway is running now
+    for (let i = 0; i < 5; i++) {
+      const health = await server.request("/health", { auth: false });
+      assert.equal(health.status, 200);
+      await health.body?.cancel();
+      assert.equal((await server.exec(`${i} + 1`, { session: other })).result, i + 1);
+    }
+    assert.equal(runawaySettled, false, "the other requests were answered during the runaway");
+    assertLostState(await runaway, "TimeoutError");
+  });
+
+  await t.step("a request cannot ask for more time than the policy's maximum", async () => {
+    const res = await server.post("/", { code: "1", timeoutMs: 10 ** 9 });
+    assert.equal(res.status, 200);
+    assert.equal(res.body.result, 1);
+  });
+});
+
+Deno.test("memory limits hold and the session survives them", async (t) => {
+  await using server = await startServer({ policyText: LIMITS_POLICY });
+  await server.exec("kept = 'still here'");
+
+  const attacks: [string, string][] = [
+    ["one allocation past the cap", "b = bytearray(300 * 1024 * 1024)"],
+    ["an allocation of 2 GiB - 1", "b = bytearray(2 * 1024**3 - 1)"],
+    ["a list grown until memory runs out", "l = []\nwhile True: l.append(bytearray(1 << 20))"],
+    ["a string doubled until memory runs out", "s = 'x'\nwhile True: s += s"],
+  ];
+  for (const [what, code] of attacks) {
+    await t.step(`${what} raises MemoryError and the session keeps its state`, async () => {
+      const answer = await server.exec(code);
+      assert.equal(answer.error?.pythonExceptionType, "MemoryError", JSON.stringify(answer.error));
+      assert.equal(answer.resources.limit, "memory");
+      assert.ok(answer.resources.memoryBytes <= 256 * 1024 * 1024);
+      await server.exec("l = s = b = None");
+      assert.equal((await server.exec("kept")).result, "still here");
+    });
+  }
+
+  await t.step("2 GiB, past what wasm32 can index, is refused without harm", async () => {
+    const answer = await server.exec("b = bytearray(2 * 1024**3)");
+    assert.ok(["MemoryError", "OverflowError"].includes(answer.error!.pythonExceptionType));
+    assert.equal((await server.exec("kept")).result, "still here");
+  });
+
+  await t.step("the session reports the memory it holds", async () => {
+    const info = await (await server.request("/v1/sessions/default")).json();
+    assert.ok(info.memoryBytes > 0 && info.memoryBytes <= 256 * 1024 * 1024);
+  });
+});
+
+Deno.test("the server stays under its memory budget by stopping the largest interpreter", async (t) => {
+  // Each interpreter may use 1.5 GiB, but the server as a whole only 900 MiB.
+  await using server = await startServer({
+    policyText: "limits:\n  memoryMb: 1536\n  serverMemoryMb: 900\npackages:\n  preload: []\n",
+  });
+
+  await t.step("a call that fills memory is stopped and told why", async () => {
+    const id = await server.createSession();
+    const answer = await server.exec(
+      "import time\nb = bytearray(1000 * 1024 * 1024)\ntime.sleep(5)",
+      { session: id },
+    );
+    assertLostState(answer, "MemoryError");
+    assert.match(answer.error!.message, /server ran short of memory/);
+    assert.equal((await server.exec("'fresh'", { session: id })).result, "fresh");
+    assert.match(server.stderr, /memory: \d+ MB over the budget of 900 MB/);
+  });
+
+  await t.step(
+    "an idle session holding the memory is stopped and its next caller told",
+    async () => {
+      const id = await server.createSession();
+      const first = await server.exec("b = bytearray(1000 * 1024 * 1024)\n1", { session: id });
+      if (first.error === null) {
+        // Stopped after the call returned: the next call is not run, and says why.
+        let next = await server.exec("len(b)", { session: id });
+        for (let i = 0; i < 50 && next.error === null; i++) {
+          await new Promise((r) => setTimeout(r, 100));
+          next = await server.exec("len(b)", { session: id });
+        }
+        assertLostState(next, "MemoryError");
+        assert.match(next.error!.message, /code was NOT run/);
+      } else assertLostState(first, "MemoryError"); // stopped while the call still ran
+      assert.equal((await server.exec("'fresh'", { session: id })).result, "fresh");
+    },
+  );
+});
+
+Deno.test("output past the policy's caps is cut and marked as cut", async (t) => {
+  await using server = await startServer({ policyText: LIMITS_POLICY });
+
+  await t.step("stdout", async () => {
+    const answer = await server.exec("print('a' * 5000)");
+    assert.ok(answer.stdout.startsWith("a".repeat(1000)));
+    assert.match(answer.stdout, /\[stdout cut: the policy keeps the first part only\]$/);
+    assert.ok(answer.stdout.length < 1100);
+    assert.equal(answer.resources.cut.stdout, true);
+    assert.equal(answer.resources.limit, "stdout");
+  });
+
+  await t.step("stderr", async () => {
+    const answer = await server.exec("import sys\nsys.stderr.write('e' * 5000)");
+    assert.match(answer.stderr, /\[stderr cut: the policy keeps the first part only\]$/);
+    assert.equal(answer.resources.cut.stderr, true);
+  });
+
+  await t.step("the result", async () => {
+    const answer = await server.exec("'r' * 5000");
+    assert.equal(typeof answer.result, "string");
+    assert.match(
+      answer.result,
+      /^r+… \[result cut: \d+ characters exceed the limit of 1000 bytes\]$/,
+    );
+    assert.equal(answer.resources.cut.result, true);
+    assert.equal(answer.resources.limit, "result");
+  });
+
+  await t.step("a flood of small writes is cut the same way", async () => {
+    const answer = await server.exec("for i in range(100_000): print(i)");
+    assert.equal(answer.resources.cut.stdout, true);
+    assert.ok(answer.stdout.length < 1100);
+  });
+
+  await t.step("output printed before an error is cut too", async () => {
+    const answer = await server.exec("print('p' * 5000)\n1/0");
+    assert.equal(answer.error?.pythonExceptionType, "ZeroDivisionError");
+    assert.equal(answer.resources.cut.stdout, true);
+    assert.ok(answer.error!.stack!.length < 1200);
+  });
+});
+
+Deno.test("an interpreter that dies is detected, the caller told, and the session respawned", async (t) => {
+  await using server = await startServer({ policyText: LIMITS_POLICY });
+  const routes: [string, string, string][] = [
+    ["os._exit", "import os\nos._exit(3)", "InterpreterCrash"],
+    ["deep recursion in C", "import json\njson.loads('[' * 1_000_000)", "InterpreterCrash"],
+    [
+      "deep Python recursion with the limit lifted",
+      "import sys\nsys.setrecursionlimit(10**7)\ndef f(n): return f(n + 1)\nf(0)",
+      "",
+    ],
+  ];
+  for (const [what, code, type] of routes) {
+    await t.step(`${what}: answered with a clear error, then the same id works`, async () => {
+      const id = await server.createSession();
+      await server.exec("kept = 1", { session: id });
+      const { answer } = await timed(server, code, 20_000, id);
+      if (type) assertLostState(answer, type);
+      else {
+        // Either Python catches it (RecursionError/MemoryError, state kept) or the stack breaks.
+        assert.notEqual(answer.error, null);
+        if (/replaced/.test(answer.error!.message)) assertLostState(answer, "InterpreterCrash");
+      }
+      assert.equal((await server.exec("'back'", { session: id })).result, "back");
+    });
+  }
+});
+
+Deno.test("a worker's death is noticed at once, by every route", async (t) => {
+  const limits = LimitsSchema.parse({});
+  const workerUrl = new URL("./helpers/dying_worker.ts", import.meta.url);
+  for (const route of ["exit", "close", "throw", "overflow"]) {
+    await t.step(`${route} during a call ends the call long before its time limit`, async () => {
+      const box = await Sandbox.start({ limits, workerUrl });
+      const deaths: string[] = [];
+      box.onDeath = (reason) => deaths.push(reason);
+      const started = performance.now();
+      const end = await box.exec(route, 60_000, 1000);
+      assert.equal(end.kind, "killed");
+      assert.equal(end.kind === "killed" && end.reason, "crashed");
+      assert.ok(performance.now() - started < 30_000, "noticed without waiting for the timeout");
+      assert.equal(box.alive, false);
+      assert.deepEqual(deaths, ["crashed"]);
+    });
+  }
+
+  await t.step("a worker that exits while idle is reported to its owner", async () => {
+    const box = await Sandbox.start({ limits, workerUrl });
+    const died = Promise.withResolvers<string>();
+    box.onDeath = (reason) => died.resolve(reason);
+    const end = await box.exec("idle-exit", 60_000, 1000);
+    assert.equal(end.kind, "done");
+    assert.equal(await died.promise, "crashed");
+    assert.equal(box.alive, false);
+  });
+
+  await t.step("a worker that never answers is terminated after timeout and grace", async () => {
+    const box = await Sandbox.start({ limits, workerUrl });
+    const end = await box.exec("hang", 200, 200);
+    assert.equal(end.kind === "killed" && end.reason, "timeout");
+    assert.equal(box.alive, false);
+  });
+
+  await t.step("terminating on purpose is not reported as a death", async () => {
+    const box = await Sandbox.start({ limits, workerUrl });
+    let told = false;
+    box.onDeath = () => told = true;
+    box.terminate();
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(told, false);
+    assert.equal((await box.exec("1", 1000, 100)).kind, "killed");
+  });
+});
