@@ -56,10 +56,10 @@ let interrupt: Int32Array;
 let stdout = new Capture(0);
 let stderr = new Capture(0);
 /**
- * Held for the worker's whole life and never used: when this thread ends for any reason, the
- * port closes and the host learns at once that the interpreter is gone.
+ * The lifeline port, held for the worker's whole life and never used: when this thread ends for
+ * any reason, the port closes and the host learns at once that the interpreter is gone.
  */
-let lifeline: unknown;
+const held: unknown[] = [];
 
 /**
  * Refuses growth of any WebAssembly memory past the cap, so Python gets MemoryError; reports
@@ -162,7 +162,7 @@ async function boot(msg: BootMessage): Promise<void> {
   const started = performance.now();
   caps = msg.caps;
   interrupt = new Int32Array(msg.interrupt);
-  lifeline = msg.lifeline;
+  held.push(msg.lifeline);
   capMemory(msg.memoryBytes, new Int32Array(msg.stats));
   const pyodide = await loadPyodide({
     createPyodideModule: leanPyodideModule,
