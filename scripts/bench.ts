@@ -30,6 +30,10 @@ interface Row {
 }
 const rows: Row[] = [];
 const say = (line: string) => console.error(`bench: ${line}`);
+const record = (row: Row) => {
+  rows.push(row);
+  say(`  ${row.what}: ${row.value}`);
+};
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -50,9 +54,10 @@ async function call(server: TestServer, code: string, session?: string) {
   return body;
 }
 
+/** Resident memory of another process (Deno reads /proc only with --allow-all). */
 async function rssBytes(pid: number): Promise<number> {
-  const status = await Deno.readTextFile(`/proc/${pid}/status`);
-  return Number(status.match(/VmRSS:\s+(\d+) kB/)![1]) * 1024;
+  const out = await new Deno.Command("ps", { args: ["-o", "rss=", "-p", String(pid)] }).output();
+  return Number(new TextDecoder().decode(out.stdout).trim()) * 1024;
 }
 
 async function poolFull(server: TestServer, size: number): Promise<void> {
@@ -85,13 +90,13 @@ async function boots(): Promise<void> {
   await measure(1, true); // the first boot also compiles the worker's TypeScript
   const warm = await measure(N(10), true);
   const cold = await measure(N(3), false);
-  rows.push({
+  record({
     what: "worker boot from the snapshot (p50)",
     value: ms(warm),
     target: "≤ 400 ms",
     met: warm <= 400,
   });
-  rows.push({ what: "worker boot, cold loadPyodide() (p50)", value: ms(cold) });
+  record({ what: "worker boot, cold loadPyodide() (p50)", value: ms(cold) });
 }
 
 async function serverPhases(): Promise<void> {
@@ -101,7 +106,7 @@ async function serverPhases(): Promise<void> {
   await call(server, "1 + 1");
   const firstResult = performance.now() - started;
   const own = server.stderr.match(/ready at \S+ in (\d+) ms/)?.[1];
-  rows.push({
+  record({
     what: "start-up to first result (process spawn → answer)",
     value: `${ms(firstResult)} (server says ready in ${own} ms)`,
   });
@@ -117,7 +122,7 @@ async function serverPhases(): Promise<void> {
     inWorker.push(body.durationMs);
   }
   const p50 = percentile(trips, 0.5);
-  rows.push({
+  record({
     what: "trivial call round trip, warm session (p50 / p99)",
     value: `${ms(p50)} / ${ms(percentile(trips, 0.99))} (call itself p50 ${
       ms(percentile(inWorker, 0.5))
@@ -138,7 +143,7 @@ async function serverPhases(): Promise<void> {
     await res.body?.cancel();
   }
   const freshP50 = percentile(fresh, 0.5);
-  rows.push({
+  record({
     what: "new session to first result (p50, pool refilled)",
     value: ms(freshP50),
     target: "≤ 30 ms",
@@ -159,7 +164,7 @@ async function serverPhases(): Promise<void> {
   await poolFull(server, 2);
   await sleep(3000);
   const perSession = (await rssBytes(pid) - before) / 20 / (1024 * 1024);
-  rows.push({
+  record({
     what: "resident memory per idle session (20 sessions)",
     value: `${perSession.toFixed(1)} MB`,
     target: "≤ 60 MB",
@@ -187,7 +192,7 @@ async function serverPhases(): Promise<void> {
     }
   }));
   const rate = calls / ((performance.now() - t0) / 1000);
-  rows.push({
+  record({
     what: "calls per second, 8 sessions in parallel",
     value: `${Math.round(rate)} /s`,
     target: "≥ 2000 /s",
@@ -202,7 +207,7 @@ async function serverPhases(): Promise<void> {
   for (let i = 0; i < 3; i++) sandboxed.push((await call(server, "f()")).durationMs);
   const native = await nativePython(loop);
   const box = percentile(sandboxed, 0.5);
-  rows.push({
+  record({
     what: "CPU-bound loop (3M iterations): sandbox vs native python3",
     value: native === undefined
       ? `${ms(box)} (python3 not found)`

@@ -20,6 +20,8 @@ import type {
 
 const post = (msg: WorkerMessage, transfer: Transferable[] = []) => self.postMessage(msg, transfer);
 
+const decoder = new TextDecoder();
+
 /** Output of the call in progress; a call never sees another call's output. */
 class Capture {
   private chunks: Uint8Array[] = [];
@@ -37,13 +39,14 @@ class Capture {
     return buf.length;
   };
   text(): string {
+    if (this.kept === 0) return "";
     const all = new Uint8Array(this.kept);
     let at = 0;
     for (const c of this.chunks) {
       all.set(c, at);
       at += c.length;
     }
-    return new TextDecoder().decode(all);
+    return decoder.decode(all);
   }
 }
 

@@ -16,6 +16,11 @@ import sys
 import traceback
 
 _cell = 0
+# Where the value of the cell's last expression is parked for the moment between the cell's
+# end and the answer; a name no user code uses.
+_LAST = "__moat_last_value__"
+# Built once: json.dumps with options builds a new encoder on every call.
+_encode_result = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 _MAX_DEPTH = 64
 _HIDDEN_PREFIXES = ("/lib/python", "/lib/pyodide")
 
@@ -128,7 +133,7 @@ def _jsonable(value, depth=0, active=None):
 
 
 def _result_json(value, limit):
-    text = json.dumps(_jsonable(value), ensure_ascii=False, allow_nan=False)
+    text = _encode_result(_jsonable(value))
     if len(text.encode("utf-8")) <= limit:
         return text, False
     # A string is cut as itself, anything else as its JSON text.
@@ -156,19 +161,25 @@ def _fail(exc):
     return "null", _error_json(exc), False
 
 
-async def _run_async(code_obj, last_obj, namespace, limit):
+async def _run_async(code_obj, has_last, namespace, limit):
     try:
-        body = eval(code_obj, namespace)
-        if code_obj.co_flags & 0x80:  # CO_COROUTINE: the body awaited at top level
-            await body
-        value = None
-        if last_obj is not None:
-            value = eval(last_obj, namespace)
-            if last_obj.co_flags & 0x80:  # CO_COROUTINE: the last expression awaited
-                value = await value
-        return _finish(value, limit)
+        await eval(code_obj, namespace)  # CO_COROUTINE: the cell awaited at top level
+        return _finish(namespace.pop(_LAST, None) if has_last else None, limit)
     except BaseException as exc:  # noqa: BLE001 - every Python outcome is an answer
+        namespace.pop(_LAST, None)
         return _fail(exc)
+
+
+def _compile(code, filename):
+    """The cell compiled once, its last expression statement (if any) assigned to `_LAST`."""
+    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+    tree = compile(code, filename, "exec", flags | ast.PyCF_ONLY_AST, dont_inherit=True)
+    has_last = bool(tree.body) and isinstance(tree.body[-1], ast.Expr)
+    if has_last:
+        expr = tree.body[-1]
+        target = ast.copy_location(ast.Name(_LAST, ast.Store()), expr)
+        tree.body[-1] = ast.copy_location(ast.Assign([target], expr.value), expr)
+    return compile(tree, filename, "exec", flags, dont_inherit=True), has_last
 
 
 def run(code, namespace, limit):
@@ -177,23 +188,17 @@ def run(code, namespace, limit):
     _cell += 1
     filename = f"<cell {_cell}>"
     linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-    flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     try:
-        tree = compile(code, filename, "exec", flags | ast.PyCF_ONLY_AST, dont_inherit=True)
-        last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = ast.Expression(tree.body.pop().value)
-        code_obj = compile(tree, filename, "exec", flags, dont_inherit=True)
-        last_obj = compile(last, filename, "eval", flags, dont_inherit=True) if last else None
+        code_obj, has_last = _compile(code, filename)
     except BaseException as exc:  # noqa: BLE001 - SyntaxError and friends
         return _fail(exc)
-    if code_obj.co_flags & 0x80 or (last_obj is not None and last_obj.co_flags & 0x80):
-        return _run_async(code_obj, last_obj, namespace, limit)
+    if code_obj.co_flags & 0x80:  # CO_COROUTINE: the cell awaits at top level
+        return _run_async(code_obj, has_last, namespace, limit)
     try:
         exec(code_obj, namespace)
-        value = eval(last_obj, namespace) if last_obj is not None else None
-        return _finish(value, limit)
+        return _finish(namespace.pop(_LAST, None) if has_last else None, limit)
     except BaseException as exc:  # noqa: BLE001 - every Python outcome is an answer
+        namespace.pop(_LAST, None)
         return _fail(exc)
 
 
