@@ -2,6 +2,7 @@ import type { Limits } from "../policy/schema.ts";
 import {
   type BootMessage,
   type HostMessage,
+  type MountEntry,
   type ResultMessage,
   type WorkerMessage,
   WorkerMessageSchema,
@@ -11,10 +12,15 @@ import {
 export const PYODIDE_DIR = new URL("../../node_modules/pyodide/", import.meta.url).pathname;
 const WORKER_URL = new URL("./worker.ts", import.meta.url);
 const RUNNER_PATH = new URL("./python/runner.py", import.meta.url);
+const LOCKDOWN_PATH = new URL("./python/lockdown.py", import.meta.url);
 
 let runnerSource: string | undefined;
 async function runner(): Promise<string> {
   return runnerSource ??= await Deno.readTextFile(RUNNER_PATH);
+}
+let lockdownSource: string | undefined;
+async function lockdown(): Promise<string> {
+  return lockdownSource ??= await Deno.readTextFile(LOCKDOWN_PATH);
 }
 
 /** How a call ended, seen from the host. */
@@ -27,6 +33,10 @@ export interface SandboxOptions {
   limits: Limits;
   /** Memory snapshot to boot from; cold boot when absent. */
   snapshot?: Uint8Array;
+  /** Hosts Python may reach (the policy's network.allow); the worker gets net for these only. */
+  network?: string[];
+  /** The policy's mounts, already read (see `sandbox/mounts.ts`). */
+  mounts?: MountEntry[];
 }
 
 /** A worker that died while booting; the message says why. */
@@ -45,14 +55,14 @@ export class Sandbox {
   memoryBytes = 0;
   bootMs = 0;
 
-  private constructor() {
+  private constructor(network: string[] = []) {
     this.#worker = new Worker(WORKER_URL, {
       type: "module",
       deno: {
         permissions: {
           read: [PYODIDE_DIR, WORKER_URL.pathname],
           write: false,
-          net: false,
+          net: network.length ? network : false, // security: only the policy's hosts
           env: false,
           run: false,
           ffi: false,
@@ -71,7 +81,7 @@ export class Sandbox {
 
   /** Boots an interpreter; resolves once it can take calls. */
   static async start(options: SandboxOptions): Promise<Sandbox> {
-    const box = new Sandbox();
+    const box = new Sandbox(options.network);
     const reply = await box.#request({
       ...(await box.#bootMessage(options, false)),
       snapshot: options.snapshot,
@@ -159,6 +169,9 @@ export class Sandbox {
         stderrBytes: limits.stderrBytes,
         resultBytes: limits.resultBytes,
       },
+      lockdown: await lockdown(),
+      network: options.network ?? [],
+      mounts: options.mounts ?? [],
     };
   }
 

@@ -49,7 +49,7 @@ export class SessionManager {
   constructor(
     private readonly policy: Policy,
     private readonly pool: Pool,
-    private readonly onCall: (session: string, answer: Answer) => void = () => {},
+    private readonly onCall: (session: string, answer: Answer, code: string) => void = () => {},
   ) {
     this.#sessions.set(DEFAULT_SESSION, new Session(DEFAULT_SESSION, "persistent"));
     const every = Math.min(30_000, policy.limits.idleTtlSeconds * 250);
@@ -172,7 +172,7 @@ export class SessionManager {
         session.box = this.#boot();
       }
     }
-    this.onCall(session.id, answer);
+    this.onCall(session.id, answer, request.code);
     return answer;
   }
 
