@@ -107,6 +107,59 @@ def _opaque_scheduler(schedule, once):
     return create_once_callable, scheduleCallback
 
 
+def _guard_imp(denied):
+    """Wraps `_imp.create_builtin`/`create_dynamic`, which importlib calls without the audit
+    event `import` (e.g. `importlib.import_module`), so blocked C modules stay blocked.
+
+    The originals stay in a generator's frame and only ever receive a spec made here (of an
+    immutable type), so no user code runs while that frame is on the stack.
+    """
+    import _imp
+
+    def keeper(create_builtin, create_dynamic):
+        request = yield
+        while True:
+            kind, spec, file = request
+            try:
+                if kind == "builtin":
+                    result = create_builtin(spec)
+                else:
+                    result = create_dynamic(spec, file) if file is not None else create_dynamic(spec)
+                request = yield (result, None)
+            except BaseException as exc:  # noqa: BLE001 - re-raised outside this frame
+                error = (type(exc), str(exc))
+                del exc
+                request = yield (None, error)
+
+    gen = keeper(_imp.create_builtin, _imp.create_dynamic)
+    next(gen)
+    send = gen.send
+    del gen
+
+    def call(kind, spec, file=None):
+        name = spec.name
+        if type(name) is not str:
+            raise TypeError("spec.name must be a str")
+        if _blocked_name(name):
+            denied.append(f"import {name}")
+            raise BlockedByPolicy(f"import of '{name}' is blocked by Moat's sandbox policy")
+        origin = getattr(spec, "origin", None)
+        clean = types.SimpleNamespace(name=name, origin=origin if type(origin) is str else None)
+        result, error = send((kind, clean, file))
+        if error is not None:
+            raise error[0](error[1])
+        return result
+
+    def create_builtin(spec):
+        return call("builtin", spec)
+
+    def create_dynamic(spec, file=None):
+        return call("dynamic", spec, file)
+
+    _imp.create_builtin = create_builtin
+    _imp.create_dynamic = create_dynamic
+
+
 def _no_run_sync(*_args, **_kwargs):
     raise RuntimeError("run_sync is not available in Moat")
 
@@ -230,6 +283,7 @@ def install(fetch_json=None):
             raise PermissionError(f"{event} is blocked by Moat's sandbox policy")
 
     sys.addaudithook(hook)
+    _guard_imp(denied)
 
     def take_denied():
         taken = list(denied)
