@@ -233,6 +233,33 @@ function lockDown(pyodide: PyodideAPI, msg: BootMessage): void {
   capBuffers(msg.memoryBytes, 2 * msg.memoryBytes + 256 * 1024 * 1024);
 }
 
+/**
+ * The runner builds its JSON with Python's `json`, which user code can patch; text that is not
+ * one valid JSON value would let code inject fields into the answer or break the host's parse.
+ */
+function checkedJson(result: string, error: string): [string, string] {
+  const valid = (text: string) => {
+    try {
+      JSON.parse(text);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (valid(result) && valid(error)) return [result, error];
+  const message = "RuntimeError: the answer could not be encoded as JSON " +
+    "(was the json module patched?); restore it or reset the session";
+  return [
+    "null",
+    JSON.stringify({
+      name: "PythonError",
+      message,
+      pythonExceptionType: "RuntimeError",
+      pythonExceptionValue: message.slice("RuntimeError: ".length),
+    }),
+  ];
+}
+
 // ---- end of security section ----
 
 async function boot(msg: BootMessage): Promise<void> {
@@ -300,6 +327,7 @@ async function exec(msg: ExecMessage): Promise<void> {
     const triple = out.toJs();
     out.destroy();
     [result, error, resultCut] = triple;
+    [result, error] = checkedJson(result, error);
   } catch (err) {
     // The runner catches every Python exception, so this is the interpreter itself failing.
     fatal = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
