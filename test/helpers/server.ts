@@ -32,6 +32,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Extra `deno run` flags placed before `main.ts` (e.g. to test wider permissions). */
   extraFlags?: string[];
+  /** Rewrites the derived flags before use (e.g. to widen one of them). */
+  mapFlags?: (flags: string[]) => string[];
 }
 
 /**
@@ -77,7 +79,10 @@ export class TestServer implements AsyncDisposable {
       NO_COLOR: "1",
       ...this.options.env,
     };
-    const args = await startArgs(env);
+    let args = await startArgs(env);
+    if (this.options.mapFlags) {
+      args = ["run", ...this.options.mapFlags(args.slice(1, -1)), "main.ts"];
+    }
     args.splice(args.indexOf("main.ts"), 0, ...(this.options.extraFlags ?? []));
     this.#child = new Deno.Command(Deno.execPath(), {
       args,
