@@ -8,10 +8,13 @@ import { createApp } from "./src/http/app.ts";
 import { broaderThanNeeded } from "./src/permissions/check.ts";
 import { grantsFor } from "./src/permissions/flags.ts";
 import { loadPolicy } from "./src/policy/load.ts";
+import { PackageLoader } from "./src/packages/loader.ts";
+import { fetchPreload } from "./src/packages/preload.ts";
+import { PYODIDE_DIR } from "./src/sandbox/host.ts";
 import type { Policy } from "./src/policy/schema.ts";
 import { readMounts } from "./src/sandbox/mounts.ts";
 import { Pool } from "./src/sandbox/pool.ts";
-import { loadSnapshot } from "./src/sandbox/snapshot.ts";
+import { CACHE_DIR, loadSnapshot } from "./src/sandbox/snapshot.ts";
 import { SessionManager } from "./src/session/manager.ts";
 
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -61,14 +64,33 @@ async function main(): Promise<void> {
     Deno.exit(1);
   }
 
+  let packages;
+  try {
+    packages = await PackageLoader.create(policy.packages, {
+      pyodideDir: PYODIDE_DIR,
+      cacheDir: `${CACHE_DIR}packages/`,
+      log: say,
+    });
+  } catch (err) {
+    say(`cannot start: ${(err as Error).message}`);
+    Deno.exit(1);
+  }
+  const preload = await fetchPreload(packages, say);
+
   const snapshot = await loadSnapshot(policy.limits, say);
   const pool = new Pool(
     policy.limits.poolSize,
-    { limits: policy.limits, snapshot: snapshot.bytes, network: policy.network.allow, mounts },
+    {
+      limits: policy.limits,
+      snapshot: snapshot.bytes,
+      preload,
+      network: policy.network.allow,
+      mounts,
+    },
     say,
   );
   await pool.warm();
-  const sessions = new SessionManager(policy, pool, callLogger(policy.audit));
+  const sessions = new SessionManager(policy, pool, callLogger(policy.audit), packages);
   const app = createApp({
     token: config.token,
     policy,

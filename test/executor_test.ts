@@ -199,3 +199,13 @@ Deno.test("every Python exception becomes the protocol's error object", async (t
     assert.equal((await server.exec("6 * 7")).result, 42);
   });
 });
+
+Deno.test("interpreters booted from one snapshot do not share random state", async () => {
+  await using server = await startServer();
+  const a = await server.createSession();
+  const b = await server.createSession();
+  const draw = "import random\nrandom.random()";
+  const first = (await server.exec(draw, { session: a })).result;
+  const second = (await server.exec(draw, { session: b })).result;
+  assert.notEqual(first, second);
+});

@@ -3,6 +3,7 @@
  * `deno task start`, `scripts/flags.ts`, the start-up self-check and the tests all derive them
  * here, so the flags can never drift wider than the policy.
  */
+import { PYODIDE_CDN } from "../packages/source.ts";
 import type { Policy } from "../policy/schema.ts";
 
 /** The repository root, where `main.ts` lives. */
@@ -73,6 +74,7 @@ export function grantsFor(policy: Policy, where: Where = {}): Grants {
     `${ROOT}node_modules/pyodide`,
     `${ROOT}src/sandbox/python`,
     `${ROOT}src/sandbox/worker.ts`,
+    `${ROOT}src/packages/install.ts`,
     `${ROOT}.moat-cache`,
     POLICY_DIR,
   ];
@@ -81,8 +83,9 @@ export function grantsFor(policy: Policy, where: Where = {}): Grants {
   const host = where.host ?? "127.0.0.1";
   const port = where.port ?? 8000;
   const net = [port === 0 ? host : `${host}:${port}`, ...policy.network.allow];
-  indexGrant(policy.packages.index, read, net);
-  indexGrant(policy.packages.pypi, read, net);
+  // Without an index, wheels come from Pyodide's CDN (src/packages/source.ts).
+  indexGrant(policy.packages.index ?? PYODIDE_CDN, read, net);
+  indexGrant(policy.packages.pypi ?? undefined, read, net);
   return {
     read: [...new Set(read)],
     write: [`${ROOT}.moat-cache`],

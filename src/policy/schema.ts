@@ -36,10 +36,18 @@ export const PackagesSchema = z.object({
   deny: z.array(z.string()).default([]),
   /** Packages loaded into every interpreter before it is handed to a session. */
   preload: z.array(z.string()).default([]),
-  /** Where Pyodide-built wheels come from: a URL or a local directory holding a lock file. */
+  /**
+   * Where Pyodide-built wheels come from: an http(s) URL or a directory (relative to the working
+   * directory) holding `pyodide-lock.json` and the wheels, as scripts/mirror_packages.ts builds
+   * it. Unset: Pyodide's CDN for the pinned version, with the lock file Pyodide ships.
+   */
   index: z.string().min(1).optional(),
-  /** A PyPI-style simple index for pure-Python wheels Pyodide does not ship. */
-  pypi: z.string().min(1).optional(),
+  /**
+   * A PyPI-style simple index (PEP 503/691) for pure-Python wheels Pyodide does not ship, such
+   * as `https://pypi.org/simple/`; null or unset: none.
+   */
+  pypi: z.string().regex(/^https?:\/\/\S+$/, "must be the http(s) URL of a simple index").nullable()
+    .default(null),
 }).strict();
 
 /** Network access for Python code. */

@@ -1,3 +1,4 @@
+import type { Unavailable, WheelBytes } from "../packages/install.ts";
 import type { Limits } from "../policy/schema.ts";
 import {
   type BootMessage,
@@ -10,7 +11,11 @@ import {
 
 /** Where Pyodide's files are; the only directory a worker may read, and only while it boots. */
 export const PYODIDE_DIR = new URL("../../node_modules/pyodide/", import.meta.url).pathname;
+/** How long installing the preload list into a fresh interpreter may take. */
+const PRELOAD_TIMEOUT_MS = 120_000;
 const WORKER_URL = new URL("./worker.ts", import.meta.url);
+/** The worker's one import besides Pyodide: installing wheels it is sent as bytes. */
+const INSTALLER_URL = new URL("../packages/install.ts", import.meta.url);
 const RUNNER_PATH = new URL("./python/runner.py", import.meta.url);
 const LOCKDOWN_PATH = new URL("./python/lockdown.py", import.meta.url);
 
@@ -37,6 +42,8 @@ export interface SandboxOptions {
   network?: string[];
   /** The policy's mounts, already read (see `sandbox/mounts.ts`). */
   mounts?: MountEntry[];
+  /** Wheels installed right after boot, before the interpreter takes calls (policy `preload`). */
+  preload?: WheelBytes[];
 }
 
 /** A worker that died while booting; the message says why. */
@@ -51,6 +58,8 @@ export class Sandbox {
   readonly #pending = new Map<number, (msg: WorkerMessage | Error) => void>();
   #nextId = 1;
   #dead = false;
+  /** Canonical names of the packages installed in this interpreter. */
+  readonly packages = new Set<string>();
   /** Linear memory of the interpreter after its last call. */
   memoryBytes = 0;
   bootMs = 0;
@@ -60,7 +69,7 @@ export class Sandbox {
       type: "module",
       deno: {
         permissions: {
-          read: [PYODIDE_DIR, WORKER_URL.pathname],
+          read: [PYODIDE_DIR, WORKER_URL.pathname, INSTALLER_URL.pathname],
           write: false,
           net: network.length ? network : false, // security: only the policy's hosts
           env: false,
@@ -92,7 +101,49 @@ export class Sandbox {
     }
     box.bootMs = reply.bootMs;
     box.memoryBytes = reply.memoryBytes;
+    if (options.preload?.length) {
+      // A wheel that fails here is simply not marked loaded: the call that asks for it reports why.
+      const results = await box.install(options.preload, [], PRELOAD_TIMEOUT_MS);
+      if (!box.alive) {
+        throw new BootError(`installing the preload packages failed: ${results[0]?.error}`);
+      }
+    }
     return box;
+  }
+
+  /**
+   * Installs wheels the host fetched (see src/packages/). Names that installed are added to
+   * `packages`; the rest come back with the interpreter's error. A worker that does not answer
+   * within `timeoutMs` is terminated, since an install cannot be interrupted halfway.
+   */
+  async install(
+    wheels: WheelBytes[],
+    unavailable: Unavailable[],
+    timeoutMs: number,
+  ): Promise<{ name: string; error?: string }[]> {
+    if (wheels.length === 0 && unavailable.length === 0) return [];
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error("installing took longer than the call's time limit")),
+        timeoutMs,
+      );
+    });
+    try {
+      const reply = await Promise.race([
+        this.#request({ type: "install", id: 0, wheels, unavailable }),
+        timedOut,
+      ]);
+      if (reply.type !== "installed") throw new Error("unexpected reply");
+      this.memoryBytes = reply.memoryBytes;
+      for (const r of reply.results) if (!r.error) this.packages.add(r.name);
+      return reply.results;
+    } catch (err) {
+      this.terminate();
+      return wheels.map((w) => ({ name: w.name, error: (err as Error).message }));
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Boots cold in a throw-away worker and returns its memory snapshot. */

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { Unavailable, WheelBytes } from "../packages/install.ts";
 
 /** Per-call output caps the worker applies while it captures. */
 export interface OutputCaps {
@@ -46,7 +47,15 @@ export interface ExecMessage {
   code: string;
 }
 
-export type HostMessage = BootMessage | ExecMessage;
+/** Host → worker: install wheels (bytes the host fetched) and explain the ones that failed. */
+export interface InstallMessage {
+  type: "install";
+  id: number;
+  wheels: WheelBytes[];
+  unavailable: Unavailable[];
+}
+
+export type HostMessage = BootMessage | ExecMessage | InstallMessage;
 
 const id = z.number().int();
 
@@ -58,6 +67,12 @@ export const WorkerMessageSchema = z.discriminatedUnion("type", [
   z.object({ type: z.literal("ready"), id, bootMs: z.number(), memoryBytes: z.number() }),
   z.object({ type: z.literal("snapshot"), id, bytes: z.instanceof(Uint8Array) }),
   z.object({ type: z.literal("boot-failed"), id, message: z.string() }),
+  z.object({
+    type: z.literal("installed"),
+    id,
+    results: z.array(z.object({ name: z.string(), error: z.string().optional() })),
+    memoryBytes: z.number(),
+  }),
   z.object({
     type: z.literal("result"),
     id,

@@ -32,7 +32,7 @@ export async function loadSnapshot(
 }
 
 /** Bump when the worker changes what goes into a snapshot. */
-const SNAPSHOT_FORMAT = 1;
+const SNAPSHOT_FORMAT = 2;
 
 async function snapshotKey(): Promise<string> {
   const pkg = JSON.parse(await Deno.readTextFile(`${PYODIDE_DIR}package.json`));

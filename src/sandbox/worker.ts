@@ -7,10 +7,12 @@
  */
 import { loadPyodide, type PyodideAPI } from "pyodide";
 import type { PyProxy } from "pyodide/ffi";
+import { explainMissing, installWheels } from "../packages/install.ts";
 import type {
   BootMessage,
   ExecMessage,
   HostMessage,
+  InstallMessage,
   MountEntry,
   OutputCaps,
   WorkerMessage,
@@ -279,6 +281,10 @@ async function boot(msg: BootMessage): Promise<void> {
   if (msg.makeSnapshot) {
     // Modules the runner needs are imported before the snapshot so every boot skips them.
     pyodide.runPython("import ast, base64, json, linecache, math, os, sys, traceback, builtins");
+    // Installing a wheel imports these (tarfile and importlib.metadata take ~100 ms each).
+    pyodide.runPython(
+      "import encodings.cp437, importlib.metadata, pathlib, shutil, tarfile, zipfile",
+    );
     const bytes = pyodide.makeMemorySnapshot() as Uint8Array<ArrayBuffer>;
     dropPermissions(false);
     post({ type: "snapshot", id: msg.id, bytes }, [bytes.buffer as ArrayBuffer]);
@@ -288,6 +294,8 @@ async function boot(msg: BootMessage): Promise<void> {
   pyodide.setStdout({ write: (b: Uint8Array) => stdout.write(b) });
   pyodide.setStderr({ write: (b: Uint8Array) => stderr.write(b) });
   pyodide.setInterruptBuffer(interrupt);
+  // Every interpreter restored from one snapshot shares its random state; give each its own.
+  pyodide.runPython("import sys\nif 'random' in sys.modules: sys.modules['random'].seed()");
   const runnerGlobals = pyodide.globals.get("dict")();
   pyodide.runPython(msg.runner, { globals: runnerGlobals, filename: "<moat>" });
   runCode = runnerGlobals.get("run") as typeof runCode;
@@ -356,6 +364,23 @@ async function exec(msg: ExecMessage): Promise<void> {
   });
 }
 
+/** Installs the wheels of a call (or of the preload list) before its code runs. */
+async function install(msg: InstallMessage): Promise<void> {
+  let results: { name: string; error?: string }[];
+  if (!py) {
+    results = msg.wheels.map((w) => ({ name: w.name, error: "interpreter is not booted" }));
+  } else {
+    try {
+      results = await installWheels(py, msg.wheels);
+      explainMissing(py, msg.unavailable);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      results = msg.wheels.map((w) => ({ name: w.name, error: message }));
+    }
+  }
+  post({ type: "installed", id: msg.id, results, memoryBytes: memoryBytes() });
+}
+
 self.onmessage = (event: MessageEvent<HostMessage>) => {
   const msg = event.data;
   if (msg.type === "boot") {
@@ -364,5 +389,7 @@ self.onmessage = (event: MessageEvent<HostMessage>) => {
     );
   } else if (msg.type === "exec") {
     exec(msg);
+  } else if (msg.type === "install") {
+    install(msg);
   }
 };

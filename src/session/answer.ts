@@ -1,3 +1,4 @@
+import { describeFailures, emptyReport, type PackagesReport } from "../packages/call.ts";
 import type { ExecEnd } from "../sandbox/host.ts";
 
 /** The protocol's error object (PROTOCOL.md §1–2). */
@@ -39,7 +40,7 @@ function lostState(type: string, what: string): PythonErrorBody {
 /** Builds the HTTP body; `result` stays raw JSON text so big integers keep every digit. */
 export function buildAnswer(
   end: ExecEnd,
-  ctx: { timeoutMs: number; durationMs: number; memoryBytes: number },
+  ctx: { timeoutMs: number; durationMs: number; memoryBytes: number; packages?: PackagesReport },
 ): Answer {
   let result = "null";
   let stdout = "";
@@ -99,11 +100,14 @@ export function buildAnswer(
     isCut ? `${text}\n[${what} cut: the policy keeps the first part only]` : text;
   stdout = mark(stdout, cut.stdout, "stdout");
   stderr = mark(stderr, cut.stderr, "stderr");
+  // A package that did not load is said in stderr too, ahead of what the code printed.
+  if (ctx.packages) stderr = describeFailures(ctx.packages) + stderr;
 
   const body = `{"result":${result},` + JSON.stringify({
     stdout,
     stderr,
     error,
+    packages: ctx.packages ?? emptyReport(),
     durationMs: Math.round(ctx.durationMs * 10) / 10,
     resources: {
       durationMs: Math.round(ctx.durationMs * 10) / 10,

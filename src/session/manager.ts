@@ -1,6 +1,8 @@
 import { SessionNotFound, TooManyRequests, Unavailable } from "../errors.ts";
 import type { Policy } from "../policy/schema.ts";
-import type { Sandbox } from "../sandbox/host.ts";
+import { emptyReport, loadPackages } from "../packages/call.ts";
+import type { PackageLoader } from "../packages/loader.ts";
+import type { ExecEnd, Sandbox } from "../sandbox/host.ts";
 import type { Pool } from "../sandbox/pool.ts";
 import { type Answer, buildAnswer } from "./answer.ts";
 
@@ -50,6 +52,8 @@ export class SessionManager {
     private readonly policy: Policy,
     private readonly pool: Pool,
     private readonly onCall: (session: string, answer: Answer, code: string) => void = () => {},
+    /** Resolves and fetches the packages calls ask for; calls load nothing without it. */
+    private readonly loader?: PackageLoader,
   ) {
     this.#sessions.set(DEFAULT_SESSION, new Session(DEFAULT_SESSION, "persistent"));
     const every = Math.min(30_000, policy.limits.idleTtlSeconds * 250);
@@ -154,11 +158,20 @@ export class SessionManager {
     const timeoutMs = Math.min(request.timeoutMs ?? limits.timeoutMs, limits.maxTimeoutMs);
     const box = await (session.box ??= this.#boot());
     const started = performance.now();
-    const end = await box.exec(request.code, timeoutMs, limits.graceMs);
+    // Packages load first, inside the call's time limit; the code gets what is left.
+    const packages = this.loader
+      ? await loadPackages(this.loader, box, request.packages ?? [], timeoutMs)
+      : emptyReport();
+    for (const name of box.packages) session.packages.add(name);
+    const left = Math.max(1, timeoutMs - (performance.now() - started));
+    const end: ExecEnd = box.alive
+      ? await box.exec(request.code, left, limits.graceMs)
+      : { kind: "killed", reason: "timeout", detail: "loading packages used up the time limit" };
     const answer = buildAnswer(end, {
       timeoutMs,
       durationMs: performance.now() - started,
       memoryBytes: box.memoryBytes,
+      packages,
     });
     session.calls++;
     session.memoryBytes = box.memoryBytes;

@@ -34,6 +34,19 @@ export interface StartOptions {
   extraFlags?: string[];
   /** Rewrites the derived flags before use (e.g. to widen one of them). */
   mapFlags?: (flags: string[]) => string[];
+  /** Directories the server may read besides the start task's (a test's package mirror). */
+  readPaths?: string[];
+}
+
+/**
+ * Tests never reach the internet: whatever hosts the start task allows (Pyodide's CDN), the
+ * server under test may only reach loopback addresses.
+ */
+function loopbackOnly(arg: string): string {
+  if (!arg.startsWith("--allow-net=")) return arg;
+  const hosts = arg.slice("--allow-net=".length).split(",");
+  const loopback = hosts.filter((h) => /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?$/.test(h));
+  return `--allow-net=${loopback.join(",")}`;
 }
 
 /**
@@ -84,6 +97,10 @@ export class TestServer implements AsyncDisposable {
       args = ["run", ...this.options.mapFlags(args.slice(1, -1)), "main.ts"];
     }
     args.splice(args.indexOf("main.ts"), 0, ...(this.options.extraFlags ?? []));
+    const reads = this.options.readPaths ?? [];
+    args = args.map(loopbackOnly).map((a) =>
+      a.startsWith("--allow-read=") && reads.length ? `${a},${reads.join(",")}` : a
+    );
     this.#child = new Deno.Command(Deno.execPath(), {
       args,
       cwd: ROOT,

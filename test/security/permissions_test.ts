@@ -47,7 +47,8 @@ Deno.test("the flags are derived from the policy and are never wider", async (t)
         assert.match(flag, /^--(no-prompt|v8-flags=.+|allow-(read|write|net|env)=.+)$/, flag);
       }
       assert.ok(!flags.some((f) => f.startsWith("--allow-run") || f === "-A"));
-      assert.ok(flags.includes("--allow-net=127.0.0.1:8000"));
+      // The listen address, and Pyodide's CDN for wheels (the strict policy names no mirror).
+      assert.ok(flags.includes("--allow-net=127.0.0.1:8000,cdn.jsdelivr.net"), flags.join(" "));
     },
   );
 
@@ -57,7 +58,7 @@ Deno.test("the flags are derived from the policy and are never wider", async (t)
       "test",
     );
     const flags = flagsFor(grantsFor(policy, { host: "127.0.0.1", port: 0 }));
-    assert.ok(flags.includes("--allow-net=127.0.0.1,api.example.test"));
+    assert.ok(flags.includes("--allow-net=127.0.0.1,api.example.test,cdn.jsdelivr.net"));
     assert.ok(flags.some((f) => f.startsWith("--allow-read=") && f.includes(`${ROOT}data`)));
     assert.deepEqual(flags.filter((f) => f.startsWith("--allow-write")), [
       `--allow-write=${ROOT}.moat-cache`,

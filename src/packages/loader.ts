@@ -1,0 +1,459 @@
+import { sha256Hex, WheelCache } from "./cache.ts";
+import { LockFileError, LockIndex, parseLockFile } from "./lockfile.ts";
+import { canonicalName, classifyRequested } from "./names.ts";
+import { findPureWheel } from "./pypi.ts";
+import { evaluateMarker, parseRequirement } from "./requirements.ts";
+import { fetchBytes, IndexLocation, PYODIDE_CDN } from "./source.ts";
+import { wheelRequirements } from "./wheel.ts";
+
+/** The `packages` section of a policy, as the loader needs it. */
+export interface PackageRules {
+  /** Distribution or import names that may be loaded; `"*"` allows every name not denied. */
+  allow: string[];
+  /** Distribution or import names that are always refused, dependencies included. */
+  deny: string[];
+  /** Packages every interpreter gets before a session uses it. */
+  preload: string[];
+  /** Pyodide-built wheels: a directory or URL holding `pyodide-lock.json`; Pyodide's CDN when unset. */
+  index?: string;
+  /** A PyPI-style simple index for pure-Python wheels that Pyodide does not ship; none when unset. */
+  pypi?: string | null;
+}
+
+/** A wheel ready to be installed into an interpreter. */
+export interface WheelPayload {
+  /** Canonical distribution name, the key the session's loaded set uses. */
+  name: string;
+  version: string;
+  fileName: string;
+  /** `site` for packages, `dynlib` for shared libraries such as libopenblas. */
+  installDir: "site" | "dynlib";
+  /** Top-level modules the wheel provides. */
+  imports: string[];
+  bytes: Uint8Array;
+}
+
+/** A requested package that will not be importable, and why. */
+export interface PackageFailure {
+  /** The name as the call sent it. */
+  name: string;
+  kind: "refused" | "missing" | "error";
+  reason: string;
+  /** Import names that should raise ModuleNotFoundError naming `reason`. */
+  importNames: string[];
+}
+
+/** What a call's `packages` list comes to, before anything is installed. */
+export interface LoadPlan {
+  /** Wheels to install, dependencies first. */
+  wheels: WheelPayload[];
+  /** Entries that need nothing: standard library, wildcards, already loaded. */
+  skipped: { name: string; reason: string }[];
+  failed: PackageFailure[];
+}
+
+/** Where the Pyodide wheels come from, with the lock file that lists them. */
+interface WheelIndex {
+  location: IndexLocation;
+  lock: LockIndex;
+  /** Why the index is unusable, when it is. */
+  problem?: string;
+}
+
+/** One installable distribution and the names it depends on. */
+interface Candidate {
+  name: string;
+  version: string;
+  fileName: string;
+  installDir: "site" | "dynlib";
+  imports: string[];
+  depends: string[];
+  bytes: (signal?: AbortSignal) => Promise<Uint8Array>;
+}
+
+/** How long a failed download is not tried again. */
+const RETRY_AFTER_MS = 60_000;
+
+/** Most packages one PyPI request may pull in, so a dependency storm cannot stall a call. */
+const MAX_PYPI_PACKAGES = 64;
+
+/**
+ * Resolves the `packages` of a call to wheels, on the host: names are classified and mapped with
+ * Pyodide's lock file, dependencies followed, the policy applied, and wheel bytes read from the
+ * mirror, the CDN or the simple index (cached on disk, sha256 checked). Interpreters never touch
+ * the network or the disk for packages; they receive bytes.
+ */
+export class PackageLoader {
+  readonly #candidates = new Map<string, Promise<Candidate>>();
+  readonly #failures = new Map<string, { message: string; at: number }>();
+  readonly #allow: Set<string>;
+  readonly #deny: Set<string>;
+
+  private constructor(
+    readonly rules: PackageRules,
+    private readonly index: WheelIndex,
+    /** Pyodide's own lock file, to say when a mirror lacks a package Pyodide has. */
+    private readonly pyodideLock: LockIndex,
+    private readonly cache: WheelCache,
+  ) {
+    const key = (n: string) => index.lock.find(n) ?? pyodideLock.find(n) ?? canonicalName(n);
+    this.#allow = new Set(rules.allow.map((n) => n === "*" ? n : key(n)));
+    this.#deny = new Set(rules.deny.map(key));
+  }
+
+  /**
+   * Reads the lock files. `pyodideDir` holds the npm package's `pyodide-lock.json`; a mirror's
+   * own lock file is required when `rules.index` names one.
+   */
+  static async create(
+    rules: PackageRules,
+    options: { pyodideDir: string; cacheDir: string; log?: (line: string) => void },
+  ): Promise<PackageLoader> {
+    const bundled = new LockIndex(parseLockFile(
+      await Deno.readTextFile(`${options.pyodideDir.replace(/\/$/, "")}/pyodide-lock.json`),
+      "Pyodide's pyodide-lock.json",
+    ));
+    const spec = rules.index ?? PYODIDE_CDN;
+    let location: IndexLocation;
+    try {
+      location = IndexLocation.parse(spec);
+    } catch (err) {
+      throw new LockFileError(`Policy key 'packages.index': ${(err as Error).message}`);
+    }
+    let lock = bundled;
+    let problem: string | undefined;
+    if (spec !== PYODIDE_CDN) {
+      const where = `the lock file of packages.index (${location.resolve("pyodide-lock.json")})`;
+      let text: string | undefined;
+      try {
+        text = new TextDecoder().decode(await location.read("pyodide-lock.json"));
+      } catch (err) {
+        // The server still serves; every call that needs a package says why it cannot have it.
+        problem = `the package index ${location} cannot be read (${(err as Error).message})`;
+      }
+      if (text !== undefined) lock = new LockIndex(parseLockFile(text, where));
+      const want = bundled.lock.info.abi_version;
+      const got = lock.lock.info.abi_version;
+      if (want && got && want !== got) {
+        throw new LockFileError(
+          `${where} is for Pyodide ABI ${got}, but this server runs ABI ${want}; ` +
+            `rebuild the mirror with scripts/mirror_packages.ts`,
+        );
+      }
+    }
+    const cache = new WheelCache(options.cacheDir, options.log);
+    return new PackageLoader(rules, { location, lock, problem }, bundled, cache);
+  }
+
+  /** Where Pyodide wheels come from, for messages. */
+  get indexDescription(): string {
+    return String(this.index.location);
+  }
+
+  /**
+   * Works out what a call's `packages` list needs in an interpreter that already has `loaded`
+   * (canonical names), and downloads it. Never throws: every problem is a `failed` entry.
+   */
+  async plan(
+    entries: readonly string[],
+    loaded: ReadonlySet<string>,
+    signal?: AbortSignal,
+  ): Promise<LoadPlan> {
+    const plan: LoadPlan = { wheels: [], skipped: [], failed: [] };
+    const wanted: { entry: string; name: string; order: Candidate[] }[] = [];
+    for (const item of classifyRequested(entries)) {
+      if (item.kind === "skip") {
+        plan.skipped.push({ name: item.entry, reason: item.reason });
+        continue;
+      }
+      if (item.kind === "refuse") {
+        plan.failed.push({
+          name: item.entry,
+          kind: "refused",
+          reason: `refused: ${item.reason}`,
+          importNames: [],
+        });
+        continue;
+      }
+      const resolved = await this.#resolve(item.name, loaded, signal);
+      if ("reason" in resolved) {
+        plan.failed.push({
+          name: item.entry,
+          kind: resolved.kind,
+          reason: resolved.reason,
+          importNames: this.#importNames(item.name),
+        });
+      } else if (resolved.order.length === 0) {
+        plan.skipped.push({ name: item.entry, reason: "already loaded in this session" });
+      } else wanted.push({ entry: item.entry, name: item.name, order: resolved.order });
+    }
+    const fetched = new Map<string, Promise<Uint8Array>>();
+    for (const { entry, name, order } of wanted) {
+      const bytes: Uint8Array[] = [];
+      try {
+        for (const c of order) {
+          if (fetched.has(c.name)) continue;
+          const download = c.bytes(signal);
+          download.catch(() => {}); // awaited below, maybe after another download failed first
+          fetched.set(c.name, download);
+        }
+        for (const c of order) bytes.push(await fetched.get(c.name)!);
+      } catch (err) {
+        plan.failed.push({
+          name: entry,
+          kind: "error",
+          reason: `could not be downloaded: ${(err as Error).message}`,
+          importNames: this.#importNames(name),
+        });
+        continue;
+      }
+      order.forEach((c, i) => {
+        if (plan.wheels.some((w) => w.name === c.name)) return;
+        const { name, version, fileName, installDir, imports } = c;
+        plan.wheels.push({ name, version, fileName, installDir, imports, bytes: bytes[i] });
+      });
+    }
+    return plan;
+  }
+
+  /** Import names that should explain a failure: the name itself and those the lock lists. */
+  #importNames(name: string): string[] {
+    const key = this.index.lock.find(name) ?? this.pyodideLock.find(name);
+    const pkg = key ? this.index.lock.get(key) ?? this.pyodideLock.get(key) : undefined;
+    const names = new Set(pkg?.imports ?? []);
+    if (/^[A-Za-z_]\w*$/.test(name)) names.add(name);
+    return [...names];
+  }
+
+  #policyRefusal(key: string, requested: string): string | undefined {
+    const who = key === requested ? `'${key}'` : `'${requested}' (package '${key}')`;
+    if (this.#deny.has(key)) return `refused by the policy: ${who} is in packages.deny`;
+    if (!this.#allow.has("*") && !this.#allow.has(key)) {
+      return `refused by the policy: ${who} is not in packages.allow`;
+    }
+    return undefined;
+  }
+
+  async #resolve(
+    name: string,
+    loaded: ReadonlySet<string>,
+    signal?: AbortSignal,
+  ): Promise<{ order: Candidate[] } | { kind: PackageFailure["kind"]; reason: string }> {
+    const key = this.index.lock.find(name);
+    if (key) {
+      const refusal = this.#policyRefusal(key, name);
+      if (refusal) return { kind: "refused", reason: refusal };
+      if (this.index.problem) return { kind: "error", reason: this.index.problem };
+      const { order, missing } = this.index.lock.closure(key);
+      if (missing.length) {
+        return {
+          kind: "missing",
+          reason: `'${key}' needs ${missing.map((m) => `'${m}'`).join(", ")}, which ` +
+            `the lock file of ${this.index.location} does not list`,
+        };
+      }
+      for (const dep of order) {
+        const why = this.#policyRefusal(dep, dep);
+        if (why) return { kind: "refused", reason: `'${key}' needs '${dep}', which is ${why}` };
+      }
+      return {
+        order: await Promise.all(
+          order.filter((k) => !loaded.has(k)).map((k) => this.#lockCandidate(k)),
+        ),
+      };
+    }
+    if (this.pyodideLock.find(name)) {
+      const k = this.pyodideLock.find(name)!;
+      return {
+        kind: "missing",
+        reason: `'${k}' is built for Pyodide but the mirror at ${this.index.location} does not ` +
+          `have it; add it with scripts/mirror_packages.ts`,
+      };
+    }
+    if (!this.rules.pypi) {
+      return {
+        kind: "missing",
+        reason: `no package named '${name}' in Pyodide's lock file, and no PyPI index is ` +
+          `configured (policy key packages.pypi)`,
+      };
+    }
+    return await this.#resolvePypi(name, loaded, signal);
+  }
+
+  #lockCandidate(key: string): Promise<Candidate> {
+    let found = this.#candidates.get(key);
+    if (!found) {
+      const pkg = this.index.lock.get(key)!;
+      const candidate: Candidate = {
+        name: key,
+        version: pkg.version,
+        fileName: pkg.file_name,
+        installDir: pkg.install_dir,
+        imports: pkg.imports,
+        depends: pkg.depends.map(canonicalName),
+        bytes: (signal) =>
+          this.#download(
+            pkg.file_name,
+            pkg.sha256,
+            (s) => this.index.location.read(pkg.file_name, s),
+            signal,
+          ),
+      };
+      found = Promise.resolve(candidate);
+      this.#candidates.set(key, found);
+    }
+    return found;
+  }
+
+  /** Reads a wheel from the cache, else downloads and checks it, then caches it. */
+  async #download(
+    fileName: string,
+    sha256: string | undefined,
+    read: (signal?: AbortSignal) => Promise<Uint8Array>,
+    signal?: AbortSignal,
+  ): Promise<Uint8Array> {
+    if (sha256) {
+      const cached = await this.cache.get(fileName, sha256);
+      if (cached) return cached;
+    }
+    return await this.#unlessFailedLately(fileName, async () => {
+      const bytes = await read(signal);
+      const actual = await sha256Hex(bytes);
+      if (sha256 && actual !== sha256.toLowerCase()) {
+        throw new Error(
+          `${fileName} does not match its sha256 (expected ${sha256}, got ${actual})`,
+        );
+      }
+      await this.cache.put(fileName, actual, bytes);
+      return bytes;
+    });
+  }
+
+  /**
+   * Runs a download unless the same one failed less than RETRY_AFTER_MS ago, in which case that
+   * failure is repeated at once: smolagents lists the same packages on every call, and a server
+   * without network should not pay for a failing download each time.
+   */
+  async #unlessFailedLately<T>(key: string, download: () => Promise<T>): Promise<T> {
+    const failed = this.#failures.get(key);
+    if (failed && performance.now() - failed.at < RETRY_AFTER_MS) {
+      throw new Error(`${failed.message} (not retried for ${RETRY_AFTER_MS / 1000} s)`);
+    }
+    try {
+      const result = await download();
+      this.#failures.delete(key);
+      return result;
+    } catch (err) {
+      const message = (err as Error).message;
+      const aborted = (err as Error).name === "AbortError" || /no answer in time/.test(message);
+      if (!aborted) this.#failures.set(key, { message, at: performance.now() });
+      throw err;
+    }
+  }
+
+  /** Follows a pure-Python package and its `Requires-Dist` through the simple index. */
+  async #resolvePypi(
+    name: string,
+    loaded: ReadonlySet<string>,
+    signal?: AbortSignal,
+  ): Promise<{ order: Candidate[] } | { kind: PackageFailure["kind"]; reason: string }> {
+    const order: Candidate[] = [];
+    const seen = new Set<string>();
+    const visit = async (project: string, specifier: string, via?: string): Promise<void> => {
+      const key = canonicalName(project);
+      if (seen.has(key) || loaded.has(key)) return;
+      seen.add(key);
+      if (seen.size > MAX_PYPI_PACKAGES) {
+        throw new Unloadable("error", `more than ${MAX_PYPI_PACKAGES} packages needed`);
+      }
+      const refusal = this.#policyRefusal(key, key);
+      if (refusal) {
+        throw new Unloadable(
+          "refused",
+          via ? `'${via}' needs '${key}', which is ${refusal}` : refusal,
+        );
+      }
+      const lockKey = this.index.lock.find(key);
+      if (lockKey) {
+        for (const k of this.index.lock.closure(lockKey).order) {
+          if (!loaded.has(k) && !order.some((c) => c.name === k)) {
+            order.push(await this.#lockCandidate(k));
+          }
+        }
+        return;
+      }
+      const candidate = await this.#pypiCandidate(key, specifier, signal);
+      if (!candidate) {
+        throw new Unloadable(
+          "missing",
+          via
+            ? `'${via}' needs '${key}${specifier}', which ${this.rules.pypi} does not have as a pure-Python wheel`
+            : `no package named '${key}' in Pyodide's lock file or as a pure-Python wheel on ${this.rules.pypi}`,
+        );
+      }
+      for (const dep of candidate.depends) {
+        const req = parseRequirement(dep);
+        if (!req || req.url || (req.marker && !evaluateMarker(req.marker))) continue;
+        await visit(req.name, req.specifier, key);
+      }
+      order.push(candidate);
+    };
+    try {
+      await visit(name, "");
+    } catch (err) {
+      const kind = err instanceof Unloadable ? err.kind : "error";
+      return { kind, reason: (err as Error).message };
+    }
+    return { order };
+  }
+
+  async #pypiCandidate(
+    key: string,
+    specifier: string,
+    signal?: AbortSignal,
+  ): Promise<Candidate | undefined> {
+    const memo = `pypi:${key}${specifier}`;
+    let found = this.#candidates.get(memo);
+    if (!found) {
+      found = (async () => {
+        const wheel = await this.#unlessFailedLately(
+          `pypi:${key}`,
+          () => findPureWheel(this.rules.pypi!, key, specifier, signal),
+        );
+        if (!wheel) throw new NotOnIndex();
+        const bytes = await this.#download(
+          wheel.fileName,
+          wheel.sha256,
+          (s) => fetchBytes(wheel.url, s),
+          signal,
+        );
+        return {
+          name: key,
+          version: wheel.version,
+          fileName: wheel.fileName,
+          installDir: "site" as const,
+          imports: [key.replaceAll("-", "_")],
+          depends: await wheelRequirements(bytes),
+          bytes: () => Promise.resolve(bytes),
+        };
+      })();
+      this.#candidates.set(memo, found);
+      // A failure is not remembered: the index may be reachable on the next call.
+      found.catch(() => this.#candidates.delete(memo));
+    }
+    try {
+      return await found;
+    } catch (err) {
+      if (err instanceof NotOnIndex) return undefined;
+      throw err;
+    }
+  }
+}
+
+class NotOnIndex extends Error {}
+
+class Unloadable extends Error {
+  constructor(readonly kind: PackageFailure["kind"], message: string) {
+    super(message);
+  }
+}

@@ -1,0 +1,27 @@
+import type { WheelPayload } from "./loader.ts";
+import type { PackageLoader } from "./loader.ts";
+
+/** How long start-up waits for the preload list before serving without what is missing. */
+const PRELOAD_FETCH_MS = 60_000;
+
+/**
+ * Fetches the policy's preload list once at start-up, for every pre-started interpreter to
+ * install before it is handed out. What cannot be had is said in one line and start-up goes on:
+ * calls that ask for it later get the reason.
+ */
+export async function fetchPreload(
+  loader: PackageLoader,
+  log: (line: string) => void,
+): Promise<WheelPayload[]> {
+  const names = loader.rules.preload;
+  if (names.length === 0) return [];
+  const plan = await loader.plan(names, new Set(), AbortSignal.timeout(PRELOAD_FETCH_MS));
+  if (plan.failed.length > 0) {
+    const missing = plan.failed.map((f) => f.name).join(", ");
+    log(
+      `cannot preload ${missing} from ${loader.indexDescription}: ${plan.failed[0].reason}; ` +
+        `serving without them (build a mirror with scripts/mirror_packages.ts and set packages.index)`,
+    );
+  }
+  return plan.wheels;
+}
