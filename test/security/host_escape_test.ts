@@ -203,6 +203,16 @@ const REFUSED: [string, string, RegExp?][] = [
     /PermissionError/,
   ],
   ["ctypes (raw memory) cannot be imported", "import ctypes", /BlockedByPolicy/],
+  [
+    "the package loader, which keeps its JavaScript handles, cannot be imported",
+    "import pyodide._package_loader as p\np.to_js([1])",
+    /BlockedByPolicy|ImportError/,
+  ],
+  [
+    "the package loader cannot be found in sys.modules",
+    "import sys\nsys.modules['pyodide._package_loader'].to_js([1])",
+    /KeyError/,
+  ],
   // Forging host messages and the interrupt buffer
   [
     "posting a forged message through js.postMessage finds no postMessage",

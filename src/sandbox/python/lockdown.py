@@ -39,6 +39,9 @@ _BLOCKED = frozenset(
     }
 )
 
+# Modules whose globals keep their JavaScript handles (still removed from sys.modules).
+_KEEP = frozenset({"pyodide._package_loader"})
+
 # Audit events that walk the object graph or other frames.
 _BLOCKED_EVENTS = frozenset(
     {
@@ -229,7 +232,9 @@ def install(fetch_json=None):
         t for t in (getattr(core, "JsProxy", None),) if isinstance(t, type)
     )
     for name, module in list(sys.modules.items()):
-        if not isinstance(module, types.ModuleType) or module is core:
+        # The package loader keeps its bridge: Pyodide's JavaScript calls it to install wheels,
+        # and once out of sys.modules no Python object leads to it (its one class has no code).
+        if not isinstance(module, types.ModuleType) or module is core or name in _KEEP:
             continue
         for key, value in list(vars(module).items()):
             if key.startswith("__"):
