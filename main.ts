@@ -2,19 +2,47 @@
  * Moat: reads the MOAT_* settings and the policy, makes the snapshot, warms the pool, serves
  * HTTP, and shuts down cleanly on SIGINT/SIGTERM.
  */
-import { logCall } from "./src/audit.ts";
+import { callLogger, logSecurity } from "./src/audit.ts";
 import { readConfig } from "./src/config.ts";
 import { createApp } from "./src/http/app.ts";
+import { broaderThanNeeded } from "./src/permissions/check.ts";
+import { grantsFor } from "./src/permissions/flags.ts";
 import { loadPolicy } from "./src/policy/load.ts";
 import { PackageLoader } from "./src/packages/loader.ts";
 import { fetchPreload } from "./src/packages/preload.ts";
 import { PYODIDE_DIR } from "./src/sandbox/host.ts";
+import type { Policy } from "./src/policy/schema.ts";
+import { readMounts } from "./src/sandbox/mounts.ts";
 import { Pool } from "./src/sandbox/pool.ts";
 import { CACHE_DIR, loadSnapshot } from "./src/sandbox/snapshot.ts";
 import { SessionManager } from "./src/session/manager.ts";
 
 const SHUTDOWN_GRACE_MS = 10_000;
 const say = (line: string) => console.error(`moat: ${line}`);
+
+/**
+ * Refuses to run with broader permissions than the policy needs, unless the operator set
+ * MOAT_ALLOW_BROAD_PERMISSIONS=1, which is logged as a warning and a security event.
+ */
+async function selfCheck(policy: Policy, where: Parameters<typeof grantsFor>[1]): Promise<void> {
+  const extra = await broaderThanNeeded(grantsFor(policy, where));
+  if (extra.length === 0) return;
+  const list = extra.join(", ");
+  if (Deno.env.get("MOAT_ALLOW_BROAD_PERMISSIONS") === "1") {
+    say(
+      `WARNING: running with broader permissions than the policy needs (${list}) ` +
+        `because MOAT_ALLOW_BROAD_PERMISSIONS=1`,
+    );
+    logSecurity("broad-permissions", { extra });
+    return;
+  }
+  say(
+    `cannot start: this process holds broader permissions than the policy needs: ${list}. ` +
+      `Start it with 'deno task start' (flags: 'deno task flags'), or set ` +
+      `MOAT_ALLOW_BROAD_PERMISSIONS=1 to run anyway.`,
+  );
+  Deno.exit(1);
+}
 
 async function main(): Promise<void> {
   const started = performance.now();
@@ -27,6 +55,14 @@ async function main(): Promise<void> {
     Deno.exit(1);
   }
   const { policy } = policyFile;
+  await selfCheck(policy, { host: config.host, port: config.port, policyPath: policyFile.path });
+  let mounts;
+  try {
+    mounts = await readMounts(policy.mounts, policy.limits.memoryMb * 1024 * 1024 / 2);
+  } catch (err) {
+    say(`cannot start: ${(err as Error).message}`);
+    Deno.exit(1);
+  }
 
   let packages;
   try {
@@ -44,11 +80,17 @@ async function main(): Promise<void> {
   const snapshot = await loadSnapshot(policy.limits, say);
   const pool = new Pool(
     policy.limits.poolSize,
-    { limits: policy.limits, snapshot: snapshot.bytes, preload },
+    {
+      limits: policy.limits,
+      snapshot: snapshot.bytes,
+      preload,
+      network: policy.network.allow,
+      mounts,
+    },
     say,
   );
   await pool.warm();
-  const sessions = new SessionManager(policy, pool, logCall, packages, say);
+  const sessions = new SessionManager(policy, pool, callLogger(policy.audit), packages, say);
   const app = createApp({
     token: config.token,
     policy,

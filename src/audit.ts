@@ -1,12 +1,45 @@
+/**
+ * The audit trail: one JSON line on stdout per call, and one per security-relevant event.
+ * Lines never hold the code or its output unless the policy's `audit.logCode` asks for the code.
+ */
 import type { Answer } from "./session/answer.ts";
 
-/** Writes one structured JSON line to stdout; never the code or its output. */
+/** Security-relevant events, each logged as `{"event": "security", "kind": …}`. */
+export type SecurityKind =
+  /** Code tried something the sandbox refused (a blocked import, a host it may not reach). */
+  | "denied"
+  /** A call hit a policy limit: time, memory, output, result. */
+  | "limit"
+  /** An interpreter was terminated (did not stop when interrupted, or crashed). */
+  | "worker-killed"
+  /** The server runs with broader permissions than its policy needs (explicit override). */
+  | "broad-permissions";
+
+/** Writes one structured JSON line to stdout. */
 export function logEvent(event: string, fields: Record<string, unknown>): void {
   console.log(JSON.stringify({ time: new Date().toISOString(), event, ...fields }));
 }
 
-/** The audit line for one call. */
-export function logCall(session: string, answer: Answer): void {
+/** One security-relevant event. */
+export function logSecurity(kind: SecurityKind, fields: Record<string, unknown>): void {
+  logEvent("security", { kind, ...fields });
+}
+
+/** What the audit log records beyond the defaults. */
+export interface AuditOptions {
+  /** Log each call's code (off by default: code may hold secrets). */
+  logCode?: boolean;
+}
+
+/** Returns the per-call logger: the call line, then its security events. */
+export function callLogger(
+  options: AuditOptions = {},
+): (session: string, answer: Answer, code?: string) => void {
+  return (session, answer, code) => logCall(session, answer, options.logCode ? code : undefined);
+}
+
+/** The audit line for one call, then one line per security event it raised. */
+export function logCall(session: string, answer: Answer, code?: string): void {
   logEvent("call", {
     session,
     durationMs: Math.round(answer.durationMs * 10) / 10,
@@ -14,5 +47,9 @@ export function logCall(session: string, answer: Answer): void {
     limit: answer.limit,
     stateLost: answer.stateLost,
     bytesOut: answer.body.length,
+    ...(code === undefined ? {} : { code }),
   });
+  if (answer.limit) logSecurity("limit", { session, limit: answer.limit });
+  if (answer.stateLost) logSecurity("worker-killed", { session, reason: answer.limit });
+  for (const what of answer.denied ?? []) logSecurity("denied", { session, what });
 }

@@ -4,6 +4,7 @@ import type { Limits } from "../policy/schema.ts";
 import {
   type BootMessage,
   type HostMessage,
+  type MountEntry,
   type ResultMessage,
   type WorkerMessage,
   WorkerMessageSchema,
@@ -17,10 +18,15 @@ const WORKER_URL = new URL("./worker.ts", import.meta.url);
 /** The worker's one import besides Pyodide: installing wheels it is sent as bytes. */
 const INSTALLER_URL = new URL("../packages/install.ts", import.meta.url);
 const RUNNER_PATH = new URL("./python/runner.py", import.meta.url);
+const LOCKDOWN_PATH = new URL("./python/lockdown.py", import.meta.url);
 
 let runnerSource: string | undefined;
 async function runner(): Promise<string> {
   return runnerSource ??= await Deno.readTextFile(RUNNER_PATH);
+}
+let lockdownSource: string | undefined;
+async function lockdown(): Promise<string> {
+  return lockdownSource ??= await Deno.readTextFile(LOCKDOWN_PATH);
 }
 
 /**
@@ -41,6 +47,10 @@ export interface SandboxOptions {
   limits: Limits;
   /** Memory snapshot to boot from; cold boot when absent. */
   snapshot?: Uint8Array;
+  /** Hosts Python may reach (the policy's network.allow); the worker gets net for these only. */
+  network?: string[];
+  /** The policy's mounts, already read (see `sandbox/mounts.ts`). */
+  mounts?: MountEntry[];
   /** Wheels installed right after boot, before the interpreter takes calls (policy `preload`). */
   preload?: WheelBytes[];
   /** The worker module; tests substitute one that dies on purpose. @default {worker.ts} */
@@ -79,14 +89,14 @@ export class Sandbox {
    */
   onDeath?: (reason: KillReason, detail: string) => void;
 
-  private constructor(workerUrl = WORKER_URL) {
+  private constructor(network: string[] = [], workerUrl = WORKER_URL) {
     this.#worker = new Worker(workerUrl, {
       type: "module",
       deno: {
         permissions: {
           read: [PYODIDE_DIR, workerUrl.pathname, INSTALLER_URL.pathname],
           write: false,
-          net: false,
+          net: network.length ? network : false, // security: only the policy's hosts
           env: false,
           run: false,
           ffi: false,
@@ -121,7 +131,7 @@ export class Sandbox {
 
   /** Boots an interpreter; resolves once it can take calls. */
   static async start(options: SandboxOptions): Promise<Sandbox> {
-    const box = new Sandbox(options.workerUrl);
+    const box = new Sandbox(options.network, options.workerUrl);
     const reply = await box.#request({
       ...(await box.#bootMessage(options, false)),
       snapshot: options.snapshot,
@@ -262,6 +272,9 @@ export class Sandbox {
         stderrBytes: limits.stderrBytes,
         resultBytes: limits.resultBytes,
       },
+      lockdown: await lockdown(),
+      network: options.network ?? [],
+      mounts: options.mounts ?? [],
     };
   }
 

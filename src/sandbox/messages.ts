@@ -8,6 +8,13 @@ export interface OutputCaps {
   resultBytes: number;
 }
 
+/** A file (or, without `bytes`, a directory) copied read-only into the session's file system. */
+export interface MountEntry {
+  /** Absolute path inside the sandbox. */
+  path: string;
+  bytes?: Uint8Array;
+}
+
 /** Host → worker: boot an interpreter (from a snapshot when given one). */
 export interface BootMessage {
   type: "boot";
@@ -29,6 +36,12 @@ export interface BootMessage {
   /** A port the worker holds until it ends; its closing tells the host the worker is gone. */
   lifeline?: MessagePort;
   caps: OutputCaps;
+  /** Source of `python/lockdown.py`, run before any user code. */
+  lockdown: string;
+  /** Hosts (`name` or `name:port`) Python may fetch from; empty for no network. */
+  network: string[];
+  /** Policy mounts, read by the host and copied in at boot. */
+  mounts: MountEntry[];
 }
 
 /** Host → worker: run one call. */
@@ -77,6 +90,8 @@ export const WorkerMessageSchema = z.discriminatedUnion("type", [
     memoryBytes: z.number(),
     /** Set when the interpreter itself broke (not a Python exception): it must be replaced. */
     fatal: z.string().optional(),
+    /** What the lockdown refused during this call (blocked imports, gc walks…), for the audit. */
+    denied: z.array(z.string()).optional(),
   }),
 ]);
 

@@ -14,6 +14,7 @@ import type {
   ExecMessage,
   HostMessage,
   InstallMessage,
+  MountEntry,
   OutputCaps,
   WorkerMessage,
 } from "./messages.ts";
@@ -63,6 +64,8 @@ let stderr = new Capture(0);
  * any reason, the port closes and the host learns at once that the interpreter is gone.
  */
 const held: unknown[] = [];
+/** The lockdown's `take_denied()`: what it refused since the last call. */
+let takeDenied: (() => PyProxy) | undefined;
 
 /**
  * Refuses growth of any WebAssembly memory past the cap, so Python gets MemoryError; reports
@@ -155,11 +158,196 @@ async function warmUp(pyodide: PyodideAPI, runnerGlobals: PyProxy): Promise<void
 
 // ---- end of the sessions section ----
 
-/** After boot the worker needs no permission at all. */
-function dropPermissions(): void {
+/** After boot the worker needs no permission, except net for the policy's allowed hosts. */
+function dropPermissions(keepNet: boolean): void {
   const names = ["read", "write", "net", "env", "run", "ffi", "sys", "import"] as const;
-  for (const name of names) Deno.permissions.revokeSync({ name } as Deno.PermissionDescriptor);
+  for (const name of names) {
+    if (name === "net" && keepNet) continue;
+    Deno.permissions.revokeSync({ name } as Deno.PermissionDescriptor);
+  }
 }
+
+// ---- Security: JavaScript-side bounds and the lockdown (see SECURITY.md) ----
+
+/** Any constructor, as far as the caps below care. */
+type Ctor = new (...args: never[]) => object;
+
+const TYPED_ARRAYS = [
+  Int8Array,
+  Uint8Array,
+  Uint8ClampedArray,
+  Int16Array,
+  Uint16Array,
+  Int32Array,
+  Uint32Array,
+  Float32Array,
+  Float64Array,
+  BigInt64Array,
+  BigUint64Array,
+];
+
+/**
+ * Bounds ArrayBuffer allocations in this worker, which the wasm memory cap does not cover:
+ * one allocation may not exceed `maxBytes`, nor take the worker's external memory past
+ * `totalBytes`. Constructors reached through `.constructor` of any buffer are the capped ones.
+ */
+function capBuffers(maxBytes: number, totalBytes: number): void {
+  const check = (bytes: number) => {
+    if (!(bytes <= maxBytes) || Deno.memoryUsage().external + bytes > totalBytes) {
+      throw new RangeError(`buffer of ${bytes} bytes refused: Moat's memory limit`);
+    }
+  };
+  const isBuffer = (x: unknown) => x instanceof ArrayBuffer || x instanceof SharedArrayBuffer;
+  const requested = (args: unknown[], unit: number) => {
+    const [first, options] = args as [unknown, { maxByteLength?: number } | undefined];
+    if (typeof first === "number") return Math.max(first, options?.maxByteLength ?? 0) * unit;
+    if (first === undefined || first === null || isBuffer(first)) return 0;
+    const like = first as { length?: unknown; byteLength?: unknown };
+    return Number(like.length ?? like.byteLength ?? 0) * unit;
+  };
+  // `new.target` stays the original so instances keep their ordinary prototype.
+  const capped = (ctor: Ctor, bytesOf: (args: unknown[]) => number): Ctor => {
+    const proxy: Ctor = new Proxy(ctor, {
+      construct(target: Ctor, args: unknown[], newTarget: Ctor): object {
+        check(bytesOf(args));
+        return Reflect.construct(target, args, newTarget === proxy ? target : newTarget);
+      },
+    });
+    return proxy;
+  };
+  const wrap = (ctor: Ctor, unit: number) => {
+    const proxy = capped(ctor, (args) => requested(args, unit));
+    Object.defineProperty(ctor.prototype, "constructor", { value: proxy, configurable: false });
+    Object.defineProperty(globalThis, ctor.name, { value: proxy, configurable: false });
+  };
+  for (const ctor of TYPED_ARRAYS) wrap(ctor, ctor.BYTES_PER_ELEMENT);
+  wrap(ArrayBuffer, 1);
+  wrap(SharedArrayBuffer, 1);
+  const guard = (proto: object, name: string) => {
+    const original = Reflect.get(proto, name) as ((...a: unknown[]) => unknown) | undefined;
+    if (typeof original !== "function") return;
+    Object.defineProperty(proto, name, {
+      value: function (this: unknown, ...args: unknown[]) {
+        if (typeof args[0] === "number") check(args[0]);
+        return original.apply(this, args);
+      },
+      configurable: false,
+    });
+  };
+  for (const name of ["resize", "transfer", "transferToFixedLength"]) {
+    guard(ArrayBuffer.prototype, name);
+  }
+  guard(SharedArrayBuffer.prototype, "grow");
+  const Memory = WebAssembly.Memory;
+  const memory = capped(Memory, (args) => {
+    return Number((args[0] as { initial?: number } | undefined)?.initial ?? 0) * 65536;
+  });
+  Object.defineProperty(Memory.prototype, "constructor", { value: memory, configurable: false });
+  Object.defineProperty(WebAssembly, "Memory", { value: memory, configurable: false });
+}
+
+function hostAllowed(url: URL, allowed: string[]): boolean {
+  const port = url.port || (url.protocol === "https:" ? "443" : "80");
+  return allowed.some((entry) => entry === url.hostname || entry === `${url.hostname}:${port}`);
+}
+
+function toBase64(bytes: Uint8Array): string {
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(text);
+}
+
+/**
+ * `moat.fetch` seen from JavaScript: only http(s) to the policy's hosts, no redirects, and the
+ * answer as JSON text, so Python receives no JavaScript object.
+ */
+function fetchJson(allowed: string[], maxBytes: number) {
+  const realFetch = fetch;
+  return async (url: string, optionsJson: string): Promise<string> => {
+    try {
+      const target = new URL(url);
+      if (!/^https?:$/.test(target.protocol) || !hostAllowed(target, allowed)) {
+        return JSON.stringify({ error: `host '${target.host}' is not in network.allow` });
+      }
+      const options = JSON.parse(optionsJson);
+      const body = options.body
+        ? Uint8Array.from(atob(options.body), (c) => c.charCodeAt(0))
+        : undefined;
+      const res = await realFetch(target, {
+        method: String(options.method),
+        headers: options.headers,
+        body,
+        redirect: "manual",
+      });
+      const bytes = new Uint8Array(await res.arrayBuffer());
+      if (bytes.length > maxBytes) {
+        return JSON.stringify({ error: `response of ${bytes.length} bytes exceeds the limit` });
+      }
+      const headers = Object.fromEntries(res.headers);
+      return JSON.stringify({ status: res.status, headers, body: toBase64(bytes) });
+    } catch (err) {
+      return JSON.stringify({ error: String((err as Error)?.message ?? err) });
+    }
+  };
+}
+
+/** Copies the policy's mounts in, read-only (0444 files, 0555 directories). */
+function writeMounts(pyodide: PyodideAPI, entries: MountEntry[]): void {
+  for (const entry of entries) {
+    if (entry.bytes) {
+      pyodide.FS.mkdirTree(entry.path.slice(0, entry.path.lastIndexOf("/")) || "/");
+      pyodide.FS.writeFile(entry.path, entry.bytes);
+    } else pyodide.FS.mkdirTree(entry.path);
+  }
+  for (const entry of entries.toReversed()) {
+    pyodide.FS.chmod(entry.path, entry.bytes ? 0o444 : 0o555);
+  }
+}
+
+/** Runs `python/lockdown.py`; from here on Python code has no handle on this worker's JS. */
+function lockDown(pyodide: PyodideAPI, msg: BootMessage): void {
+  pyodide.unregisterJsModule("js");
+  pyodide.unregisterJsModule("pyodide_js");
+  const scope = pyodide.globals.get("dict")();
+  pyodide.runPython(msg.lockdown, { globals: scope, filename: "<moat-lockdown>" });
+  const install = scope.get("install");
+  const fetcher = msg.network.length ? fetchJson(msg.network, msg.memoryBytes / 4) : undefined;
+  takeDenied = install(fetcher);
+  install.destroy();
+  scope.destroy();
+  capBuffers(msg.memoryBytes, 2 * msg.memoryBytes + 256 * 1024 * 1024);
+}
+
+/**
+ * The runner builds its JSON with Python's `json`, which user code can patch; text that is not
+ * one valid JSON value would let code inject fields into the answer or break the host's parse.
+ */
+function checkedJson(result: string, error: string): [string, string] {
+  const valid = (text: string) => {
+    try {
+      JSON.parse(text);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (valid(result) && valid(error)) return [result, error];
+  const message = "RuntimeError: the answer could not be encoded as JSON " +
+    "(was the json module patched?); restore it or reset the session";
+  return [
+    "null",
+    JSON.stringify({
+      name: "PythonError",
+      message,
+      pythonExceptionType: "RuntimeError",
+      pythonExceptionValue: message.slice("RuntimeError: ".length),
+    }),
+  ];
+}
+
+// ---- end of security section ----
 
 async function boot(msg: BootMessage): Promise<void> {
   const started = performance.now();
@@ -185,11 +373,11 @@ async function boot(msg: BootMessage): Promise<void> {
       "import encodings.cp437, importlib.metadata, pathlib, shutil, tarfile, zipfile",
     );
     const bytes = pyodide.makeMemorySnapshot() as Uint8Array<ArrayBuffer>;
-    dropPermissions();
+    dropPermissions(false);
     post({ type: "snapshot", id: msg.id, bytes }, [bytes.buffer as ArrayBuffer]);
     return;
   }
-  dropPermissions();
+  dropPermissions(msg.network.length > 0);
   pyodide.setStdout({ write: (b: Uint8Array) => stdout.write(b) });
   pyodide.setStderr({ write: (b: Uint8Array) => stderr.write(b) });
   pyodide.setInterruptBuffer(interrupt);
@@ -199,6 +387,8 @@ async function boot(msg: BootMessage): Promise<void> {
   pyodide.runPython(msg.runner, { globals: runnerGlobals, filename: "<moat>" });
   runCode = runnerGlobals.get("run") as typeof runCode;
   namespace = runnerGlobals.get("new_namespace")();
+  writeMounts(pyodide, msg.mounts);
+  lockDown(pyodide, msg);
   await warmUp(pyodide, runnerGlobals);
   runnerGlobals.destroy();
   py = pyodide;
@@ -233,11 +423,20 @@ async function exec(msg: ExecMessage): Promise<void> {
     const triple = out.toJs();
     out.destroy();
     [result, error, resultCut] = triple;
+    [result, error] = checkedJson(result, error);
   } catch (err) {
     // The runner catches every Python exception, so this is the interpreter itself failing.
     fatal = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
   } finally {
     Atomics.store(interrupt, 0, 0);
+  }
+  let denied: string[] | undefined;
+  try {
+    const taken = takeDenied?.();
+    denied = taken?.toJs() as string[] | undefined;
+    taken?.destroy();
+  } catch {
+    // the lockdown's record is best effort; the call's answer matters more
   }
   post({
     type: "result",
@@ -249,6 +448,7 @@ async function exec(msg: ExecMessage): Promise<void> {
     cut: { stdout: stdout.cut, stderr: stderr.cut, result: resultCut },
     memoryBytes: memoryBytes(),
     fatal,
+    denied: denied?.length ? denied : undefined,
   });
 }
 

@@ -20,6 +20,8 @@ export interface Answer {
   limit: LimitHit | null;
   stateLost: boolean;
   durationMs: number;
+  /** What the sandbox refused during the call, for the audit log (never sent to the client). */
+  denied?: string[];
 }
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -157,5 +159,6 @@ export function buildAnswer(
     limit,
     stateLost: end.kind === "killed",
     durationMs: ctx.durationMs,
+    denied: end.kind === "done" ? end.message.denied : undefined,
   };
 }

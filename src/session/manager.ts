@@ -70,7 +70,7 @@ export class SessionManager {
   constructor(
     private readonly policy: Policy,
     private readonly pool: Pool,
-    private readonly onCall: (session: string, answer: Answer) => void = () => {},
+    private readonly onCall: (session: string, answer: Answer, code: string) => void = () => {},
     /** Resolves and fetches the packages calls ask for; calls load nothing without it. */
     private readonly loader?: PackageLoader,
     log: (line: string) => void = () => {},
@@ -186,7 +186,7 @@ export class SessionManager {
   async #run(session: Session, request: CallRequest): Promise<Answer> {
     const { limits } = this.policy;
     const timeoutMs = Math.min(request.timeoutMs ?? limits.timeoutMs, limits.maxTimeoutMs);
-    if (session.lost) return this.#tellLost(session, timeoutMs);
+    if (session.lost) return this.#tellLost(session, timeoutMs, request.code);
     const box = await (session.box ??= this.#boot(session));
     const started = performance.now();
     session.running = box;
@@ -215,12 +215,12 @@ export class SessionManager {
     session.memoryBytes = box.memoryBytes;
     session.lastUsed = Date.now();
     if (session.mode === "ephemeral" || !box.alive) this.#replace(session, box);
-    this.onCall(session.id, answer);
+    this.onCall(session.id, answer, request.code);
     return answer;
   }
 
   /** The answer for a call on a session whose interpreter was lost while it was idle. */
-  #tellLost(session: Session, timeoutMs: number): Answer {
+  #tellLost(session: Session, timeoutMs: number, code: string): Answer {
     const end: ExecEnd = { kind: "killed", ...session.lost! };
     session.lost = undefined;
     session.calls++;
@@ -231,7 +231,7 @@ export class SessionManager {
       memoryBytes: 0,
       notRun: true,
     });
-    this.onCall(session.id, answer);
+    this.onCall(session.id, answer, code);
     return answer;
   }
 

@@ -2,6 +2,8 @@
  * Starts the real server (the `start` task's exact command) on a free loopback port and
  * talks HTTP to it. Nothing is mocked.
  */
+import { flagsForSettings } from "../../scripts/flags.ts";
+
 const ROOT = new URL("../../", import.meta.url).pathname;
 
 /** The protocol answer of one execute call. */
@@ -30,6 +32,8 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Extra `deno run` flags placed before `main.ts` (e.g. to test wider permissions). */
   extraFlags?: string[];
+  /** Rewrites the derived flags before use (e.g. to widen one of them). */
+  mapFlags?: (flags: string[]) => string[];
   /** Directories the server may read besides the start task's (a test's package mirror). */
   readPaths?: string[];
 }
@@ -45,12 +49,17 @@ function loopbackOnly(arg: string): string {
   return `--allow-net=${loopback.join(",")}`;
 }
 
-/** The `deno run` arguments of the `start` task in deno.json. */
-export async function startArgs(): Promise<string[]> {
+/**
+ * The `deno run` arguments `deno task start` uses for these settings: the start task is
+ * `deno run $(scripts/flags.ts) main.ts`, so the flags come from the same derivation.
+ */
+export async function startArgs(env: Record<string, string> = {}): Promise<string[]> {
   const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
-  const words = (config.tasks.start as string).split(/\s+/);
-  if (words[0] !== "deno") throw new Error("the start task must begin with 'deno'");
-  return words.slice(1);
+  if (!/^deno run \$\(deno run .*scripts\/flags\.ts\) main\.ts$/.test(config.tasks.start)) {
+    throw new Error("the start task must be 'deno run $(deno run … scripts/flags.ts) main.ts'");
+  }
+  const flags = await flagsForSettings((name) => env[name], () => {});
+  return ["run", ...flags, "main.ts"];
 }
 
 export class TestServer implements AsyncDisposable {
@@ -75,24 +84,27 @@ export class TestServer implements AsyncDisposable {
       policy = `${this.#tmp}/policy.yaml`;
       await Deno.writeTextFile(policy, this.options.policyText);
     }
-    const args = await startArgs();
-    const main = args.indexOf("main.ts");
-    args.splice(main, 0, ...(this.options.extraFlags ?? []));
-    const reads = [...(this.#tmp ? [this.#tmp] : []), ...(this.options.readPaths ?? [])];
-    const finalArgs = args.map(loopbackOnly).map((a) =>
+    const env = {
+      MOAT_HOST: "127.0.0.1",
+      MOAT_PORT: "0",
+      MOAT_TOKEN: this.token,
+      MOAT_POLICY: policy,
+      NO_COLOR: "1",
+      ...this.options.env,
+    };
+    let args = await startArgs(env);
+    if (this.options.mapFlags) {
+      args = ["run", ...this.options.mapFlags(args.slice(1, -1)), "main.ts"];
+    }
+    args.splice(args.indexOf("main.ts"), 0, ...(this.options.extraFlags ?? []));
+    const reads = this.options.readPaths ?? [];
+    args = args.map(loopbackOnly).map((a) =>
       a.startsWith("--allow-read=") && reads.length ? `${a},${reads.join(",")}` : a
     );
     this.#child = new Deno.Command(Deno.execPath(), {
-      args: finalArgs,
+      args,
       cwd: ROOT,
-      env: {
-        MOAT_HOST: "127.0.0.1",
-        MOAT_PORT: "0",
-        MOAT_TOKEN: this.token,
-        MOAT_POLICY: policy,
-        NO_COLOR: "1",
-        ...this.options.env,
-      },
+      env,
       stdin: "null",
       stdout: "piped",
       stderr: "piped",

@@ -1,0 +1,154 @@
+"""`MoatPythonTool`: a LangChain tool that runs the model's Python in Moat.
+
+It takes the place of `PythonREPLTool`, which runs the model's code inside the host process.
+The tool's input and output are the same kind of thing: code in, the text the model should
+read out (what was printed, then the value of the last expression, or the traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import weakref
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from .client import DEFAULT_URL, MoatClient
+from .errors import MoatError
+from .results import RunResult, image_bytes, is_image
+from .smolagents_executor import _delete_quietly
+
+try:
+    from langchain_core.tools import BaseTool, ToolException
+    from pydantic import BaseModel, Field
+
+    LANGCHAIN_AVAILABLE = True
+except ImportError:
+    LANGCHAIN_AVAILABLE = False
+
+    class ToolException(Exception):  # type: ignore[no-redef]
+        """Stands in for langchain_core's ToolException."""
+
+    class BaseModel:  # type: ignore[no-redef]
+        pass
+
+    def Field(default: Any = None, **_: Any) -> Any:  # type: ignore[no-redef]  # noqa: N802
+        return default
+
+    class BaseTool:  # type: ignore[no-redef]
+        """The part of LangChain's BaseTool an application calls: fields, run(), invoke()."""
+
+        def __init__(self, **fields: Any) -> None:
+            for key, value in fields.items():
+                setattr(self, key, value)
+
+        def run(self, tool_input: str | dict[str, Any], **_: Any) -> Any:
+            if isinstance(tool_input, dict):
+                return self._run(**tool_input)
+            return self._run(tool_input)
+
+        def invoke(self, input: str | dict[str, Any], config: Any = None, **_: Any) -> Any:
+            return self.run(input)
+
+
+DESCRIPTION = (
+    "A Python shell in a sandbox. Use it to compute, parse data or check facts with code. "
+    "Input is Python source. Variables, functions and imports persist between calls. "
+    "The output is what the code prints, then the value of its last expression; "
+    "on an exception, the traceback."
+)
+
+
+class PythonInputs(BaseModel):
+    """The tool's single argument, named as in PythonREPLTool so prompts carry over."""
+
+    query: str = Field(description="Python source code to run")
+
+
+class MoatPythonTool(BaseTool):
+    """Runs Python in a Moat session; replaces LangChain's `PythonREPLTool`.
+
+    The session is created at the first call and deleted by `close()` (or when the tool is
+    garbage collected). Pass `session_id` to use a session you manage yourself.
+
+    Fields besides LangChain's: `client` (a MoatClient), `session_id`, `packages` (loaded
+    before every call; only the first load costs time), `mode` ("persistent" or
+    "ephemeral"), `timeout_ms`, and `sanitize_input` (strip Markdown code fences).
+    """
+
+    name: str = "moat_python"
+    description: str = DESCRIPTION
+    args_schema: type[BaseModel] = PythonInputs
+    client: Any = None
+    session_id: Optional[str] = None
+    packages: list[str] = []
+    mode: str = "persistent"
+    timeout_ms: Optional[int] = None
+    sanitize_input: bool = True
+    _finalizer: Any = None  # set when this tool creates its own session
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        token: str | None = None,
+        *,
+        packages: Sequence[str] = (),
+        **fields: Any,
+    ) -> None:
+        fields.setdefault("client", MoatClient(url, token))
+        super().__init__(packages=list(packages), **fields)
+
+    def _run(self, query: str, run_manager: Any = None, **_: Any) -> str:
+        """Runs `query` and returns the text the model reads."""
+        code = _strip_fences(query) if self.sanitize_input else query
+        try:
+            answer = self.client.run(
+                code, self.packages, session_id=self._session(), timeout_ms=self.timeout_ms
+            )
+        except MoatError as e:
+            # ToolException, so `handle_tool_error=True` can show the model what went wrong.
+            raise ToolException(str(e)) from e
+        return format_for_model(answer)
+
+    def _session(self) -> str:
+        if self.session_id is not None:
+            return self.session_id
+        session_id = self.client.create_session(self.mode).id
+        self._finalizer = weakref.finalize(self, _delete_quietly, self.client, session_id)
+        self.session_id = session_id
+        return session_id
+
+    def close(self) -> None:
+        """Deletes the session this tool created (not one passed in); idempotent."""
+        if self._finalizer is not None and self._finalizer.alive:
+            self._finalizer()
+            self.session_id = None
+
+
+def format_for_model(answer: RunResult) -> str:
+    """What the model should read: printed output, then the result or the traceback.
+
+    A string result is shown as it is (a DataFrame's repr reads as a table, not as one
+    quoted line); other values as JSON; an image as a short note, since this tool's
+    output is text.
+    """
+    parts = [answer.stdout, answer.stderr]
+    if answer.error is not None:
+        # The server already puts what was printed before the error into the traceback.
+        parts = [answer.stderr, str(answer.error)]
+    elif is_image(answer.result):
+        parts.append(f"<image: PNG, {len(image_bytes(answer.result))} bytes>")
+    elif isinstance(answer.result, str):
+        parts.append(answer.result)
+    elif answer.result is not None:
+        parts.append(json.dumps(answer.result, ensure_ascii=False))
+    return "\n".join(p.rstrip("\n") for p in parts if p)
+
+
+_FENCE = re.compile(r"^\s*```(?:python|py)?\s*\n(.*?)\n?\s*```\s*$", re.DOTALL)
+
+
+def _strip_fences(query: str) -> str:
+    """Models often wrap code in a Markdown fence; Python would reject the backticks."""
+    match = _FENCE.match(query)
+    return match.group(1) if match else query

@@ -1,0 +1,35 @@
+/**
+ * Prints the `deno run` flags the server needs for a policy, and nothing wider:
+ *
+ *   MOAT_POLICY=strict deno run --allow-read --allow-env scripts/flags.ts
+ *   deno task flags            # the same for the current MOAT_* settings
+ *
+ * `deno task start` runs `deno run $(this script) main.ts`. When the policy or a setting is
+ * invalid it prints flags that only let `main.ts` read the policy and report the problem.
+ */
+import { readConfig } from "../src/config.ts";
+import { loadPolicy, resolvePolicyPath } from "../src/policy/load.ts";
+import { bootstrapFlags, flagsFor, grantsFor } from "../src/permissions/flags.ts";
+
+/** The flags for the settings `get` returns (Deno.env.get when run as a script). */
+export async function flagsForSettings(
+  get: (name: string) => string | undefined,
+  report: (line: string) => void = console.error,
+): Promise<string[]> {
+  let policyPath: string | undefined;
+  try {
+    policyPath = resolvePolicyPath(get("MOAT_POLICY") || "default");
+    if (!policyPath.startsWith("/")) policyPath = `${Deno.cwd()}/${policyPath}`;
+    // The token is irrelevant to the flags; a placeholder keeps readConfig from generating one.
+    const config = readConfig((name) => name === "MOAT_TOKEN" ? "x".repeat(16) : get(name));
+    const { policy } = await loadPolicy(policyPath);
+    return flagsFor(grantsFor(policy, { host: config.host, port: config.port, policyPath }));
+  } catch (err) {
+    report(`moat: ${(err as Error).message}`);
+    return bootstrapFlags(policyPath);
+  }
+}
+
+if (import.meta.main) {
+  console.log((await flagsForSettings((name) => Deno.env.get(name))).join(" "));
+}

@@ -1,0 +1,123 @@
+/**
+ * The Deno permissions a policy needs, and the `deno run` flags that grant exactly those.
+ * `deno task start`, `scripts/flags.ts`, the start-up self-check and the tests all derive them
+ * here, so the flags can never drift wider than the policy.
+ */
+import { PYODIDE_CDN } from "../packages/source.ts";
+import type { Policy } from "../policy/schema.ts";
+
+/** The repository root, where `main.ts` lives. */
+export const ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname);
+
+/** Variables the server reads: its settings, and the two the `yaml` package looks up. */
+export const ENV_NAMES = [
+  "MOAT_HOST",
+  "MOAT_PORT",
+  "MOAT_TOKEN",
+  "MOAT_POLICY",
+  "MOAT_ALLOW_BROAD_PERMISSIONS",
+  "LOG_TOKENS",
+  "LOG_STREAM",
+] as const;
+
+/** Code generation from strings stays off in every isolate, so `Function(...)` escapes throw. */
+export const V8_FLAGS = "--v8-flags=--disallow-code-generation-from-strings";
+
+/** What the server process may touch; everything else stays denied. */
+export interface Grants {
+  /** Absolute paths readable: Pyodide, the runner, the policies, the cache, the mounts. */
+  read: string[];
+  /** Absolute paths writable: only the cache. */
+  write: string[];
+  /** `host` or `host:port`: the listen address, the policy's network.allow, package indexes. */
+  net: string[];
+  env: string[];
+}
+
+/** Where the server listens, and which policy file it reads. */
+export interface Where {
+  /** `MOAT_HOST`. @default {"127.0.0.1"} */
+  host?: string;
+  /** `MOAT_PORT`; 0 (any port) grants the host on every port. @default {8000} */
+  port?: number;
+  /** Absolute path of the policy file. */
+  policyPath?: string;
+}
+
+const POLICY_DIR = `${ROOT}policies`;
+
+function isUrl(text: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(text);
+}
+
+/** Relative paths in a policy are taken from the Moat directory, where `deno task start` runs. */
+export function absolute(path: string): string {
+  const url = new URL(path.replace(/\/+$/, "") || "/", `file://${ROOT}`);
+  return decodeURIComponent(url.pathname).replace(/(.)\/$/, "$1");
+}
+
+/** `path` equals `dir` or lies under it. */
+export function within(path: string, dir: string): boolean {
+  return path === dir || path.startsWith(dir.endsWith("/") ? dir : `${dir}/`);
+}
+
+/** A package index is a URL (net) or a local directory (read). */
+function indexGrant(index: string | undefined, read: string[], net: string[]): void {
+  if (!index) return;
+  if (isUrl(index)) net.push(new URL(index).host);
+  else read.push(absolute(index));
+}
+
+/** The permissions one policy needs; nothing more. */
+export function grantsFor(policy: Policy, where: Where = {}): Grants {
+  const read = [
+    `${ROOT}node_modules/pyodide`,
+    `${ROOT}src/sandbox/python`,
+    `${ROOT}src/sandbox/worker.ts`,
+    `${ROOT}src/packages/install.ts`,
+    `${ROOT}.moat-cache`,
+    POLICY_DIR,
+  ];
+  if (where.policyPath && !within(where.policyPath, POLICY_DIR)) read.push(where.policyPath);
+  for (const mount of policy.mounts) read.push(absolute(mount.host));
+  const host = where.host ?? "127.0.0.1";
+  const port = where.port ?? 8000;
+  const net = [port === 0 ? host : `${host}:${port}`, ...policy.network.allow];
+  // Without an index, wheels come from Pyodide's CDN (src/packages/source.ts).
+  indexGrant(policy.packages.index ?? PYODIDE_CDN, read, net);
+  indexGrant(policy.packages.pypi ?? undefined, read, net);
+  return {
+    read: [...new Set(read)],
+    write: [`${ROOT}.moat-cache`],
+    net: [...new Set(net)],
+    env: [...ENV_NAMES],
+  };
+}
+
+/** The `deno run` flags (before `main.ts`) that grant exactly `grants`. */
+export function flagsFor(grants: Grants): string[] {
+  const list = (flag: string, items: string[]) =>
+    items.length ? [`${flag}=${items.join(",")}`] : [];
+  return [
+    "--no-prompt",
+    V8_FLAGS,
+    ...list("--allow-read", grants.read),
+    ...list("--allow-write", grants.write),
+    ...list("--allow-net", grants.net),
+    ...list("--allow-env", grants.env),
+  ];
+}
+
+/**
+ * Flags that let `main.ts` start only far enough to report why the policy or settings cannot be
+ * used: read the policy file and the settings, nothing else.
+ */
+export function bootstrapFlags(policyPath: string | undefined): string[] {
+  const read = [POLICY_DIR, ...(policyPath ? [policyPath] : [])];
+  return [
+    "--no-prompt",
+    V8_FLAGS,
+    `--allow-read=${read.join(",")}`,
+    `--allow-env=${ENV_NAMES.join(",")}`,
+  ];
+}

@@ -1,0 +1,298 @@
+"""Moat's lockdown: takes the bridge to JavaScript away from user code.
+
+The worker runs `install()` once per interpreter, after the runner and before any user code.
+The sandbox is the Deno worker (no permissions, interrupted and then terminated on timeout);
+this is defense in depth inside it. Pyodide leaves handles to the worker's JavaScript lying
+around (the `js` and `pyodide_js` modules, `pyodide.ffi`, the C module `_pyodide_core`, the
+event loop's globals). Through them Python could reach the interrupt buffer and the output
+hooks, or grow JavaScript memory that the wasm memory cap does not bound. `install()` removes
+every such handle it knows of and blocks the ways back in (imports, `gc` walks, tracing,
+`ctypes`) with an audit hook, which Python code cannot remove.
+
+Nothing secret is kept in this module's globals: what the worker needs lives in closures and
+in a generator's frame, and the audit hook refuses to hand out generator frames.
+"""
+
+import sys
+import types
+
+# Modules that hand out JavaScript objects, or raw memory. Importing them raises ImportError.
+_BLOCKED = frozenset(
+    {
+        "js",
+        "pyodide_js",
+        "_pyodide_core",
+        "pyodide.ffi",
+        "pyodide.ffi.wrappers",
+        "pyodide.code",
+        "pyodide.http",
+        "pyodide.console",
+        "pyodide.webloop",
+        "pyodide._core",
+        "pyodide._package_loader",
+        "pyodide._run_js",
+        "_pyodide._importhook",
+        "_pyodide._core_docs",
+        "_pyodide.jsbind",
+        "ctypes",
+        "_ctypes",
+    }
+)
+
+# Modules whose globals keep their JavaScript handles (still removed from sys.modules).
+_KEEP = frozenset({"pyodide._package_loader"})
+
+# Audit events that walk the object graph or other frames.
+_BLOCKED_EVENTS = frozenset(
+    {
+        "gc.get_objects",
+        "gc.get_referrers",
+        "gc.get_referents",
+        "sys.settrace",
+        "sys.setprofile",
+        "sys._current_frames",
+        "sys._current_exceptions",
+        "sys.monitoring.register_callback",
+    }
+)
+
+# Attributes that expose a suspended generator's or coroutine's frame.
+_FRAME_ATTRS = frozenset({"gi_frame", "cr_frame", "ag_frame"})
+
+
+class BlockedByPolicy(ImportError):
+    """An import Moat's lockdown refuses; an ImportError so optional imports degrade."""
+
+
+def _blocked_name(name):
+    return any(name == b or name.startswith(b + ".") for b in _BLOCKED)
+
+
+def _stub(name, **attrs):
+    module = types.ModuleType(name, "Emptied by Moat: Python code gets no JavaScript here.")
+    module.__dict__.update(attrs)
+    return module
+
+
+def _opaque_scheduler(schedule, once):
+    """`scheduleCallback` and `create_once_callable` for the event loop, without exposing them.
+
+    The originals stay in this generator's frame; the wrappers return plain Python values, and
+    errors come back as text, so no traceback ever carries that frame.
+    """
+
+    def keeper(schedule, once):
+        request = yield
+        while True:
+            fn, kwargs, delay = request
+            try:
+                schedule(once(fn, **kwargs), delay)
+                request = yield None
+            except BaseException as exc:  # noqa: BLE001 - reported as text, frame not leaked
+                message = f"{type(exc).__name__}: {exc}"
+                del exc
+                request = yield message
+
+    gen = keeper(schedule, once)
+    next(gen)
+    send = gen.send
+    del gen, schedule, once
+
+    def create_once_callable(fn, **kwargs):
+        return (fn, kwargs)
+
+    def scheduleCallback(token, delay):  # noqa: N802 - the name the event loop calls
+        fn, kwargs = token
+        problem = send((fn, kwargs, delay))
+        if problem is not None:
+            raise RuntimeError(problem)
+
+    return create_once_callable, scheduleCallback
+
+
+def _guard_imp(denied):
+    """Wraps `_imp.create_builtin`/`create_dynamic`, which importlib calls without the audit
+    event `import` (e.g. `importlib.import_module`), so blocked C modules stay blocked.
+
+    The originals stay in a generator's frame and only ever receive a spec made here (of an
+    immutable type), so no user code runs while that frame is on the stack.
+    """
+    import _imp
+
+    def keeper(create_builtin, create_dynamic):
+        request = yield
+        while True:
+            kind, spec, file = request
+            try:
+                if kind == "builtin":
+                    result = create_builtin(spec)
+                else:
+                    result = create_dynamic(spec, file) if file is not None else create_dynamic(spec)
+                request = yield (result, None)
+            except BaseException as exc:  # noqa: BLE001 - re-raised outside this frame
+                error = (type(exc), str(exc))
+                del exc
+                request = yield (None, error)
+
+    gen = keeper(_imp.create_builtin, _imp.create_dynamic)
+    next(gen)
+    send = gen.send
+    del gen
+
+    def call(kind, spec, file=None):
+        name = spec.name
+        if type(name) is not str:
+            raise TypeError("spec.name must be a str")
+        if _blocked_name(name):
+            denied.append(f"import {name}")
+            raise BlockedByPolicy(f"import of '{name}' is blocked by Moat's sandbox policy")
+        origin = getattr(spec, "origin", None)
+        clean = types.SimpleNamespace(name=name, origin=origin if type(origin) is str else None)
+        result, error = send((kind, clean, file))
+        if error is not None:
+            raise error[0](error[1])
+        return result
+
+    def create_builtin(spec):
+        return call("builtin", spec)
+
+    def create_dynamic(spec, file=None):
+        return call("dynamic", spec, file)
+
+    _imp.create_builtin = create_builtin
+    _imp.create_dynamic = create_dynamic
+
+
+def _no_run_sync(*_args, **_kwargs):
+    raise RuntimeError("run_sync is not available in Moat")
+
+
+def _fetch_module(fetch_json):
+    """The `moat` module: `await moat.fetch(url)` for the hosts the policy's network.allow names.
+
+    `fetch_json` is the worker's JavaScript function; it answers with JSON text only, so no
+    JavaScript object reaches Python beyond the promise awaited inside `fetch`.
+    """
+    import base64
+    import json
+
+    def keeper(fetch_json):
+        request = yield
+        while True:
+            request = yield fetch_json(*request)
+
+    gen = keeper(fetch_json)
+    next(gen)
+    send = gen.send
+    del gen, fetch_json
+
+    class Response(types.SimpleNamespace):
+        """What `moat.fetch` returns: `status`, `headers` (a dict), `body` (bytes)."""
+
+        def text(self):
+            return self.body.decode("utf-8", "replace")
+
+        def json(self):
+            return json.loads(self.body)
+
+    async def fetch(url, *, method="GET", headers=None, body=None):
+        """Fetches `url` (a host the policy allows); raises OSError when the host is refused."""
+        if isinstance(body, str):
+            body = body.encode()
+        options = {"method": method, "headers": dict(headers or {})}
+        if body is not None:
+            options["body"] = base64.b64encode(bytes(body)).decode("ascii")
+        answer = json.loads(await send((str(url), json.dumps(options))))
+        if "error" in answer:
+            raise OSError(answer["error"])
+        return Response(
+            status=answer["status"],
+            headers=answer["headers"],
+            body=base64.b64decode(answer["body"]),
+        )
+
+    return _stub("moat", fetch=fetch, Response=Response)
+
+
+def install(fetch_json=None):
+    """Locks the interpreter down; returns `take_denied()` for the worker (never stored here).
+
+    `fetch_json`, given when the policy allows network hosts, becomes `moat.fetch`.
+    """
+    denied = []
+    core = sys.modules["_pyodide_core"]
+    webloop = sys.modules["pyodide.webloop"]
+    create_once_callable, schedule = _opaque_scheduler(
+        webloop.scheduleCallback, webloop.create_once_callable
+    )
+
+    # Every module-level name that is a JavaScript object, or a function of `_pyodide_core`
+    # (whose `__self__` is that module), goes away. The event loop keeps opaque wrappers.
+    bridge_types = tuple(
+        t for t in (getattr(core, "JsProxy", None),) if isinstance(t, type)
+    )
+    for name, module in list(sys.modules.items()):
+        # The package loader keeps its bridge: Pyodide's JavaScript calls it to install wheels,
+        # and once out of sys.modules no Python object leads to it (its one class has no code).
+        if not isinstance(module, types.ModuleType) or module is core or name in _KEEP:
+            continue
+        for key, value in list(vars(module).items()):
+            if key.startswith("__"):
+                continue
+            if (
+                (bridge_types and isinstance(value, bridge_types))
+                or getattr(value, "__self__", None) is core
+                or value is core
+                or (isinstance(value, types.ModuleType) and _blocked_name(value.__name__))
+            ):
+                delattr(module, key)
+    webloop.scheduleCallback = schedule
+    webloop.create_once_callable = create_once_callable
+    webloop.run_sync = _no_run_sync
+    webloop.can_run_sync = lambda: False
+
+    # Constructing a JsException makes a JavaScript Error object; refuse it.
+    def no_new(cls, *args, **kwargs):
+        raise TypeError(f"{cls.__name__} cannot be created in Moat")
+
+    for cls in (getattr(core, "JsException", None),):
+        if isinstance(cls, type):
+            cls.__new__ = no_new
+
+    for name in list(sys.modules):
+        if _blocked_name(name):
+            del sys.modules[name]
+    config = types.SimpleNamespace(enableRunUntilComplete=False)
+    sys.modules["js"] = _stub("js")
+    sys.modules["pyodide_js"] = _stub("pyodide_js", _api=_stub("pyodide_js._api", config=config))
+    sys.modules["pyodide_js._api"] = sys.modules["pyodide_js"]._api
+    sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "JsFinder"]
+    if fetch_json is not None:
+        sys.modules["moat"] = _fetch_module(fetch_json)
+        del fetch_json
+
+    def hook(event, args):
+        if event == "import":
+            name = args[0]
+            if _blocked_name(name):
+                denied.append(f"import {name}")
+                raise BlockedByPolicy(f"import of '{name}' is blocked by Moat's sandbox policy")
+        elif event in _BLOCKED_EVENTS:
+            denied.append(event)
+            raise PermissionError(f"{event} is blocked by Moat's sandbox policy")
+        elif event == "object.__getattr__" and args[1] in _FRAME_ATTRS:
+            denied.append(f"{args[1]} of a suspended frame")
+            raise PermissionError(f"reading {args[1]} is blocked by Moat's sandbox policy")
+        elif event.startswith("ctypes."):
+            denied.append(event)
+            raise PermissionError(f"{event} is blocked by Moat's sandbox policy")
+
+    sys.addaudithook(hook)
+    _guard_imp(denied)
+
+    def take_denied():
+        taken = list(denied)
+        denied.clear()
+        return taken
+
+    return take_denied
