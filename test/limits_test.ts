@@ -51,6 +51,26 @@ Deno.test("time limits hold against code that will not stop", async (t) => {
     assert.equal((await server.exec("x + 1")).result, 42);
   });
 
+  const waits: [string, string][] = [
+    ["a long time.sleep", "import time\ntime.sleep(60)"],
+    ["a cell awaiting asyncio.sleep", "import asyncio\nprint('waiting')\nawait asyncio.sleep(60)"],
+    [
+      "a busy loop inside an awaiting cell",
+      "import asyncio\nawait asyncio.sleep(0)\nwhile True: pass",
+    ],
+  ];
+  for (const [what, code] of waits) {
+    await t.step(`${what} is interrupted and the session keeps its state`, async () => {
+      const id = await server.createSession();
+      await server.exec("kept = 'yes'", { session: id });
+      const { answer, waitedMs } = await timed(server, code, 400, id);
+      assert.equal(answer.error?.pythonExceptionType, "TimeoutError", answer.error?.message);
+      assert.match(answer.error!.message, /keeps its state/);
+      assert.ok(waitedMs < 400 + GRACE_MS + MARGIN_MS, `answered after ${waitedMs} ms`);
+      assert.equal((await server.exec("kept", { session: id })).result, "yes");
+    });
+  }
+
   const hostile: [string, string][] = [
     [
       "a loop that swallows KeyboardInterrupt",

@@ -217,7 +217,8 @@ export class Sandbox {
     let grace: ReturnType<typeof setTimeout> | undefined;
     const timer = setTimeout(() => {
       interrupted = true;
-      Atomics.store(this.#interrupt, 0, 2); // SIGINT
+      Atomics.store(this.#interrupt, 0, 2); // SIGINT, for Python that is running
+      this.#worker.postMessage({ type: "interrupt", id: 0 }); // for Python that is awaiting
       grace = setTimeout(() => this.#die("timeout", "did not stop when interrupted"), graceMs);
     }, timeoutMs);
     try {

@@ -59,7 +59,13 @@ export interface InstallMessage {
   unavailable: Unavailable[];
 }
 
-export type HostMessage = BootMessage | ExecMessage | InstallMessage;
+/** Host → worker: the running call's time is up (for a call awaiting, which no flag reaches). */
+export interface InterruptMessage {
+  type: "interrupt";
+  id: number;
+}
+
+export type HostMessage = BootMessage | ExecMessage | InstallMessage | InterruptMessage;
 
 const id = z.number().int();
 

@@ -64,6 +64,8 @@ let stderr = new Capture(0);
  * any reason, the port closes and the host learns at once that the interpreter is gone.
  */
 const held: unknown[] = [];
+/** The runner's `cancel()`: stops a cell that is awaiting when its time runs out. */
+let cancelCall: (() => void) | undefined;
 /** The lockdown's `take_denied()`: what it refused since the last call. */
 let takeDenied: (() => PyProxy) | undefined;
 
@@ -387,6 +389,7 @@ async function boot(msg: BootMessage): Promise<void> {
   pyodide.runPython(msg.runner, { globals: runnerGlobals, filename: "<moat>" });
   runCode = runnerGlobals.get("run") as typeof runCode;
   namespace = runnerGlobals.get("new_namespace")();
+  cancelCall = runnerGlobals.get("cancel");
   writeMounts(pyodide, msg.mounts);
   lockDown(pyodide, msg);
   await warmUp(pyodide, runnerGlobals);
@@ -479,5 +482,14 @@ self.onmessage = (event: MessageEvent<HostMessage>) => {
     exec(msg);
   } else if (msg.type === "install") {
     install(msg);
+  } else if (msg.type === "interrupt") {
+    // No Python is running while a message is handled: the flag would only hit the event loop's
+    // next step, so it is cleared and the awaiting cell is cancelled instead.
+    Atomics.store(interrupt, 0, 0);
+    try {
+      cancelCall?.();
+    } catch {
+      // nothing is running any more
+    }
   }
 };

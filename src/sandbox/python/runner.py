@@ -8,11 +8,13 @@ that big integers keep every digit on their way to the client.
 
 import ast
 import base64
+import functools
 import json
 import linecache
 import math
 import os
 import sys
+import time
 import traceback
 
 _cell = 0
@@ -21,6 +23,8 @@ _cell = 0
 _LAST = "__moat_last_value__"
 # Built once: json.dumps with options builds a new encoder on every call.
 _encode_result = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+# The task of the running cell when it awaits at top level, so the time limit can cancel it.
+_current = None
 _MAX_DEPTH = 64
 _HIDDEN_PREFIXES = ("/lib/python", "/lib/pyodide")
 
@@ -182,6 +186,12 @@ def _compile(code, filename):
     return compile(tree, filename, "exec", flags, dont_inherit=True), has_last
 
 
+def cancel():
+    """Cancels the running cell's task: its time ran out while it awaited (nothing ran to check)."""
+    if _current is not None and not _current.done():
+        _current.cancel()
+
+
 def run(code, namespace, limit):
     """Runs `code` in `namespace`; returns (result JSON, error JSON, result cut) or a coroutine of it."""
     global _cell
@@ -193,7 +203,11 @@ def run(code, namespace, limit):
     except BaseException as exc:  # noqa: BLE001 - SyntaxError and friends
         return _fail(exc)
     if code_obj.co_flags & 0x80:  # CO_COROUTINE: the cell awaits at top level
-        return _run_async(code_obj, has_last, namespace, limit)
+        import asyncio
+
+        global _current
+        _current = asyncio.ensure_future(_run_async(code_obj, has_last, namespace, limit))
+        return _current
     try:
         exec(code_obj, namespace)
         return _finish(namespace.pop(_LAST, None) if has_last else None, limit)
@@ -209,4 +223,19 @@ def new_namespace():
     return {"__name__": "__main__", "__builtins__": builtins}
 
 
+def _sliced(sleep):
+    """time.sleep in short slices: Python checks for the time limit's interrupt between them."""
+
+    @functools.wraps(sleep)
+    def sliced(secs, /):
+        if not (isinstance(secs, (int, float)) and 0.05 < secs < math.inf):
+            return sleep(secs)  # short sleeps, and the errors, exactly as before
+        end = time.monotonic() + secs
+        while (left := end - time.monotonic()) > 0:
+            sleep(min(left, 0.02))
+
+    return sliced
+
+
+time.sleep = _sliced(time.sleep)
 sys.set_int_max_str_digits(0)
