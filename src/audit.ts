@@ -15,9 +15,16 @@ export type SecurityKind =
   /** The server runs with broader permissions than its policy needs (explicit override). */
   | "broad-permissions";
 
-/** Writes one structured JSON line to stdout. */
+const encoder = new TextEncoder();
+
+/**
+ * Writes one structured JSON line to stdout. (Written directly: console.log formats its
+ * arguments first, which took a sixth of a trivial call's main-thread time.)
+ */
 export function logEvent(event: string, fields: Record<string, unknown>): void {
-  console.log(JSON.stringify({ time: new Date().toISOString(), event, ...fields }));
+  const line = JSON.stringify({ time: new Date().toISOString(), event, ...fields });
+  const bytes = encoder.encode(`${line}\n`);
+  for (let at = 0; at < bytes.length;) at += Deno.stdout.writeSync(bytes.subarray(at));
 }
 
 /** One security-relevant event. */
