@@ -54,12 +54,27 @@ function loopbackOnly(arg: string): string {
  * `deno run $(scripts/flags.ts) main.ts`, so the flags come from the same derivation.
  */
 export async function startArgs(env: Record<string, string> = {}): Promise<string[]> {
-  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
-  if (!/^deno run \$\(deno run .*scripts\/flags\.ts\) main\.ts$/.test(config.tasks.start)) {
+  const task = (await startEnv()).task;
+  if (!/^deno run \$\(deno run .*scripts\/flags\.ts\) main\.ts$/.test(task)) {
     throw new Error("the start task must be 'deno run $(deno run … scripts/flags.ts) main.ts'");
   }
   const flags = await flagsForSettings((name) => env[name], () => {});
   return ["run", ...flags, "main.ts"];
+}
+
+/**
+ * The environment the start task sets before `deno run` (`NAME=value deno run …`, e.g. the
+ * malloc setting that lets workers return freed memory), and the rest of the task.
+ */
+export async function startEnv(): Promise<{ env: Record<string, string>; task: string }> {
+  const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
+  let task: string = config.tasks.start;
+  const env: Record<string, string> = {};
+  for (let m; (m = task.match(/^([A-Z_][A-Z0-9_]*)=(\S*) /));) {
+    env[m[1]] = m[2];
+    task = task.slice(m[0].length);
+  }
+  return { env, task };
 }
 
 export class TestServer implements AsyncDisposable {
@@ -85,6 +100,7 @@ export class TestServer implements AsyncDisposable {
       await Deno.writeTextFile(policy, this.options.policyText);
     }
     const env = {
+      ...(await startEnv()).env,
       MOAT_HOST: "127.0.0.1",
       MOAT_PORT: "0",
       MOAT_TOKEN: this.token,
