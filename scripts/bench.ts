@@ -96,7 +96,7 @@ async function boots(): Promise<void> {
     target: "≤ 400 ms",
     met: warm <= 400,
   });
-  record({ what: "worker boot, cold loadPyodide() (p50)", value: ms(cold) });
+  record({ what: "worker boot, cold loadPyodide(), no snapshot (p50)", value: ms(cold) });
 }
 
 async function serverPhases(): Promise<void> {

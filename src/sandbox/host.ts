@@ -20,6 +20,17 @@ const INSTALLER_URL = new URL("../packages/install.ts", import.meta.url);
 const RUNNER_PATH = new URL("./python/runner.py", import.meta.url);
 const LOCKDOWN_PATH = new URL("./python/lockdown.py", import.meta.url);
 
+let compiled: Promise<WebAssembly.Module> | undefined;
+/**
+ * Pyodide's wasm module, compiled once in this process and posted to every worker, which then
+ * only instantiates it (tens of milliseconds less per boot than compiling from the file).
+ */
+function pyodideModule(): Promise<WebAssembly.Module> {
+  return compiled ??= Deno.readFile(`${PYODIDE_DIR}pyodide.asm.wasm`).then((b) =>
+    WebAssembly.compile(b)
+  );
+}
+
 let runnerSource: string | undefined;
 async function runner(): Promise<string> {
   return runnerSource ??= await Deno.readTextFile(RUNNER_PATH);
@@ -263,6 +274,7 @@ export class Sandbox {
       id: 0,
       indexPath: PYODIDE_DIR,
       runner: await runner(),
+      wasmModule: await pyodideModule(),
       makeSnapshot,
       memoryBytes: limits.memoryMb * 1024 * 1024,
       interrupt: this.#interrupt.buffer as SharedArrayBuffer,

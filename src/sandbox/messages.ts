@@ -23,6 +23,8 @@ export interface BootMessage {
   indexPath: string;
   /** Source of `python/runner.py`. */
   runner: string;
+  /** Pyodide's wasm module, compiled once by the host (a worker only instantiates it). */
+  wasmModule?: WebAssembly.Module;
   /** A memory snapshot to boot from; absent for a cold boot. */
   snapshot?: Uint8Array;
   /** Boot cold, then answer with a snapshot instead of becoming a session interpreter. */

@@ -1,5 +1,8 @@
 import { Sandbox, type SandboxOptions } from "./host.ts";
 
+/** How long after handing out an interpreter the pool starts its replacement. */
+const REFILL_DELAY_MS = 100;
+
 /**
  * Pre-started interpreters, so a new session does not wait for Pyodide to boot. The pool refills
  * in the background, one boot at a time: boots compete with running calls for the CPU.
@@ -24,7 +27,9 @@ export class Pool {
   /** Hands out a ready interpreter, or boots one when none is ready; refills behind. */
   async take(): Promise<Sandbox> {
     const box = this.#ready.shift();
-    this.fill();
+    // The refill waits a moment: starting a worker blocks this thread for a few milliseconds and
+    // its boot takes a core, just when the new session's first call usually arrives.
+    setTimeout(() => this.fill(), REFILL_DELAY_MS);
     if (box) {
       box.onDeath = undefined;
       return box;

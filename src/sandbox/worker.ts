@@ -372,22 +372,44 @@ function checkedJson(result: string, error: string): [string, string] {
 
 // ---- end of security section ----
 
+/**
+ * Runs `load` with WebAssembly.instantiate answering Pyodide's request to instantiate its wasm
+ * binary with the module the host compiled once; the rest of the worker never sees the change.
+ */
+async function withCompiled<T>(module: WebAssembly.Module | undefined, load: () => Promise<T>) {
+  if (!module) return await load();
+  const instantiate = WebAssembly.instantiate;
+  // deno-lint-ignore no-explicit-any
+  (WebAssembly as any).instantiate = async (source: any, imports?: WebAssembly.Imports) => {
+    if (source instanceof WebAssembly.Module || !(source?.byteLength > 1_000_000)) {
+      return await instantiate(source, imports);
+    }
+    return { module, instance: await instantiate(module, imports) };
+  };
+  try {
+    return await load();
+  } finally {
+    WebAssembly.instantiate = instantiate;
+  }
+}
+
 async function boot(msg: BootMessage): Promise<void> {
   const started = performance.now();
   caps = msg.caps;
   interrupt = new Int32Array(msg.interrupt);
   held.push(msg.lifeline);
   capMemory(msg.memoryBytes, new Int32Array(msg.stats));
-  const pyodide = await loadPyodide({
-    createPyodideModule: leanPyodideModule,
-    indexURL: msg.indexPath,
-    jsglobals: Object.create(null),
-    env: { HOME: "/home/pyodide" },
-    stdout: () => {},
-    stderr: () => {},
-    _makeSnapshot: msg.makeSnapshot,
-    _loadSnapshot: msg.snapshot,
-  });
+  const pyodide = await withCompiled(msg.wasmModule, () =>
+    loadPyodide({
+      createPyodideModule: leanPyodideModule,
+      indexURL: msg.indexPath,
+      jsglobals: Object.create(null),
+      env: { HOME: "/home/pyodide" },
+      stdout: () => {},
+      stderr: () => {},
+      _makeSnapshot: msg.makeSnapshot,
+      _loadSnapshot: msg.snapshot,
+    }));
   if (msg.makeSnapshot) {
     // Modules the runner needs are imported before the snapshot so every boot skips them.
     pyodide.runPython("import ast, base64, json, linecache, math, os, sys, traceback, builtins");
