@@ -233,11 +233,25 @@ print(sorted(runs)[1], sys.version.split()[0])`;
   }
 }
 
+/** The machine's load average, from `uptime` (other work on the machine skews every number). */
+async function load(): Promise<string> {
+  try {
+    const out = await new Deno.Command("uptime", { stdout: "piped" }).output();
+    return new TextDecoder().decode(out.stdout).match(/load average: (.*)$/m)?.[1] ?? "?";
+  } catch {
+    return "?";
+  }
+}
+
+const loadBefore = await load();
 await boots();
 await serverPhases();
 
 const width = Math.max(...rows.map((r) => r.what.length));
-console.log(`\nMoat benchmark (${Deno.build.os}, ${navigator.hardwareConcurrency} cores)\n`);
+console.log(
+  `\nMoat benchmark (${Deno.build.os}, ${navigator.hardwareConcurrency} cores; ` +
+    `load average ${loadBefore} before, ${await load()} after)\n`,
+);
 for (const row of rows) {
   const verdict = row.target ? `  target ${row.target}: ${row.met ? "met" : "NOT met"}` : "";
   console.log(`${row.what.padEnd(width)}  ${row.value}${verdict}`);
