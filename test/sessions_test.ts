@@ -241,21 +241,23 @@ Deno.test("the pool refills in the background after sessions take interpreters",
   await waitFor("the pool to refill", async () => (await health()).poolReady === 2);
 });
 
-Deno.test("SIGTERM lets the running call finish, refuses new work, and exits 0", async () => {
-  await using server = await startServer({ policyText: QUIET });
-  const id = await server.createSession();
-  const running = server.exec("import time\ntime.sleep(1.5)\n'finished'", { session: id });
-  await waitFor(
-    "the call to start",
-    async () => (await getJson(server, `/v1/sessions/${id}`)).body.busy,
-  );
-  server.kill("SIGTERM");
-  await new Promise((r) => setTimeout(r, 200));
-  const refused = await server.post("/", { code: "1" }).catch(() => null);
-  if (refused) assert.equal(refused.status, 503); // or the connection was already closed
-  assert.equal((await running).result, "finished");
-  const status = await server.exited();
-  assert.equal(status.code, 0);
-  assert.match(server.stderr, /SIGTERM: finishing running calls/);
-  assert.match(server.stderr, /stopped/);
-});
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  Deno.test(`${signal} lets the running call finish, refuses new work, and exits 0`, async () => {
+    await using server = await startServer({ policyText: QUIET });
+    const id = await server.createSession();
+    const running = server.exec("import time\ntime.sleep(1.5)\n'finished'", { session: id });
+    await waitFor(
+      "the call to start",
+      async () => (await getJson(server, `/v1/sessions/${id}`)).body.busy,
+    );
+    server.kill(signal);
+    await new Promise((r) => setTimeout(r, 200));
+    const refused = await server.post("/", { code: "1" }).catch(() => null);
+    if (refused) assert.equal(refused.status, 503); // or the connection was already closed
+    assert.equal((await running).result, "finished");
+    const status = await server.exited();
+    assert.equal(status.code, 0);
+    assert.match(server.stderr, new RegExp(`${signal}: finishing running calls`));
+    assert.match(server.stderr, /stopped/);
+  });
+}
