@@ -38,7 +38,10 @@ function assertLostState(answer: ExecAnswer, type: string) {
 }
 
 Deno.test("time limits hold against code that will not stop", async (t) => {
-  await using server = await startServer({ policyText: LIMITS_POLICY });
+  // Room for the data of the C computation below; the memory limits are attacked further down.
+  await using server = await startServer({
+    policyText: LIMITS_POLICY.replace("memoryMb: 256", "memoryMb: 1024"),
+  });
 
   await t.step("a runaway loop is interrupted and the session keeps its state", async () => {
     await server.exec("x = 41");
@@ -89,7 +92,10 @@ Deno.test("time limits hold against code that will not stop", async (t) => {
   for (const [what, code] of hostile) {
     await t.step(`${what} loses its interpreter, and the same session id works again`, async () => {
       const id = await server.createSession();
-      const setup = code.includes("zlib") ? "import zlib\nDATA = b'ab' * 75_000_000\n" : "";
+      // Random data compresses slowly: about 4 s here, well past timeout + grace on any machine.
+      const setup = code.includes("zlib")
+        ? "import os, zlib\nDATA = os.urandom(150_000_000)\n"
+        : "";
       await server.exec(`${setup}kept = 1`, { session: id });
       const { answer, waitedMs } = await timed(server, code, 300, id);
       assertLostState(answer, "TimeoutError");
