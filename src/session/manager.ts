@@ -249,7 +249,7 @@ export class SessionManager {
   /** An interpreter that dies while its session is idle is replaced, and the next call told. */
   #onDeath(session: Session, box: Sandbox, reason: KillReason, detail: string): void {
     if (session.running === box) return; // the running call reports it
-    if (this.#sessions.get(session.id) !== session) return;
+    if (session.current !== box || this.#sessions.get(session.id) !== session) return;
     session.lost = { reason, detail };
     this.#replace(session, box);
   }
