@@ -83,7 +83,8 @@ async function main(): Promise<void> {
     {
       limits: policy.limits,
       snapshot: snapshot.bytes,
-      preload,
+      preload: preload.wheels,
+      preloadUnavailable: preload.unavailable,
       network: policy.network.allow,
       mounts,
     },

@@ -366,4 +366,7 @@ Deno.test("without network or mirror, start-up says so in one line and keeps ser
   assert.equal(answer.error?.pythonExceptionType, "ModuleNotFoundError");
   assert.match(answer.error!.message, /No module named 'numpy': package 'numpy' was not loaded/);
   assert.equal((await server.exec("6 * 7")).result, 42);
+  // Code that imports a preload package without listing it learns the reason too.
+  const unlisted = await server.exec("import PIL", { session: await server.createSession() });
+  assert.match(unlisted.error!.message, /No module named 'PIL': package 'pillow' was not loaded/);
 });

@@ -1,20 +1,20 @@
-import type { WheelPayload } from "./loader.ts";
-import type { PackageLoader } from "./loader.ts";
+import type { Unavailable } from "./install.ts";
+import type { PackageLoader, WheelPayload } from "./loader.ts";
 
 /** How long start-up waits for the preload list before serving without what is missing. */
 const PRELOAD_FETCH_MS = 60_000;
 
 /**
  * Fetches the policy's preload list once at start-up, for every pre-started interpreter to
- * install before it is handed out. What cannot be had is said in one line and start-up goes on:
- * calls that ask for it later get the reason.
+ * install before it is handed out. What cannot be had is said in one line and start-up goes on;
+ * `unavailable` makes a later `import` of it in any session raise with the reason.
  */
 export async function fetchPreload(
   loader: PackageLoader,
   log: (line: string) => void,
-): Promise<WheelPayload[]> {
+): Promise<{ wheels: WheelPayload[]; unavailable: Unavailable[] }> {
   const names = loader.rules.preload;
-  if (names.length === 0) return [];
+  if (names.length === 0) return { wheels: [], unavailable: [] };
   const plan = await loader.plan(names, new Set(), AbortSignal.timeout(PRELOAD_FETCH_MS));
   if (plan.failed.length > 0) {
     const missing = plan.failed.map((f) => f.name).join(", ");
@@ -23,5 +23,9 @@ export async function fetchPreload(
         `serving without them (build a mirror with scripts/mirror_packages.ts and set packages.index)`,
     );
   }
-  return plan.wheels;
+  const unavailable = plan.failed.filter((f) => f.importNames.length > 0).map((f) => ({
+    names: f.importNames,
+    reason: `package '${f.name}' was not loaded: ${f.reason}`,
+  }));
+  return { wheels: plan.wheels, unavailable };
 }

@@ -64,6 +64,8 @@ export interface SandboxOptions {
   mounts?: MountEntry[];
   /** Wheels installed right after boot, before the interpreter takes calls (policy `preload`). */
   preload?: WheelBytes[];
+  /** Preload packages that could not be had: importing them raises with the reason. */
+  preloadUnavailable?: Unavailable[];
   /** The worker module; tests substitute one that dies on purpose. @default {worker.ts} */
   workerUrl?: URL;
 }
@@ -153,9 +155,13 @@ export class Sandbox {
     }
     box.bootMs = reply.bootMs;
     box.memoryBytes = reply.memoryBytes;
-    if (options.preload?.length) {
+    if (options.preload?.length || options.preloadUnavailable?.length) {
       // A wheel that fails here is simply not marked loaded: the call that asks for it reports why.
-      const results = await box.install(options.preload, [], PRELOAD_TIMEOUT_MS);
+      const results = await box.install(
+        options.preload ?? [],
+        options.preloadUnavailable ?? [],
+        PRELOAD_TIMEOUT_MS,
+      );
       if (!box.alive) {
         throw new BootError(`installing the preload packages failed: ${results[0]?.error}`);
       }
