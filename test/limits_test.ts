@@ -74,6 +74,27 @@ Deno.test("time limits hold against code that will not stop", async (t) => {
     });
   }
 
+  await t.step(
+    "a cell that yields to the event loop all the time is interrupted, time after time, and keeps its state",
+    async () => {
+      // The interrupt often lands in the event loop's own code between the cell's steps.
+      const id = await server.createSession();
+      await server.exec("kept = 'yes'", { session: id });
+      const code = "import asyncio\nwhile True:\n    await asyncio.sleep(0)\n    sum(range(1000))";
+      for (let i = 0; i < 15; i++) {
+        const { answer, waitedMs } = await timed(server, code, 200, id);
+        assert.equal(answer.error?.pythonExceptionType, "TimeoutError", answer.error?.message);
+        assert.match(answer.error!.message, /keeps its state/, answer.error!.message);
+        assert.ok(waitedMs < 200 + GRACE_MS + MARGIN_MS, `answered after ${waitedMs} ms`);
+      }
+      assert.equal((await server.exec("kept", { session: id })).result, "yes");
+      assert.equal(
+        (await server.exec("import asyncio\nawait asyncio.sleep(0)\n7", { session: id })).result,
+        7,
+      );
+    },
+  );
+
   const hostile: [string, string][] = [
     [
       "a loop that swallows KeyboardInterrupt",

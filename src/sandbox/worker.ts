@@ -66,6 +66,22 @@ let stderr = new Capture(0);
 const held: unknown[] = [];
 /** The runner's `cancel()`: stops a cell that is awaiting when its time runs out. */
 let cancelCall: (() => void) | undefined;
+/**
+ * Ends an interrupted awaiting call whose task will never run again (the interrupt landed in the
+ * event loop's own code, between the cell's steps); set only while such a call is pending.
+ */
+let abandonCall: (() => void) | undefined;
+/** How long a cancelled cell gets to finish on its own before it is abandoned. */
+const ABANDON_AFTER_MS = 100;
+const ABANDONED = Symbol("abandoned");
+
+/** The answer of an abandoned call: a KeyboardInterrupt, which the host reports as a timeout. */
+const INTERRUPTED_ERROR = JSON.stringify({
+  name: "PythonError",
+  message: "KeyboardInterrupt",
+  pythonExceptionType: "KeyboardInterrupt",
+  pythonExceptionValue: "",
+});
 /** The lockdown's `take_denied()`: what it refused since the last call. */
 let takeDenied: (() => PyProxy) | undefined;
 
@@ -460,16 +476,23 @@ async function exec(msg: ExecMessage): Promise<void> {
   let fatal: string | undefined;
   try {
     if (!py || !runCode || !namespace) throw new Error("interpreter is not booted");
-    let out = runCode(msg.code, namespace, caps.resultBytes);
+    let out: PyProxy | undefined = runCode(msg.code, namespace, caps.resultBytes);
     if (typeof out?.then === "function") {
       const pending = out;
-      out = await pending;
-      pending.destroy?.();
+      const abandoned = new Promise<typeof ABANDONED>((resolve) => {
+        abandonCall = () => resolve(ABANDONED);
+      });
+      const settled = await Promise.race([pending, abandoned]);
+      abandonCall = undefined;
+      out = settled === ABANDONED ? undefined : settled;
+      if (out) pending.destroy?.();
     }
-    const triple = out.toJs();
-    out.destroy();
-    [result, error, resultCut] = triple;
-    [result, error] = checkedJson(result, error);
+    if (out) {
+      const triple = out.toJs();
+      out.destroy();
+      [result, error, resultCut] = triple;
+      [result, error] = checkedJson(result, error);
+    } else error = INTERRUPTED_ERROR;
   } catch (err) {
     // The runner catches every Python exception, so this is the interpreter itself failing.
     fatal = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
@@ -534,5 +557,22 @@ self.onmessage = (event: MessageEvent<HostMessage>) => {
     } catch {
       // nothing is running any more
     }
+    abandonLater();
   }
 };
+
+/** Abandons the call pending now (not a later one) if it has not finished after a moment. */
+function abandonLater(): void {
+  const abandon = abandonCall;
+  if (abandon) setTimeout(abandon, ABANDON_AFTER_MS);
+}
+
+// A KeyboardInterrupt that lands in the event loop's own code (between a cell's steps) escapes
+// as a rejected promise; during an awaiting call it is that call's timeout, not a crash.
+self.addEventListener("unhandledrejection", (event) => {
+  const reason = String((event as PromiseRejectionEvent).reason ?? "");
+  if (abandonCall && /\nKeyboardInterrupt\s*$/.test(reason)) {
+    event.preventDefault();
+    abandonLater();
+  }
+});

@@ -82,16 +82,19 @@ def _opaque_scheduler(schedule, once):
     """
 
     def keeper(schedule, once):
-        request = yield
+        # Every statement, the loop's own jump included, sits inside the try: a KeyboardInterrupt
+        # from a time limit may land anywhere, and a generator it escaped would be gone for good.
+        problem = None
         while True:
-            fn, kwargs, delay = request
             try:
-                schedule(once(fn, **kwargs), delay)
-                request = yield None
+                while True:
+                    request = yield problem
+                    problem = None
+                    fn, kwargs, delay = request
+                    schedule(once(fn, **kwargs), delay)
             except BaseException as exc:  # noqa: BLE001 - reported as text, frame not leaked
-                message = f"{type(exc).__name__}: {exc}"
+                problem = (type(exc) is KeyboardInterrupt, f"{type(exc).__name__}: {exc}")
                 del exc
-                request = yield message
 
     gen = keeper(schedule, once)
     next(gen)
@@ -105,7 +108,10 @@ def _opaque_scheduler(schedule, once):
         fn, kwargs = token
         problem = send((fn, kwargs, delay))
         if problem is not None:
-            raise RuntimeError(problem)
+            interrupted, message = problem
+            if interrupted:
+                raise KeyboardInterrupt
+            raise RuntimeError(message)
 
     return create_once_callable, scheduleCallback
 
