@@ -1,5 +1,6 @@
 import type { Sandbox } from "../sandbox/host.ts";
-import type { PackageLoader } from "./loader.ts";
+import type { Unavailable } from "./install.ts";
+import type { PackageFailure, PackageLoader } from "./loader.ts";
 
 /** The `packages` field of an answer: what this call's `packages` list came to. */
 export interface PackagesReport {
@@ -34,11 +35,7 @@ export async function loadPackages(
   const started = performance.now();
   const plan = await loader.plan(entries, box.packages, signal);
   report.skipped = plan.skipped;
-  const unavailable = plan.failed.filter((f) => f.importNames.length > 0)
-    .map((f) => ({
-      names: f.importNames,
-      reason: `package '${f.name}' was not loaded: ${f.reason}`,
-    }));
+  const unavailable = unavailableOf(plan.failed);
   report.failed = plan.failed.map(({ name, reason }) => ({ name, reason }));
   if (plan.wheels.length === 0 && unavailable.length === 0) return report;
   const left = Math.max(1, timeoutMs - (performance.now() - started));
@@ -52,8 +49,17 @@ export async function loadPackages(
   return report;
 }
 
+/** The import names of failed packages, each with the reason a later import should raise. */
+export function unavailableOf(failed: readonly PackageFailure[]): Unavailable[] {
+  return failed.filter((f) => f.importNames.length > 0)
+    .map((f) => ({ names: f.importNames, reason: notLoaded(f) }));
+}
+
 /** Lines for stderr, so a failure shows up next to the code's own output. */
 export function describeFailures(report: PackagesReport): string {
-  return report.failed.map((f) => `moat: package '${f.name}' was not loaded: ${f.reason}\n`)
-    .join("");
+  return report.failed.map((f) => `moat: ${notLoaded(f)}\n`).join("");
+}
+
+function notLoaded(f: { name: string; reason: string }): string {
+  return `package '${f.name}' was not loaded: ${f.reason}`;
 }

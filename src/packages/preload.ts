@@ -1,3 +1,4 @@
+import { unavailableOf } from "./call.ts";
 import type { Unavailable } from "./install.ts";
 import type { PackageLoader, WheelPayload } from "./loader.ts";
 
@@ -23,9 +24,5 @@ export async function fetchPreload(
         `serving without them (build a mirror with scripts/mirror_packages.ts and set packages.index)`,
     );
   }
-  const unavailable = plan.failed.filter((f) => f.importNames.length > 0).map((f) => ({
-    names: f.importNames,
-    reason: `package '${f.name}' was not loaded: ${f.reason}`,
-  }));
-  return { wheels: plan.wheels, unavailable };
+  return { wheels: plan.wheels, unavailable: unavailableOf(plan.failed) };
 }
