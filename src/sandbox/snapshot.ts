@@ -1,3 +1,4 @@
+import { sha256Hex } from "../packages/cache.ts";
 import type { Limits } from "../policy/schema.ts";
 import { PYODIDE_DIR, Sandbox } from "./host.ts";
 
@@ -62,7 +63,6 @@ async function snapshotKey(): Promise<string> {
   );
   const joined = new Uint8Array(sources.reduce((n, b) => n + b.length, 0));
   sources.reduce((at, b) => (joined.set(b, at), at + b.length), 0);
-  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", joined));
-  const hex = Array.from(hash.slice(0, 8), (b) => b.toString(16).padStart(2, "0")).join("");
+  const hex = (await sha256Hex(joined)).slice(0, 16);
   return `${pkg.version}-${SNAPSHOT_FORMAT}-${hex}`;
 }
