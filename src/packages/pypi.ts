@@ -1,4 +1,10 @@
-import { compareVersions, isPrerelease, parseVersion, satisfies } from "./requirements.ts";
+import {
+  compareVersions,
+  isPrerelease,
+  parseVersion,
+  PYODIDE_MARKERS,
+  satisfies,
+} from "./requirements.ts";
 import { FetchError, fetchOk } from "./source.ts";
 import { isPurePython3, parseWheelName } from "./wheel.ts";
 
@@ -18,7 +24,7 @@ interface Listed {
   requiresPython?: string;
 }
 
-const PYTHON_VERSION = "3.14.2";
+const PYTHON_VERSION = PYODIDE_MARKERS.python_full_version;
 
 /**
  * Finds the newest pure-Python wheel of a project on a PyPI-style simple index (PEP 503 HTML or
