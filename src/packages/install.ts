@@ -8,9 +8,10 @@ import type { PyProxy } from "pyodide/ffi";
 
 /** One wheel as the host sends it. */
 export interface WheelBytes {
-  /** Canonical distribution name. */
+  /** Canonical distribution name, the key the session's loaded set uses. */
   name: string;
   fileName: string;
+  /** `site` for packages, `dynlib` for shared libraries such as libopenblas. */
   installDir: "site" | "dynlib";
   /** Top-level modules it provides, so an earlier failure note for them is dropped. */
   imports: string[];

@@ -1,4 +1,5 @@
 import { sha256Hex, WheelCache } from "./cache.ts";
+import type { WheelBytes } from "./install.ts";
 import { LockFileError, LockIndex, parseLockFile } from "./lockfile.ts";
 import { canonicalName, classifyRequested } from "./names.ts";
 import { findPureWheel } from "./pypi.ts";
@@ -20,17 +21,9 @@ export interface PackageRules {
   pypi?: string | null;
 }
 
-/** A wheel ready to be installed into an interpreter. */
-export interface WheelPayload {
-  /** Canonical distribution name, the key the session's loaded set uses. */
-  name: string;
+/** A wheel ready to be installed into an interpreter: what the worker is sent, and its version. */
+export interface WheelPayload extends WheelBytes {
   version: string;
-  fileName: string;
-  /** `site` for packages, `dynlib` for shared libraries such as libopenblas. */
-  installDir: "site" | "dynlib";
-  /** Top-level modules the wheel provides. */
-  imports: string[];
-  bytes: Uint8Array;
 }
 
 /** A requested package that will not be importable, and why. */
