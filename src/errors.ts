@@ -39,3 +39,8 @@ export class BadRequest extends MoatError {
     super(400, message);
   }
 }
+
+/** The JSON body of every HTTP error response: `{"error": {"name", "message"}}`. */
+export function errorBody(name: string, message: string) {
+  return { error: { name, message } };
+}

@@ -1,7 +1,7 @@
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
-import { MoatError } from "../errors.ts";
+import { errorBody, MoatError } from "../errors.ts";
 import type { Policy } from "../policy/schema.ts";
 import type { SessionManager } from "../session/manager.ts";
 import { requireToken } from "./auth.ts";
@@ -15,10 +15,6 @@ export interface AppOptions {
   sessions: SessionManager;
   /** Facts for `/health`, e.g. interpreters ready in the pool. */
   health: () => Record<string, unknown>;
-}
-
-function errorBody(name: string, message: string) {
-  return { error: { name, message } };
 }
 
 /** The Hono app: health, auth, body limit, routes; every failure becomes a JSON error body. */

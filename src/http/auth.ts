@@ -1,9 +1,9 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
+import { errorBody } from "../errors.ts";
 
 function unauthorized(message: string) {
-  return (_c: Context) =>
-    Response.json({ error: { name: "Unauthorized", message } }, { status: 401 });
+  return (_c: Context) => Response.json(errorBody("Unauthorized", message), { status: 401 });
 }
 
 const encoder = new TextEncoder();
