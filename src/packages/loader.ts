@@ -255,8 +255,8 @@ export class PackageLoader {
         ),
       };
     }
-    if (this.pyodideLock.find(name)) {
-      const k = this.pyodideLock.find(name)!;
+    const k = this.pyodideLock.find(name);
+    if (k) {
       return {
         kind: "missing",
         reason: `'${k}' is built for Pyodide but the mirror at ${this.index.location} does not ` +

@@ -140,14 +140,15 @@ export function buildAnswer(
   // A package that did not load is said in stderr too, ahead of what the code printed.
   if (ctx.packages) stderr = describeFailures(ctx.packages) + stderr;
 
+  const durationMs = Math.round(ctx.durationMs * 10) / 10;
   const body = `{"result":${result},` + JSON.stringify({
     stdout,
     stderr,
     error,
     packages: ctx.packages ?? emptyReport(),
-    durationMs: Math.round(ctx.durationMs * 10) / 10,
+    durationMs,
     resources: {
-      durationMs: Math.round(ctx.durationMs * 10) / 10,
+      durationMs,
       memoryBytes: ctx.memoryBytes,
       limit,
       cut,
