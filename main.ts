@@ -3,6 +3,7 @@
  * HTTP, and shuts down cleanly on SIGINT/SIGTERM.
  */
 import { callLogger, logSecurity } from "./src/audit.ts";
+import { CACHE_DIR, PYODIDE_DIR } from "./src/paths.ts";
 import { readConfig } from "./src/config.ts";
 import { createApp } from "./src/http/app.ts";
 import { broaderThanNeeded } from "./src/permissions/check.ts";
@@ -10,11 +11,10 @@ import { grantsFor } from "./src/permissions/flags.ts";
 import { loadPolicy } from "./src/policy/load.ts";
 import { PackageLoader } from "./src/packages/loader.ts";
 import { fetchPreload } from "./src/packages/preload.ts";
-import { PYODIDE_DIR } from "./src/sandbox/host.ts";
 import type { Policy } from "./src/policy/schema.ts";
 import { readMounts } from "./src/sandbox/mounts.ts";
 import { Pool } from "./src/sandbox/pool.ts";
-import { CACHE_DIR, loadSnapshot } from "./src/sandbox/snapshot.ts";
+import { loadSnapshot } from "./src/sandbox/snapshot.ts";
 import { SessionManager } from "./src/session/manager.ts";
 
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -77,7 +77,7 @@ async function main(): Promise<void> {
   }
   const preload = await fetchPreload(packages, say);
 
-  const snapshot = await loadSnapshot(policy.limits, say);
+  const snapshot = await loadSnapshot(say);
   const pool = new Pool(
     policy.limits.poolSize,
     {
@@ -91,7 +91,13 @@ async function main(): Promise<void> {
     say,
   );
   await pool.warm();
-  const sessions = new SessionManager(policy, pool, callLogger(policy.audit), packages, say);
+  const sessions = new SessionManager({
+    policy,
+    pool,
+    onCall: callLogger(policy.audit),
+    loader: packages,
+    log: say,
+  });
   const app = createApp({
     token: config.token,
     policy,

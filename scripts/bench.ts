@@ -7,7 +7,7 @@
  *   deno task bench --quick    # fewer repetitions
  */
 import { LimitsSchema } from "../src/policy/schema.ts";
-import { Sandbox } from "../src/sandbox/host.ts";
+import { Interpreter } from "../src/sandbox/interpreter.ts";
 import { loadSnapshot } from "../src/sandbox/snapshot.ts";
 import { startServer, type TestServer } from "../test/helpers/server.ts";
 
@@ -79,17 +79,17 @@ async function poolFull(server: TestServer, size: number): Promise<void> {
 async function boots(): Promise<void> {
   say("booting interpreters in this process (snapshot, then cold)…");
   const limits = LimitsSchema.parse({});
-  const snapshot = await loadSnapshot(limits, say);
+  const snapshot = await loadSnapshot(say);
   const measure = async (times: number, withSnapshot: boolean) => {
     const walls: number[] = [];
     for (let i = 0; i < times; i++) {
       const started = performance.now();
-      const box = await Sandbox.start({
+      const interpreter = await Interpreter.start({
         limits,
         snapshot: withSnapshot ? snapshot.bytes : undefined,
       });
       walls.push(performance.now() - started);
-      box.terminate();
+      interpreter.terminate();
       await sleep(100);
     }
     return percentile(walls, 0.5);
@@ -217,12 +217,14 @@ async function serverPhases(): Promise<void> {
   await call(server, loop);
   for (let i = 0; i < 3; i++) sandboxed.push((await call(server, "f()")).durationMs);
   const native = await nativePython(loop);
-  const box = percentile(sandboxed, 0.5);
+  const inSandbox = percentile(sandboxed, 0.5);
   record({
     what: "CPU-bound loop (3M iterations): sandbox vs native python3",
     value: native === undefined
-      ? `${ms(box)} (python3 not found)`
-      : `${ms(box)} vs ${ms(native.ms)} (${native.version}): ${(box / native.ms).toFixed(1)}×`,
+      ? `${ms(inSandbox)} (python3 not found)`
+      : `${ms(inSandbox)} vs ${ms(native.ms)} (${native.version}): ${
+        (inSandbox / native.ms).toFixed(1)
+      }×`,
   });
 }
 

@@ -11,7 +11,7 @@
  * must hold its own `pyodide-lock.json`. `--out` defaults to `./mirror`. Running it again adds to
  * the mirror and skips wheels that are already there and intact.
  */
-import { sha256Hex } from "../src/packages/cache.ts";
+import { sha256Hex } from "../src/digest.ts";
 import {
   type LockFile,
   LockIndex,

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { describeIssue } from "./validation.ts";
 
 /** Settings read from the `MOAT_*` environment variables, validated once at start-up. */
 export interface Config {
@@ -33,8 +34,7 @@ export function readConfig(get: (name: string) => string | undefined): Config {
   );
   const parsed = EnvSchema.safeParse(raw);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new ConfigError(`${issue.path.join(".")}: ${issue.message}`);
+    throw new ConfigError(describeIssue(parsed.error.issues[0], { whole: "the settings" }));
   }
   const env = parsed.data;
   const token = env.MOAT_TOKEN ?? randomToken();
@@ -48,6 +48,5 @@ export function readConfig(get: (name: string) => string | undefined): Config {
 }
 
 function randomToken(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(24));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return crypto.getRandomValues(new Uint8Array(24)).toHex();
 }

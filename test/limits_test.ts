@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { LimitsSchema } from "../src/policy/schema.ts";
-import { Sandbox } from "../src/sandbox/host.ts";
+import { Interpreter } from "../src/sandbox/interpreter.ts";
 import { type ExecAnswer, startServer, type TestServer } from "./helpers/server.ts";
 
 // Every limit is attacked here and must hold. Times are never asserted as performance; the only
@@ -316,43 +316,43 @@ Deno.test("a worker's death is noticed at once, by every route", async (t) => {
   const workerUrl = new URL("./helpers/dying_worker.ts", import.meta.url);
   for (const route of ["exit", "close", "throw", "overflow"]) {
     await t.step(`${route} during a call ends the call long before its time limit`, async () => {
-      const box = await Sandbox.start({ limits, workerUrl });
+      const interpreter = await Interpreter.start({ limits, workerUrl });
       const deaths: string[] = [];
-      box.onDeath = (reason) => deaths.push(reason);
+      interpreter.onDeath = (reason) => deaths.push(reason);
       const started = performance.now();
-      const end = await box.exec(route, 60_000, 1000);
+      const end = await interpreter.exec(route, 60_000, 1000);
       assert.equal(end.kind, "killed");
       assert.equal(end.kind === "killed" && end.reason, "crashed");
       assert.ok(performance.now() - started < 30_000, "noticed without waiting for the timeout");
-      assert.equal(box.alive, false);
+      assert.equal(interpreter.alive, false);
       assert.deepEqual(deaths, ["crashed"]);
     });
   }
 
   await t.step("a worker that exits while idle is reported to its owner", async () => {
-    const box = await Sandbox.start({ limits, workerUrl });
+    const interpreter = await Interpreter.start({ limits, workerUrl });
     const died = Promise.withResolvers<string>();
-    box.onDeath = (reason) => died.resolve(reason);
-    const end = await box.exec("idle-exit", 60_000, 1000);
+    interpreter.onDeath = (reason) => died.resolve(reason);
+    const end = await interpreter.exec("idle-exit", 60_000, 1000);
     assert.equal(end.kind, "done");
     assert.equal(await died.promise, "crashed");
-    assert.equal(box.alive, false);
+    assert.equal(interpreter.alive, false);
   });
 
   await t.step("a worker that never answers is terminated after timeout and grace", async () => {
-    const box = await Sandbox.start({ limits, workerUrl });
-    const end = await box.exec("hang", 200, 200);
+    const interpreter = await Interpreter.start({ limits, workerUrl });
+    const end = await interpreter.exec("hang", 200, 200);
     assert.equal(end.kind === "killed" && end.reason, "timeout");
-    assert.equal(box.alive, false);
+    assert.equal(interpreter.alive, false);
   });
 
   await t.step("terminating on purpose is not reported as a death", async () => {
-    const box = await Sandbox.start({ limits, workerUrl });
+    const interpreter = await Interpreter.start({ limits, workerUrl });
     let told = false;
-    box.onDeath = () => told = true;
-    box.terminate();
+    interpreter.onDeath = () => told = true;
+    interpreter.terminate();
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(told, false);
-    assert.equal((await box.exec("1", 1000, 100)).kind, "killed");
+    assert.equal((await interpreter.exec("1", 1000, 100)).kind, "killed");
   });
 });

@@ -1,6 +1,7 @@
 import type { Context } from "hono";
 import { z } from "zod";
 import { BadRequest } from "../errors.ts";
+import { describeIssue } from "../validation.ts";
 
 /** Reads a JSON body of any content type and validates it; 400 names the bad field. */
 export async function readJson<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
@@ -15,8 +16,7 @@ export async function readJson<T extends z.ZodType>(c: Context, schema: T): Prom
   const parsed = schema.safeParse(raw);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];
-  const field = issue.path.length ? `Field '${issue.path.join(".")}'` : "The request body";
-  throw new BadRequest(`${field}: ${issue.message}`);
+  throw new BadRequest(describeIssue(issue, { noun: "Field", whole: "The request body" }));
 }
 
 /** The body of an execute call (PROTOCOL.md §1). */

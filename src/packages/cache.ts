@@ -1,8 +1,4 @@
-/** The hex sha256 of some bytes. */
-export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
-  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
+import { sha256Hex } from "../digest.ts";
 
 /**
  * Downloaded wheels, kept in memory for this process and on disk for the next one, so a restart

@@ -1,25 +1,15 @@
-import { sha256Hex, WheelCache } from "./cache.ts";
-import type { WheelBytes } from "./install.ts";
+import type { z } from "zod";
+import type { PackagesSchema } from "../policy/schema.ts";
+import type { WheelBytes } from "../sandbox/messages.ts";
+import { WheelCache } from "./cache.ts";
+import { type Candidate, Candidates } from "./candidates.ts";
 import { LockFileError, LockIndex, parseLockFile } from "./lockfile.ts";
 import { canonicalName, classifyRequested } from "./names.ts";
-import { findPureWheel } from "./pypi.ts";
 import { evaluateMarker, parseRequirement } from "./requirements.ts";
-import { fetchBytes, IndexLocation, PYODIDE_CDN } from "./source.ts";
-import { wheelRequirements } from "./wheel.ts";
+import { IndexLocation, PYODIDE_CDN } from "./source.ts";
 
-/** The `packages` section of a policy, as the loader needs it. */
-export interface PackageRules {
-  /** Distribution or import names that may be loaded; `"*"` allows every name not denied. */
-  allow: string[];
-  /** Distribution or import names that are always refused, dependencies included. */
-  deny: string[];
-  /** Packages every interpreter gets before a session uses it. */
-  preload: string[];
-  /** Pyodide-built wheels: a directory or URL holding `pyodide-lock.json`; Pyodide's CDN when unset. */
-  index?: string;
-  /** A PyPI-style simple index for pure-Python wheels that Pyodide does not ship; none when unset. */
-  pypi?: string | null;
-}
+/** The `packages` section of a policy. */
+export type PackageRules = z.infer<typeof PackagesSchema>;
 
 /** A wheel ready to be installed into an interpreter: what the worker is sent, and its version. */
 export interface WheelPayload extends WheelBytes {
@@ -53,20 +43,6 @@ interface WheelIndex {
   problem?: string;
 }
 
-/** One installable distribution and the names it depends on. */
-interface Candidate {
-  name: string;
-  version: string;
-  fileName: string;
-  installDir: "site" | "dynlib";
-  imports: string[];
-  depends: string[];
-  bytes: (signal?: AbortSignal) => Promise<Uint8Array>;
-}
-
-/** How long a failed download is not tried again. */
-const RETRY_AFTER_MS = 60_000;
-
 /** Most packages one PyPI request may pull in, so a dependency storm cannot stall a call. */
 const MAX_PYPI_PACKAGES = 64;
 
@@ -77,8 +53,7 @@ const MAX_PYPI_PACKAGES = 64;
  * the network or the disk for packages; they receive bytes.
  */
 export class PackageLoader {
-  readonly #candidates = new Map<string, Promise<Candidate>>();
-  readonly #failures = new Map<string, { message: string; at: number }>();
+  readonly #candidates: Candidates;
   readonly #allow: Set<string>;
   readonly #deny: Set<string>;
 
@@ -87,8 +62,9 @@ export class PackageLoader {
     private readonly index: WheelIndex,
     /** Pyodide's own lock file, to say when a mirror lacks a package Pyodide has. */
     private readonly pyodideLock: LockIndex,
-    private readonly cache: WheelCache,
+    cache: WheelCache,
   ) {
+    this.#candidates = new Candidates(cache, rules.pypi);
     const key = (n: string) => index.lock.find(n) ?? pyodideLock.find(n) ?? canonicalName(n);
     this.#allow = new Set(rules.allow.map((n) => n === "*" ? n : key(n)));
     this.#deny = new Set(rules.deny.map(key));
@@ -251,7 +227,9 @@ export class PackageLoader {
       }
       return {
         order: await Promise.all(
-          order.filter((k) => !loaded.has(k)).map((k) => this.#lockCandidate(k)),
+          order.filter((k) => !loaded.has(k)).map((k) =>
+            this.#candidates.fromLock(this.index.lock, this.index.location, k)
+          ),
         ),
       };
     }
@@ -271,77 +249,6 @@ export class PackageLoader {
       };
     }
     return await this.#resolvePypi(name, loaded, signal);
-  }
-
-  #lockCandidate(key: string): Promise<Candidate> {
-    let found = this.#candidates.get(key);
-    if (!found) {
-      const pkg = this.index.lock.get(key)!;
-      const candidate: Candidate = {
-        name: key,
-        version: pkg.version,
-        fileName: pkg.file_name,
-        installDir: pkg.install_dir,
-        imports: pkg.imports,
-        depends: pkg.depends.map(canonicalName),
-        bytes: (signal) =>
-          this.#download(
-            pkg.file_name,
-            pkg.sha256,
-            (s) => this.index.location.read(pkg.file_name, s),
-            signal,
-          ),
-      };
-      found = Promise.resolve(candidate);
-      this.#candidates.set(key, found);
-    }
-    return found;
-  }
-
-  /** Reads a wheel from the cache, else downloads and checks it, then caches it. */
-  async #download(
-    fileName: string,
-    sha256: string | undefined,
-    read: (signal?: AbortSignal) => Promise<Uint8Array>,
-    signal?: AbortSignal,
-  ): Promise<Uint8Array> {
-    if (sha256) {
-      const cached = await this.cache.get(fileName, sha256);
-      if (cached) return cached;
-    }
-    return await this.#unlessFailedLately(fileName, async () => {
-      const bytes = await read(signal);
-      const actual = await sha256Hex(bytes);
-      if (sha256 && actual !== sha256.toLowerCase()) {
-        throw new Error(
-          `${fileName} does not match its sha256 (expected ${sha256}, got ${actual})`,
-        );
-      }
-      await this.cache.put(fileName, actual, bytes);
-      return bytes;
-    });
-  }
-
-  /**
-   * Runs a download unless the same one failed less than RETRY_AFTER_MS ago, in which case that
-   * failure is repeated at once: smolagents lists the same packages on every call, and a server
-   * without network should not pay for a failing download each time.
-   */
-  async #unlessFailedLately<T>(key: string, download: () => Promise<T>): Promise<T> {
-    const failed = this.#failures.get(key);
-    if (failed && performance.now() - failed.at < RETRY_AFTER_MS) {
-      throw new Error(`${failed.message} (not retried for ${RETRY_AFTER_MS / 1000} s)`);
-    }
-    try {
-      const result = await download();
-      this.#failures.delete(key);
-      return result;
-    } catch (err) {
-      const message = (err as Error).message;
-      const aborted = (err as Error).name === "AbortError" || /no answer in time/.test(message);
-      if (!aborted) this.#failures.set(key, { message, at: performance.now() });
-      throw err;
-    }
   }
 
   /** Follows a pure-Python package and its `Requires-Dist` through the simple index. */
@@ -370,12 +277,12 @@ export class PackageLoader {
       if (lockKey) {
         for (const k of this.index.lock.closure(lockKey).order) {
           if (!loaded.has(k) && !order.some((c) => c.name === k)) {
-            order.push(await this.#lockCandidate(k));
+            order.push(await this.#candidates.fromLock(this.index.lock, this.index.location, k));
           }
         }
         return;
       }
-      const candidate = await this.#pypiCandidate(key, specifier, signal);
+      const candidate = await this.#candidates.fromPypi(key, specifier, signal);
       if (!candidate) {
         throw new Unloadable(
           "missing",
@@ -399,51 +306,7 @@ export class PackageLoader {
     }
     return { order };
   }
-
-  async #pypiCandidate(
-    key: string,
-    specifier: string,
-    signal?: AbortSignal,
-  ): Promise<Candidate | undefined> {
-    const memo = `pypi:${key}${specifier}`;
-    let found = this.#candidates.get(memo);
-    if (!found) {
-      found = (async () => {
-        const wheel = await this.#unlessFailedLately(
-          `pypi:${key}`,
-          () => findPureWheel(this.rules.pypi!, key, specifier, signal),
-        );
-        if (!wheel) throw new NotOnIndex();
-        const bytes = await this.#download(
-          wheel.fileName,
-          wheel.sha256,
-          (s) => fetchBytes(wheel.url, s),
-          signal,
-        );
-        return {
-          name: key,
-          version: wheel.version,
-          fileName: wheel.fileName,
-          installDir: "site" as const,
-          imports: [key.replaceAll("-", "_")],
-          depends: await wheelRequirements(bytes),
-          bytes: () => Promise.resolve(bytes),
-        };
-      })();
-      this.#candidates.set(memo, found);
-      // A failure is not remembered: the index may be reachable on the next call.
-      found.catch(() => this.#candidates.delete(memo));
-    }
-    try {
-      return await found;
-    } catch (err) {
-      if (err instanceof NotOnIndex) return undefined;
-      throw err;
-    }
-  }
 }
-
-class NotOnIndex extends Error {}
 
 class Unloadable extends Error {
   constructor(readonly kind: PackageFailure["kind"], message: string) {

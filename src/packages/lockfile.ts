@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { describeIssue } from "../validation.ts";
 import { canonicalName } from "./names.ts";
 
 /** One package of a Pyodide lock file (`pyodide-lock.json`), the fields Moat uses. */
@@ -42,8 +43,8 @@ export function parseLockFile(text: string, where: string): LockFile {
   }
   const parsed = LockFileSchema.safeParse(raw);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new LockFileError(`${where}: field '${issue.path.join(".")}' ${issue.message}`);
+    const issue = describeIssue(parsed.error.issues[0], { noun: "field", whole: "the file" });
+    throw new LockFileError(`${where}: ${issue}`);
   }
   return parsed.data;
 }

@@ -1,5 +1,5 @@
-import { unavailableOf } from "./call.ts";
-import type { Unavailable } from "./install.ts";
+import type { Unavailable } from "../sandbox/messages.ts";
+import { unavailableOf } from "./failures.ts";
 import type { PackageLoader, WheelPayload } from "./loader.ts";
 
 /** How long start-up waits for the preload list before serving without what is missing. */

@@ -3,7 +3,8 @@
  * with any broader than its policy needs (`-A`, a bare `--allow-read`, a write outside the
  * cache, a subprocess…), so a hand-edited command line cannot silently widen the sandbox.
  */
-import { type Grants, ROOT, within } from "./flags.ts";
+import { ROOT } from "../paths.ts";
+import { type Grants, within } from "./flags.ts";
 
 /** Places that must stay denied unless the policy itself names them. */
 const PROBES: Deno.PermissionDescriptor[] = [

@@ -4,10 +4,8 @@
  * here, so the flags can never drift wider than the policy.
  */
 import { PYODIDE_CDN } from "../packages/source.ts";
+import { CACHE_DIR, POLICY_DIR, PYODIDE_DIR, ROOT, WORKER_DIR } from "../paths.ts";
 import type { Policy } from "../policy/schema.ts";
-
-/** The repository root, where `main.ts` lives. */
-export const ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname);
 
 /** Variables the server reads: its settings, and the two the `yaml` package looks up. */
 export const ENV_NAMES = [
@@ -53,8 +51,6 @@ export interface Where {
   policyPath?: string;
 }
 
-const POLICY_DIR = `${ROOT}policies`;
-
 function isUrl(text: string): boolean {
   return /^[a-z][a-z0-9+.-]*:\/\//i.test(text);
 }
@@ -63,6 +59,10 @@ function isUrl(text: string): boolean {
 export function absolute(path: string): string {
   const url = new URL(path.replace(/\/+$/, "") || "/", `file://${ROOT}`);
   return decodeURIComponent(url.pathname).replace(/(.)\/$/, "$1");
+}
+
+function noSlash(dir: string): string {
+  return dir.replace(/\/$/, "");
 }
 
 /** `path` equals `dir` or lies under it. */
@@ -80,11 +80,9 @@ function indexGrant(index: string | undefined, read: string[], net: string[]): v
 /** The permissions one policy needs; nothing more. */
 export function grantsFor(policy: Policy, where: Where = {}): Grants {
   const read = [
-    `${ROOT}node_modules/pyodide`,
-    `${ROOT}src/sandbox/python`,
-    `${ROOT}src/sandbox/worker.ts`,
-    `${ROOT}src/packages/install.ts`,
-    `${ROOT}.moat-cache`,
+    noSlash(PYODIDE_DIR),
+    noSlash(WORKER_DIR),
+    noSlash(CACHE_DIR),
     POLICY_DIR,
   ];
   if (where.policyPath && !within(where.policyPath, POLICY_DIR)) read.push(where.policyPath);
@@ -97,7 +95,7 @@ export function grantsFor(policy: Policy, where: Where = {}): Grants {
   indexGrant(policy.packages.pypi ?? undefined, read, net);
   return {
     read: [...new Set(read)],
-    write: [`${ROOT}.moat-cache`],
+    write: [noSlash(CACHE_DIR)],
     net: [...new Set(net)],
     env: [...ENV_NAMES],
   };

@@ -1,4 +1,6 @@
 import { parse } from "yaml";
+import { POLICY_DIR } from "../paths.ts";
+import { describeIssue } from "../validation.ts";
 import { type Policy, PolicySchema } from "./schema.ts";
 
 /** A policy that cannot be used; the message names the file and the bad key. */
@@ -6,15 +8,13 @@ export class PolicyError extends Error {
   override name = "PolicyError";
 }
 
-const POLICY_DIR = new URL("../../policies/", import.meta.url);
-
 /** Resolves `MOAT_POLICY`: a path (contains `/` or ends in `.yaml`) or a name in `policies/`. */
 export function resolvePolicyPath(nameOrPath: string): string {
   if (nameOrPath.includes("/") || /\.ya?ml$/.test(nameOrPath)) return nameOrPath;
   if (!/^[A-Za-z0-9_-]+$/.test(nameOrPath)) {
     throw new PolicyError(`MOAT_POLICY '${nameOrPath}' is neither a policy name nor a path`);
   }
-  return new URL(`${nameOrPath}.yaml`, POLICY_DIR).pathname;
+  return `${POLICY_DIR}/${nameOrPath}.yaml`;
 }
 
 /** Reads and validates a policy file; every problem is reported with its key. */
@@ -39,10 +39,8 @@ export function parsePolicy(text: string, source: string): Policy {
   }
   const parsed = PolicySchema.safeParse(raw);
   if (parsed.success) return parsed.data;
-  const problems = parsed.error.issues.map((issue) => {
-    const key = issue.path.join(".") || "(top level)";
-    const keys = "keys" in issue ? ` ${(issue.keys as string[]).join(", ")}` : "";
-    return `key '${key}'${keys}: ${issue.message}`;
-  });
+  const problems = parsed.error.issues.map((issue) =>
+    describeIssue(issue, { noun: "key", whole: "key '(top level)'" })
+  );
   throw new PolicyError(`Policy file ${source} is invalid: ${problems.join("; ")}`);
 }

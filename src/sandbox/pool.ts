@@ -1,4 +1,4 @@
-import { Sandbox, type SandboxOptions } from "./host.ts";
+import { Interpreter, type InterpreterOptions } from "./interpreter.ts";
 
 /** How long after handing out an interpreter the pool starts its replacement. */
 const REFILL_DELAY_MS = 100;
@@ -8,14 +8,14 @@ const REFILL_DELAY_MS = 100;
  * in the background, one boot at a time: boots compete with running calls for the CPU.
  */
 export class Pool {
-  readonly #ready: Sandbox[] = [];
+  readonly #ready: Interpreter[] = [];
   #starting = 0;
   #closed = false;
   #failures = 0;
 
   constructor(
     private readonly size: number,
-    private readonly options: SandboxOptions,
+    private readonly options: InterpreterOptions,
     private readonly log: (line: string) => void = () => {},
   ) {}
 
@@ -25,26 +25,26 @@ export class Pool {
   }
 
   /** Hands out a ready interpreter, or boots one when none is ready; refills behind. */
-  async take(): Promise<Sandbox> {
-    const box = this.#ready.shift();
+  async take(): Promise<Interpreter> {
+    const interpreter = this.#ready.shift();
     // The refill waits a moment: starting a worker blocks this thread for a few milliseconds and
     // its boot takes a core, just when the new session's first call usually arrives.
     setTimeout(() => this.fill(), REFILL_DELAY_MS);
-    if (box) {
-      box.onDeath = undefined;
-      return box;
+    if (interpreter) {
+      interpreter.onDeath = undefined;
+      return interpreter;
     }
-    return await Sandbox.start(this.options);
+    return await Interpreter.start(this.options);
   }
 
   /** Starts an interpreter in the background unless `size` are ready or one is starting. */
   fill(): void {
     if (this.#closed || this.#starting > 0 || this.#ready.length >= this.size) return;
     this.#starting++;
-    Sandbox.start(this.options).then(
-      (box) => {
+    Interpreter.start(this.options).then(
+      (interpreter) => {
         this.#failures = 0;
-        this.#add(box);
+        this.#add(interpreter);
       },
       (err) => {
         this.#failures++;
@@ -63,8 +63,8 @@ export class Pool {
     const missing = this.size - this.#ready.length - this.#starting;
     const boots = Array.from({ length: Math.max(0, missing) }, () => {
       this.#starting++;
-      return Sandbox.start(this.options).then(
-        (box) => this.#add(box),
+      return Interpreter.start(this.options).then(
+        (interpreter) => this.#add(interpreter),
         (err) => {
           this.#failures++;
           this.log(`a pre-started interpreter failed to boot: ${err.message}`);
@@ -74,21 +74,23 @@ export class Pool {
     await Promise.all(boots);
   }
 
-  #add(box: Sandbox): void {
-    if (this.#closed) return box.terminate("the server is shutting down");
+  #add(interpreter: Interpreter): void {
+    if (this.#closed) return interpreter.terminate("the server is shutting down");
     // A ready interpreter that dies while it waits is dropped, and another one started.
-    box.onDeath = (_reason, detail) => {
-      const at = this.#ready.indexOf(box);
+    interpreter.onDeath = (_reason, detail) => {
+      const at = this.#ready.indexOf(interpreter);
       if (at >= 0) this.#ready.splice(at, 1);
       this.log(`a pre-started interpreter died while waiting (${detail}); starting another`);
       this.fill();
     };
-    this.#ready.push(box);
+    this.#ready.push(interpreter);
   }
 
   /** Terminates every ready interpreter and stops refilling. */
   close(): void {
     this.#closed = true;
-    for (const box of this.#ready.splice(0)) box.terminate("the server is shutting down");
+    for (const interpreter of this.#ready.splice(0)) {
+      interpreter.terminate("the server is shutting down");
+    }
   }
 }

@@ -1,19 +1,17 @@
-import { sha256Hex } from "../packages/cache.ts";
-import type { Limits } from "../policy/schema.ts";
-import { PYODIDE_DIR, Sandbox } from "./host.ts";
-
-/** Directory for files Moat may rebuild at any time (snapshots, package downloads). */
-export const CACHE_DIR = new URL("../../.moat-cache/", import.meta.url).pathname;
+/** The Pyodide memory snapshot every interpreter boots from: made once, cached, shared. */
+import { sha256Hex } from "../digest.ts";
+import { CACHE_DIR, PYODIDE_DIR, WORKER_DIR } from "../paths.ts";
+import { messageOf } from "../worker/errors.ts";
+import { Interpreter } from "./interpreter.ts";
 
 /**
  * Returns the Pyodide memory snapshot workers boot from: read from the cache when one exists
- * for this Pyodide version, worker and runner, else made once by a cold boot and cached. The
- * bytes live in a SharedArrayBuffer, so every worker reads the same copy instead of receiving
- * its own 30 MB clone. (No policy key changes what goes into the snapshot: preloaded packages
- * are installed after the restore.)
+ * for this Pyodide version and worker, else made once by a cold boot and cached. The bytes live
+ * in a SharedArrayBuffer, so every worker reads the same copy instead of receiving its own
+ * 30 MB clone. (No policy key changes what goes into the snapshot: preloaded packages are
+ * installed after the restore.)
  */
 export async function loadSnapshot(
-  limits: Limits,
   log: (line: string) => void,
 ): Promise<{ bytes: Uint8Array; cached: boolean }> {
   const path = `${CACHE_DIR}snapshot-${await snapshotKey()}.bin`;
@@ -23,7 +21,7 @@ export async function loadSnapshot(
     // not cached yet
   }
   log("making the Pyodide memory snapshot (once per Pyodide version; takes a few seconds)…");
-  const bytes = await Sandbox.makeSnapshot(limits);
+  const bytes = await Interpreter.makeSnapshot();
   try {
     await Deno.mkdir(CACHE_DIR, { recursive: true });
     const tmp = `${path}.${crypto.randomUUID()}.tmp`;
@@ -31,7 +29,7 @@ export async function loadSnapshot(
     await Deno.rename(tmp, path);
     await removeStale(path);
   } catch (err) {
-    log(`could not cache the snapshot in ${CACHE_DIR} (${(err as Error).message}); continuing`);
+    log(`could not cache the snapshot in ${CACHE_DIR} (${messageOf(err)}); continuing`);
   }
   return { bytes: shared(bytes), cached: false };
 }
@@ -52,17 +50,30 @@ async function removeStale(keep: string): Promise<void> {
   }
 }
 
-/** Bump when the worker changes what goes into a snapshot. */
-const SNAPSHOT_FORMAT = 2;
+/** Bump when what goes into a snapshot changes in a way the worker's sources do not show. */
+const SNAPSHOT_FORMAT = 3;
 
+/** Every file under `dir`, sorted by path, so the key does not depend on directory order. */
+async function filesUnder(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  for await (const entry of Deno.readDir(dir)) {
+    const path = `${dir}${entry.name}`;
+    if (entry.isDirectory) found.push(...await filesUnder(`${path}/`));
+    else if (entry.isFile && !entry.name.endsWith("_test.ts")) found.push(path);
+  }
+  return found.sort();
+}
+
+/** The Pyodide version and a digest of the worker directory, which decides what is snapshotted. */
 async function snapshotKey(): Promise<string> {
   const pkg = JSON.parse(await Deno.readTextFile(`${PYODIDE_DIR}package.json`));
-  // The worker decides what is imported before the snapshot, the runner what it runs.
-  const sources = await Promise.all(
-    ["./worker.ts", "./python/runner.py"].map((f) => Deno.readFile(new URL(f, import.meta.url))),
-  );
-  const joined = new Uint8Array(sources.reduce((n, b) => n + b.length, 0));
-  sources.reduce((at, b) => (joined.set(b, at), at + b.length), 0);
+  const encoder = new TextEncoder();
+  const parts: Uint8Array[] = [];
+  for (const path of await filesUnder(WORKER_DIR)) {
+    parts.push(encoder.encode(`${path.slice(WORKER_DIR.length)}\0`), await Deno.readFile(path));
+  }
+  const joined = new Uint8Array(parts.reduce((n, b) => n + b.length, 0));
+  parts.reduce((at, b) => (joined.set(b, at), at + b.length), 0);
   const hex = (await sha256Hex(joined)).slice(0, 16);
   return `${pkg.version}-${SNAPSHOT_FORMAT}-${hex}`;
 }

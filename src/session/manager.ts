@@ -1,10 +1,12 @@
 import { SessionNotFound, TooManyRequests, Unavailable } from "../errors.ts";
 import type { Policy } from "../policy/schema.ts";
-import { emptyReport, loadPackages } from "../packages/call.ts";
 import type { PackageLoader } from "../packages/loader.ts";
-import type { ExecEnd, KillReason, Sandbox } from "../sandbox/host.ts";
+import type { ExecEnd, Interpreter, KillReason } from "../sandbox/interpreter.ts";
 import type { Pool } from "../sandbox/pool.ts";
-import { type Answer, buildAnswer } from "./answer.ts";
+import { type Answer, serialize } from "./answer.ts";
+import { classify } from "./outcome.ts";
+import { emptyReport, loadPackages } from "./packages.ts";
+import { SerialQueue } from "./queue.ts";
 import { MemoryWatchdog } from "./watchdog.ts";
 
 /** `persistent` keeps state between calls; `ephemeral` gives every call a clean interpreter. */
@@ -40,24 +42,41 @@ export interface CallRequest {
   timeoutMs?: number;
 }
 
+/** The session's one interpreter: a boot under way, then the interpreter once it is there. */
+interface Slot {
+  ready: Promise<Interpreter>;
+  interpreter?: Interpreter;
+}
+
 class Session {
   readonly created = Date.now();
   lastUsed = Date.now();
   calls = 0;
-  /** Calls queued or running. */
-  waiting = 0;
   memoryBytes = 0;
-  /** The interpreter, once booted or taken from the pool. */
-  box?: Promise<Sandbox>;
-  /** The same interpreter once it is there. */
-  current?: Sandbox;
-  /** The interpreter running the current call, if one is running. */
-  running?: Sandbox;
+  /** The interpreter, booting or booted; none until needed, or after it was dropped. */
+  slot?: Slot;
   /** Why the interpreter was lost while no call ran; the next call is told instead of run. */
   lost?: { reason: KillReason; detail: string };
-  tail: Promise<unknown> = Promise.resolve();
+  /** Calls (and resets) run one at a time, in arrival order. */
+  readonly queue = new SerialQueue();
   readonly packages = new Set<string>();
   constructor(readonly id: string, readonly mode: SessionMode) {}
+
+  /** The interpreter, once booted. */
+  get interpreter(): Interpreter | undefined {
+    return this.slot?.interpreter;
+  }
+}
+
+/** What the session manager works with. */
+export interface SessionManagerOptions {
+  policy: Policy;
+  pool: Pool;
+  /** Called after every call, for the audit log. */
+  onCall?: (session: string, answer: Answer, code: string) => void;
+  /** Resolves and fetches the packages calls ask for; calls load nothing without it. */
+  loader?: PackageLoader;
+  log?: (line: string) => void;
 }
 
 /** Creates, finds, queues calls for, expires and shuts down sessions. */
@@ -65,38 +84,41 @@ export class SessionManager {
   readonly #sessions = new Map<string, Session>();
   readonly #sweeper: ReturnType<typeof setInterval>;
   readonly #watchdog: MemoryWatchdog;
+  readonly #policy: Policy;
+  readonly #pool: Pool;
+  readonly #onCall: NonNullable<SessionManagerOptions["onCall"]>;
+  readonly #loader?: PackageLoader;
   #closing = false;
 
-  constructor(
-    private readonly policy: Policy,
-    private readonly pool: Pool,
-    private readonly onCall: (session: string, answer: Answer, code: string) => void = () => {},
-    /** Resolves and fetches the packages calls ask for; calls load nothing without it. */
-    private readonly loader?: PackageLoader,
-    log: (line: string) => void = () => {},
-  ) {
+  constructor(options: SessionManagerOptions) {
+    const { policy } = options;
+    this.#policy = policy;
+    this.#pool = options.pool;
+    this.#onCall = options.onCall ?? (() => {});
+    this.#loader = options.loader;
     this.#sessions.set(DEFAULT_SESSION, new Session(DEFAULT_SESSION, "persistent"));
     const every = Math.min(30_000, policy.limits.idleTtlSeconds * 250);
     this.#sweeper = setInterval(() => this.sweep(), every);
     this.#watchdog = new MemoryWatchdog(
       policy.limits.serverMemoryMb * 1024 * 1024,
-      () => [...this.#sessions.values()].flatMap((s) => s.current ? [s.current] : []),
-      log,
+      () => [...this.#sessions.values()].flatMap((s) => s.interpreter ? [s.interpreter] : []),
+      options.log,
     );
   }
 
   /** Creates a session; 429 when the policy's session cap is reached. */
   create(mode: SessionMode): SessionInfo {
     this.#assertOpen();
-    if (this.#sessions.size >= this.policy.limits.sessions) {
+    const { sessions } = this.#policy.limits;
+    if (this.#sessions.size >= sessions) {
       throw new TooManyRequests(
-        `The server holds its maximum of ${this.policy.limits.sessions} sessions; ` +
+        `The server holds its maximum of ${sessions} sessions; ` +
           `delete one (DELETE /v1/sessions/{id}) or wait for idle ones to expire`,
       );
     }
     const session = new Session(crypto.randomUUID(), mode);
     this.#sessions.set(session.id, session);
-    if (mode === "persistent") session.box = this.#boot(session);
+    if (mode === "persistent") this.#boot(session);
     return this.#info(session);
   }
 
@@ -113,30 +135,25 @@ export class SessionManager {
   exec(id: string, request: CallRequest): Promise<Answer> {
     this.#assertOpen();
     const session = this.#find(id);
-    if (session.waiting > this.policy.limits.queuedCalls) {
+    if (session.queue.size > this.#policy.limits.queuedCalls) {
       throw new TooManyRequests(
-        `Session '${id}' already has ${session.waiting - 1} calls waiting behind the running ` +
+        `Session '${id}' already has ${session.queue.size - 1} calls waiting behind the running ` +
           `one (the policy's limits.queuedCalls); send the next call when one finishes`,
       );
     }
-    session.waiting++;
     session.lastUsed = Date.now();
-    const run = session.tail.then(() => this.#run(session, request));
-    session.tail = run.catch(() => {}).finally(() => session.waiting--);
-    return run;
+    return session.queue.run(() => this.#run(session, request));
   }
 
   /** Gives the session a clean interpreter, after the calls already queued. */
   reset(id: string): Promise<SessionInfo> {
     const session = this.#find(id);
-    const done = session.tail.then(() => {
+    return session.queue.run(() => {
       this.#discard(session, "the session was reset");
       session.lost = undefined;
-      if (session.mode === "persistent") session.box = this.#boot(session);
+      if (session.mode === "persistent") this.#boot(session);
       return this.#info(session);
     });
-    session.tail = done.catch(() => {});
-    return done;
   }
 
   /** Deletes a session and terminates its interpreter, even mid-call. */
@@ -151,9 +168,9 @@ export class SessionManager {
 
   /** Removes sessions unused for longer than the policy's idle TTL. */
   sweep(now = Date.now()): void {
-    const ttl = this.policy.limits.idleTtlSeconds * 1000;
+    const ttl = this.#policy.limits.idleTtlSeconds * 1000;
     for (const session of this.#sessions.values()) {
-      if (session.id === DEFAULT_SESSION || session.waiting > 0) continue;
+      if (session.id === DEFAULT_SESSION || session.queue.size > 0) continue;
       if (now - session.lastUsed > ttl) {
         this.#sessions.delete(session.id);
         this.#discard(session, "the session expired");
@@ -166,7 +183,7 @@ export class SessionManager {
     this.#closing = true;
     clearInterval(this.#sweeper);
     this.#watchdog.stop();
-    const running = [...this.#sessions.values()].map((s) => s.tail);
+    const running = [...this.#sessions.values()].map((s) => s.queue.idle());
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       Promise.allSettled(running),
@@ -176,7 +193,7 @@ export class SessionManager {
     for (const session of this.#sessions.values()) {
       this.#discard(session, "the server is shutting down");
     }
-    this.pool.close();
+    this.#pool.close();
   }
 
   get closing(): boolean {
@@ -184,38 +201,31 @@ export class SessionManager {
   }
 
   async #run(session: Session, request: CallRequest): Promise<Answer> {
-    const { limits } = this.policy;
+    const { limits } = this.#policy;
     const timeoutMs = Math.min(request.timeoutMs ?? limits.timeoutMs, limits.maxTimeoutMs);
     if (session.lost) return this.#tellLost(session, timeoutMs, request.code);
-    const box = await (session.box ??= this.#boot(session));
+    const interpreter = await (session.slot ?? this.#boot(session)).ready;
     const started = performance.now();
-    session.running = box;
-    let end: ExecEnd;
     let packages = emptyReport();
-    try {
-      // Packages load first, inside the call's time limit; the code gets what is left.
-      if (this.loader) {
-        packages = await loadPackages(this.loader, box, request.packages ?? [], timeoutMs);
-      }
-      for (const name of box.packages) session.packages.add(name);
-      const left = Math.max(1, timeoutMs - (performance.now() - started));
-      end = box.alive
-        ? await box.exec(request.code, left, limits.graceMs)
-        : { kind: "killed", reason: "timeout", detail: "loading packages used up the time limit" };
-    } finally {
-      session.running = undefined;
+    // Packages load first, inside the call's time limit; the code gets what is left.
+    if (this.#loader) {
+      packages = await loadPackages(this.#loader, interpreter, request.packages ?? [], timeoutMs);
     }
-    const answer = buildAnswer(end, {
-      timeoutMs,
+    for (const name of interpreter.packages) session.packages.add(name);
+    const left = Math.max(1, timeoutMs - (performance.now() - started));
+    const end: ExecEnd = interpreter.alive
+      ? await interpreter.exec(request.code, left, limits.graceMs)
+      : { kind: "killed", reason: "timeout", detail: "loading packages used up the time limit" };
+    const answer = serialize(classify(end, timeoutMs), {
       durationMs: performance.now() - started,
-      memoryBytes: box.memoryBytes,
+      memoryBytes: interpreter.memoryBytes,
       packages,
     });
     session.calls++;
-    session.memoryBytes = box.memoryBytes;
+    session.memoryBytes = interpreter.memoryBytes;
     session.lastUsed = Date.now();
-    if (session.mode === "ephemeral" || !box.alive) this.#replace(session, box);
-    this.onCall(session.id, answer, request.code);
+    if (session.mode === "ephemeral" || !interpreter.alive) this.#replace(session, interpreter);
+    this.#onCall(session.id, answer, request.code);
     return answer;
   }
 
@@ -225,57 +235,55 @@ export class SessionManager {
     session.lost = undefined;
     session.calls++;
     session.lastUsed = Date.now();
-    const answer = buildAnswer(end, {
-      timeoutMs,
-      durationMs: 0,
-      memoryBytes: 0,
-      notRun: true,
-    });
-    this.onCall(session.id, answer, code);
+    const answer = serialize(classify(end, timeoutMs, true), { durationMs: 0, memoryBytes: 0 });
+    this.#onCall(session.id, answer, code);
     return answer;
   }
 
   /** Drops a used or dead interpreter; a persistent session gets its replacement at once. */
-  #replace(session: Session, box: Sandbox): void {
-    box.terminate();
-    if (session.current === box) session.current = undefined;
-    session.box = undefined;
+  #replace(session: Session, interpreter: Interpreter): void {
+    interpreter.terminate();
+    session.slot = undefined;
     session.packages.clear();
     if (session.mode === "persistent" && this.#sessions.get(session.id) === session) {
-      session.box = this.#boot(session);
+      this.#boot(session);
     }
   }
 
   /** An interpreter that dies while its session is idle is replaced, and the next call told. */
-  #onDeath(session: Session, box: Sandbox, reason: KillReason, detail: string): void {
-    if (session.running === box) return; // the running call reports it
-    if (session.current !== box || this.#sessions.get(session.id) !== session) return;
+  #onDeath(session: Session, interpreter: Interpreter, reason: KillReason, detail: string): void {
+    if (session.interpreter !== interpreter || this.#sessions.get(session.id) !== session) return;
+    if (session.queue.running) return; // the running call reports it
     session.lost = { reason, detail };
-    this.#replace(session, box);
+    this.#replace(session, interpreter);
   }
 
-  #boot(session: Session): Promise<Sandbox> {
-    const booting: Promise<Sandbox> = this.pool.take().then(
-      (box) => {
-        if (session.box === booting) session.current = box;
-        box.onDeath = (reason, detail) => this.#onDeath(session, box, reason, detail);
-        return box;
-      },
-      (err) => {
-        if (session.box === booting) session.box = undefined; // the next call tries again
-        throw new Unavailable(`No Python interpreter could be started: ${err.message}`);
-      },
-    );
-    booting.catch(() => {}); // reported to the call that awaits it, never unhandled
-    return booting;
+  /** Starts the session's interpreter (from the pool) in its slot. */
+  #boot(session: Session): Slot {
+    const slot: Slot = {
+      ready: this.#pool.take().then(
+        (interpreter) => {
+          if (session.slot === slot) slot.interpreter = interpreter;
+          interpreter.onDeath = (reason, detail) =>
+            this.#onDeath(session, interpreter, reason, detail);
+          return interpreter;
+        },
+        (err) => {
+          if (session.slot === slot) session.slot = undefined; // the next call tries again
+          throw new Unavailable(`No Python interpreter could be started: ${err.message}`);
+        },
+      ),
+    };
+    slot.ready.catch(() => {}); // reported to the call that awaits it, never unhandled
+    session.slot = slot;
+    return slot;
   }
 
   #discard(session: Session, why: string): void {
-    const box = session.box;
-    session.box = undefined;
-    session.current = undefined;
+    const slot = session.slot;
+    session.slot = undefined;
     session.packages.clear();
-    box?.then((b) => b.terminate(why), () => {});
+    slot?.ready.then((interpreter) => interpreter.terminate(why), () => {});
   }
 
   #find(id: string): Session {
@@ -289,7 +297,7 @@ export class SessionManager {
   }
 
   #info(s: Session): SessionInfo {
-    const ttl = this.policy.limits.idleTtlSeconds * 1000;
+    const ttl = this.#policy.limits.idleTtlSeconds * 1000;
     return {
       id: s.id,
       mode: s.mode,
@@ -297,9 +305,9 @@ export class SessionManager {
       lastUsed: new Date(s.lastUsed).toISOString(),
       expires: s.id === DEFAULT_SESSION ? null : new Date(s.lastUsed + ttl).toISOString(),
       calls: s.calls,
-      busy: s.running !== undefined,
-      queued: Math.max(0, s.waiting - (s.running ? 1 : 0)),
-      memoryBytes: s.current?.memoryBytes ?? s.memoryBytes,
+      busy: s.queue.running,
+      queued: s.queue.waiting,
+      memoryBytes: s.interpreter?.memoryBytes ?? s.memoryBytes,
       packages: [...s.packages],
     };
   }

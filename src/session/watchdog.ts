@@ -1,4 +1,4 @@
-import type { Sandbox } from "../sandbox/host.ts";
+import type { Interpreter } from "../sandbox/interpreter.ts";
 
 /** How often the server's resident memory is read. */
 const EVERY_MS = 200;
@@ -18,7 +18,7 @@ export class MemoryWatchdog {
 
   constructor(
     private readonly budgetBytes: number,
-    private readonly interpreters: () => Iterable<Sandbox>,
+    private readonly interpreters: () => Iterable<Interpreter>,
     private readonly log: (line: string) => void = () => {},
     private readonly rss: () => number = () => Deno.memoryUsage().rss,
   ) {
@@ -31,9 +31,11 @@ export class MemoryWatchdog {
     if (now < this.#quietUntil) return false;
     const rss = this.rss();
     if (rss <= this.budgetBytes) return false;
-    let largest: Sandbox | undefined;
-    for (const box of this.interpreters()) {
-      if (box.alive && box.memoryBytes > (largest?.memoryBytes ?? 0)) largest = box;
+    let largest: Interpreter | undefined;
+    for (const interpreter of this.interpreters()) {
+      if (interpreter.alive && interpreter.memoryBytes > (largest?.memoryBytes ?? 0)) {
+        largest = interpreter;
+      }
     }
     if (!largest) return false;
     const mb = (n: number) => Math.round(n / (1024 * 1024));

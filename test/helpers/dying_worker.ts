@@ -1,7 +1,7 @@
 /// <reference no-default-lib="true" />
 /// <reference lib="deno.worker" />
 /**
- * A stand-in for src/sandbox/worker.ts that speaks the same messages but, asked to run code,
+ * A stand-in for src/worker/main.ts that speaks the same messages but, asked to run code,
  * dies the way the code names: `exit` (Deno.exit), `close` (self.close), `throw` (an uncaught
  * error), `overflow` (a JavaScript stack overflow), `hang` (never answers). `idle-exit` answers,
  * then exits a moment later, while the host thinks it idle. Anything else answers normally.
@@ -11,26 +11,28 @@ let lifeline: any;
 
 function reply(id: number, result: string) {
   self.postMessage({
-    type: "result",
     id,
-    result,
-    error: "null",
-    stdout: "",
-    stderr: "",
-    cut: { stdout: false, stderr: false, result: false },
-    memoryBytes: 0,
+    ok: true,
+    reply: {
+      result,
+      error: "null",
+      stdout: "",
+      stderr: "",
+      cut: { stdout: false, stderr: false, result: false },
+      memoryBytes: 0,
+    },
   });
 }
 
 // deno-lint-ignore no-explicit-any
 self.onmessage = (event: MessageEvent<any>) => {
   const msg = event.data;
-  if (msg.type === "boot") {
+  if (msg.kind === "boot") {
     lifeline = msg.lifeline;
-    self.postMessage({ type: "ready", id: msg.id, bootMs: 0, memoryBytes: 0 });
+    self.postMessage({ id: msg.id, ok: true, reply: { bootMs: 0, memoryBytes: 0 } });
     return;
   }
-  if (msg.type !== "exec") return;
+  if (msg.kind !== "exec") return;
   const overflow = (n: number): number => overflow(n + 1) + 1;
   switch (msg.code) {
     case "exit":

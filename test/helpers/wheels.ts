@@ -4,8 +4,8 @@
  * No test downloads anything: where a test needs a name only the network could provide (numpy,
  * pillow), it builds a stand-in wheel of that name here.
  */
-import { sha256Hex } from "../../src/packages/cache.ts";
-import { PYODIDE_DIR } from "../../src/sandbox/host.ts";
+import { sha256Hex } from "../../src/digest.ts";
+import { PYODIDE_DIR } from "../../src/paths.ts";
 
 /** A wheel to build: its distribution name, version, files, and `Requires-Dist` lines. */
 export interface WheelSpec {

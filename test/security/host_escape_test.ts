@@ -3,6 +3,8 @@
  * permissions, Deno KV, the worker's JavaScript, and the host⇄worker messages.
  */
 import assert from "node:assert/strict";
+import { dirname } from "node:path";
+import { CACHE_DIR, ROOT } from "../../src/paths.ts";
 import { startServer } from "../helpers/server.ts";
 import { assertHealthy, assertNothingLeaked, expectRefused, SECRET_TOKEN } from "./attempts.ts";
 
@@ -258,6 +260,42 @@ Deno.test("Python code cannot reach the host, its secrets or the worker's JavaSc
     assertNothingLeaked(answer);
   });
 
+  await t.step(
+    "nothing in sys, os.environ or any file names the server's directories",
+    async () => {
+      const needles = [ROOT, CACHE_DIR, dirname(Deno.execPath()), "$deno$"];
+      const code = `import os, sys
+needles = ${JSON.stringify(needles)}
+found = []
+def look(where, value):
+    text = value if isinstance(value, str) else repr(value)
+    found.extend(f"{where} holds {n}" for n in needles if n in text)
+for name in dir(sys):
+    try:
+        look(f"sys.{name}", getattr(sys, name))
+    except Exception:
+        pass
+for key, value in os.environ.items():
+    look(f"os.environ[{key!r}]", value)
+for d, dirs, files in os.walk("/"):
+    if d in ("/proc", "/dev"):
+        dirs[:] = []
+        continue
+    for f in files:
+        path = os.path.join(d, f)
+        look("a file name", path)
+        try:
+            data = open(path, "rb").read()
+        except OSError:
+            continue
+        found.extend(f"{path} holds {n}" for n in needles if n.encode() in data)
+found`;
+      const answer = await server.exec(code);
+      assert.equal(answer.error, null, answer.error?.message);
+      assert.deepEqual(answer.result, []);
+    },
+  );
+
   await t.step("no file in the sandbox's home or /tmp holds the token", async () => {
     const code = `import os
 found = []
@@ -282,7 +320,8 @@ found`;
 
   await t.step("a forged worker message cannot become a call's result", async () => {
     const answer = await server.exec(
-      "try:\n    import js\n    js.postMessage({'type': 'result', 'id': 1})\nexcept Exception:\n    pass\n'real'",
+      "try:\n    import js\n    js.postMessage({'id': 1, 'ok': True, 'reply': {'result': '1'}})\n" +
+        "except Exception:\n    pass\n'real'",
     );
     assert.equal(answer.result, "real");
   });

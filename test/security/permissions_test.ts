@@ -4,7 +4,8 @@
  * gets.
  */
 import assert from "node:assert/strict";
-import { flagsFor, grantsFor, ROOT } from "../../src/permissions/flags.ts";
+import { flagsFor, grantsFor } from "../../src/permissions/flags.ts";
+import { ROOT } from "../../src/paths.ts";
 import { parsePolicy } from "../../src/policy/load.ts";
 import { startServer, TestServer } from "../helpers/server.ts";
 import { flagsForSettings } from "../../scripts/flags.ts";

@@ -1,44 +1,29 @@
+/**
+ * One interpreter seen from the main thread: boot, call, install, interrupt, kill, and notice
+ * its death at once. Python never runs on this thread.
+ */
 import { MessageChannel as NodeMessageChannel } from "node:worker_threads";
-import type { Unavailable, WheelBytes } from "../packages/install.ts";
+import { PYODIDE_DIR, WORKER_URL } from "../paths.ts";
 import type { Limits } from "../policy/schema.ts";
+import { messageOf } from "../worker/errors.ts";
 import {
-  type BootMessage,
+  type BootRequest,
+  type ExecReply,
   type HostMessage,
+  type InstallResult,
   type MountEntry,
-  type ResultMessage,
-  type WorkerMessage,
-  WorkerMessageSchema,
+  type Reply,
+  ReplySchemas,
+  type RequestKind,
+  type Requests,
+  type Unavailable,
+  type WheelBytes,
+  WorkerEnvelopeSchema,
 } from "./messages.ts";
+import { pyodideModule, pythonSources } from "./sources.ts";
 
-/** Where Pyodide's files are; the only directory a worker may read, and only while it boots. */
-export const PYODIDE_DIR = new URL("../../node_modules/pyodide/", import.meta.url).pathname;
 /** How long installing the preload list into a fresh interpreter may take. */
 const PRELOAD_TIMEOUT_MS = 120_000;
-const WORKER_URL = new URL("./worker.ts", import.meta.url);
-/** The worker's one import besides Pyodide: installing wheels it is sent as bytes. */
-const INSTALLER_URL = new URL("../packages/install.ts", import.meta.url);
-const RUNNER_PATH = new URL("./python/runner.py", import.meta.url);
-const LOCKDOWN_PATH = new URL("./python/lockdown.py", import.meta.url);
-
-let compiled: Promise<WebAssembly.Module> | undefined;
-/**
- * Pyodide's wasm module, compiled once in this process and posted to every worker, which then
- * only instantiates it (tens of milliseconds less per boot than compiling from the file).
- */
-function pyodideModule(): Promise<WebAssembly.Module> {
-  return compiled ??= Deno.readFile(`${PYODIDE_DIR}pyodide.asm.wasm`).then((b) =>
-    WebAssembly.compile(b)
-  );
-}
-
-let runnerSource: string | undefined;
-async function runner(): Promise<string> {
-  return runnerSource ??= await Deno.readTextFile(RUNNER_PATH);
-}
-let lockdownSource: string | undefined;
-async function lockdown(): Promise<string> {
-  return lockdownSource ??= await Deno.readTextFile(LOCKDOWN_PATH);
-}
 
 /**
  * Why an interpreter was lost: `timeout` (it did not stop when interrupted), `crashed` (its
@@ -50,11 +35,11 @@ export type KillReason = "timeout" | "crashed" | "fatal" | "memory" | "stopped";
 
 /** How a call ended, seen from the host. */
 export type ExecEnd =
-  | { kind: "done"; message: ResultMessage; interrupted: boolean }
+  | { kind: "done"; reply: ExecReply; interrupted: boolean }
   | { kind: "killed"; reason: KillReason; detail: string };
 
-/** Options for one sandbox: the policy's limits. */
-export interface SandboxOptions {
+/** Options for one interpreter: the policy's limits and what every boot gets. */
+export interface InterpreterOptions {
   limits: Limits;
   /** Memory snapshot to boot from; cold boot when absent. */
   snapshot?: Uint8Array;
@@ -66,7 +51,7 @@ export interface SandboxOptions {
   preload?: WheelBytes[];
   /** Preload packages that could not be had: importing them raises with the reason. */
   preloadUnavailable?: Unavailable[];
-  /** The worker module; tests substitute one that dies on purpose. @default {worker.ts} */
+  /** The worker module; tests substitute one that dies on purpose. @default {worker/main.ts} */
   workerUrl?: URL;
 }
 
@@ -81,8 +66,11 @@ export class BootError extends Error {
   override name = "BootError";
 }
 
+/** A request the worker answered with an error, or did not answer as its kind requires. */
+class WorkerFailed extends Error {}
+
 /** One interpreter seen from the main thread: boot, call, interrupt, kill. */
-export class Sandbox {
+export class Interpreter {
   readonly #worker: Worker;
   readonly #interrupt = new Int32Array(new SharedArrayBuffer(4));
   /** Written by the worker: [0] its linear memory in 64 KiB pages, current even mid-call. */
@@ -91,7 +79,10 @@ export class Sandbox {
   readonly #lifelineEnd: MessagePort;
   #death?: { reason: KillReason; detail: string };
   #memoryBytes = 0;
-  readonly #pending = new Map<number, (msg: WorkerMessage | Error) => void>();
+  readonly #pending = new Map<
+    number,
+    { kind: RequestKind; settle: (reply: unknown, error?: Error) => void }
+  >();
   #nextId = 1;
   /** Canonical names of the packages installed in this interpreter. */
   readonly packages = new Set<string>();
@@ -107,7 +98,8 @@ export class Sandbox {
       type: "module",
       deno: {
         permissions: {
-          read: [PYODIDE_DIR, workerUrl.pathname, INSTALLER_URL.pathname],
+          // security: Pyodide's files and the worker's own modules, only while it boots
+          read: [PYODIDE_DIR, workerDir(workerUrl)],
           write: false,
           net: network.length ? network : false, // security: only the policy's hosts
           env: false,
@@ -138,35 +130,47 @@ export class Sandbox {
     return Math.max(this.#memoryBytes, Atomics.load(this.#stats, 0) * 65536);
   }
 
-  set memoryBytes(bytes: number) {
-    this.#memoryBytes = bytes;
-  }
-
   /** Boots an interpreter; resolves once it can take calls. */
-  static async start(options: SandboxOptions): Promise<Sandbox> {
-    const box = new Sandbox(options.network, options.workerUrl);
-    const reply = await box.#request({
-      ...(await box.#bootMessage(options, false)),
-      snapshot: options.snapshot,
-    }, [box.#lifelineEnd]);
-    if (reply.type !== "ready") {
-      box.terminate();
-      throw new BootError(reply.type === "boot-failed" ? reply.message : "unexpected reply");
+  static async start(options: InterpreterOptions): Promise<Interpreter> {
+    const interpreter = new Interpreter(options.network, options.workerUrl);
+    try {
+      const ready = await interpreter.#request(
+        "boot",
+        await interpreter.#bootRequest(options),
+        [interpreter.#lifelineEnd],
+      );
+      interpreter.bootMs = ready.bootMs;
+      interpreter.#memoryBytes = ready.memoryBytes;
+    } catch (err) {
+      interpreter.terminate();
+      throw new BootError(messageOf(err));
     }
-    box.bootMs = reply.bootMs;
-    box.memoryBytes = reply.memoryBytes;
     if (options.preload?.length || options.preloadUnavailable?.length) {
       // A wheel that fails here is simply not marked loaded: the call that asks for it reports why.
-      const results = await box.install(
+      const results = await interpreter.install(
         options.preload ?? [],
         options.preloadUnavailable ?? [],
         PRELOAD_TIMEOUT_MS,
       );
-      if (!box.alive) {
+      if (!interpreter.alive) {
         throw new BootError(`installing the preload packages failed: ${results[0]?.error}`);
       }
     }
-    return box;
+    return interpreter;
+  }
+
+  /** Boots cold in a throw-away worker and returns its memory snapshot. */
+  static async makeSnapshot(): Promise<Uint8Array> {
+    const interpreter = new Interpreter();
+    try {
+      const lifeline = interpreter.#lifelineEnd;
+      const request = { indexPath: PYODIDE_DIR, wasmModule: await pyodideModule(), lifeline };
+      return (await interpreter.#request("snapshot", request, [lifeline])).bytes;
+    } catch (err) {
+      throw new BootError(messageOf(err));
+    } finally {
+      interpreter.terminate();
+    }
   }
 
   /**
@@ -178,7 +182,7 @@ export class Sandbox {
     wheels: WheelBytes[],
     unavailable: Unavailable[],
     timeoutMs: number,
-  ): Promise<{ name: string; error?: string }[]> {
+  ): Promise<InstallResult[]> {
     if (wheels.length === 0 && unavailable.length === 0) return [];
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<never>((_, reject) => {
@@ -189,34 +193,17 @@ export class Sandbox {
     });
     try {
       const reply = await Promise.race([
-        this.#request({ type: "install", id: 0, wheels, unavailable }),
+        this.#request("install", { wheels, unavailable }),
         timedOut,
       ]);
-      if (reply.type !== "installed") throw new Error("unexpected reply");
-      this.memoryBytes = reply.memoryBytes;
+      this.#memoryBytes = reply.memoryBytes;
       for (const r of reply.results) if (!r.error) this.packages.add(r.name);
       return reply.results;
     } catch (err) {
       this.terminate();
-      return wheels.map((w) => ({ name: w.name, error: (err as Error).message }));
+      return wheels.map((w) => ({ name: w.name, error: messageOf(err) }));
     } finally {
       clearTimeout(timer);
-    }
-  }
-
-  /** Boots cold in a throw-away worker and returns its memory snapshot. */
-  static async makeSnapshot(limits: Limits): Promise<Uint8Array> {
-    const box = new Sandbox();
-    try {
-      const reply = await box.#request(await box.#bootMessage({ limits }, true), [
-        box.#lifelineEnd,
-      ]);
-      if (reply.type !== "snapshot") {
-        throw new BootError(reply.type === "boot-failed" ? reply.message : "unexpected reply");
-      }
-      return reply.bytes;
-    } finally {
-      box.terminate();
     }
   }
 
@@ -235,22 +222,21 @@ export class Sandbox {
     const timer = setTimeout(() => {
       interrupted = true;
       Atomics.store(this.#interrupt, 0, 2); // SIGINT, for Python that is running
-      this.#worker.postMessage({ type: "interrupt", id: 0 }); // for Python that is awaiting
+      this.#worker.postMessage({ kind: "interrupt" } satisfies HostMessage); // for awaiting
       grace = setTimeout(() => this.#die("timeout", "did not stop when interrupted"), graceMs);
     }, timeoutMs);
     try {
       // A flag set just as the previous call ended must not interrupt this one.
       Atomics.store(this.#interrupt, 0, 0);
-      const reply = await this.#request({ type: "exec", id: 0, code });
-      if (reply.type !== "result") throw new Error("unexpected reply");
-      this.memoryBytes = reply.memoryBytes;
+      const reply = await this.#request("exec", { code });
+      this.#memoryBytes = reply.memoryBytes;
       if (reply.fatal) {
         this.#die("fatal", reply.fatal, false);
         return this.#killed();
       }
-      return { kind: "done", message: reply, interrupted };
+      return { kind: "done", reply, interrupted };
     } catch (err) {
-      this.#die("crashed", (err as Error).message);
+      this.#die("crashed", messageOf(err));
       return this.#killed();
     } finally {
       clearTimeout(timer);
@@ -273,15 +259,13 @@ export class Sandbox {
     return { kind: "killed", reason, detail };
   }
 
-  async #bootMessage(options: SandboxOptions, makeSnapshot: boolean): Promise<BootMessage> {
+  async #bootRequest(options: InterpreterOptions): Promise<BootRequest> {
     const { limits } = options;
     return {
-      type: "boot",
-      id: 0,
       indexPath: PYODIDE_DIR,
-      runner: await runner(),
+      python: await pythonSources(),
       wasmModule: await pyodideModule(),
-      makeSnapshot,
+      snapshot: options.snapshot,
       memoryBytes: limits.memoryMb * 1024 * 1024,
       interrupt: this.#interrupt.buffer as SharedArrayBuffer,
       stats: this.#stats.buffer as SharedArrayBuffer,
@@ -291,28 +275,40 @@ export class Sandbox {
         stderrBytes: limits.stderrBytes,
         resultBytes: limits.resultBytes,
       },
-      lockdown: await lockdown(),
       network: options.network ?? [],
       mounts: options.mounts ?? [],
     };
   }
 
-  #request(msg: HostMessage, transfer: Transferable[] = []): Promise<WorkerMessage> {
+  /** Sends one request; resolves with its reply, checked against the schema of its kind. */
+  #request<K extends RequestKind>(
+    kind: K,
+    body: Requests[K],
+    transfer: Transferable[] = [],
+  ): Promise<Reply<K>> {
     if (this.#death) return Promise.reject(new Error(this.#death.detail));
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
-      this.#pending.set(id, (reply) => reply instanceof Error ? reject(reply) : resolve(reply));
-      this.#worker.postMessage({ ...msg, id }, transfer);
+      this.#pending.set(id, {
+        kind,
+        settle: (reply, error) => error ? reject(error) : resolve(reply as Reply<K>),
+      });
+      this.#worker.postMessage({ ...body, kind, id } as HostMessage, transfer);
     });
   }
 
   #receive(data: unknown): void {
-    const parsed = WorkerMessageSchema.safeParse(data);
-    if (!parsed.success) return; // not something the host asked for
-    const settle = this.#pending.get(parsed.data.id);
-    if (!settle) return;
-    this.#pending.delete(parsed.data.id);
-    settle(parsed.data);
+    const envelope = WorkerEnvelopeSchema.safeParse(data);
+    if (!envelope.success) return; // not something the host asked for
+    const pending = this.#pending.get(envelope.data.id);
+    if (!pending) return;
+    this.#pending.delete(envelope.data.id);
+    if (!envelope.data.ok) {
+      return pending.settle(undefined, new WorkerFailed(envelope.data.message));
+    }
+    const reply = ReplySchemas[pending.kind].safeParse(envelope.data.reply);
+    if (reply.success) pending.settle(reply.data);
+    else pending.settle(undefined, new WorkerFailed(`malformed '${pending.kind}' reply`));
   }
 
   /** The one way a worker ends; the first cause is kept, and the owner hears of it once. */
@@ -322,8 +318,13 @@ export class Sandbox {
     this.#worker.terminate();
     this.#lifeline.close();
     const error = new Error(detail);
-    for (const settle of this.#pending.values()) settle(error);
+    for (const { settle } of this.#pending.values()) settle(undefined, error);
     this.#pending.clear();
     if (notify) this.onDeath?.(reason, detail);
   }
+}
+
+/** The directory of the worker's modules, which it may read while it boots. */
+function workerDir(url: URL): string {
+  return decodeURIComponent(new URL("./", url).pathname);
 }

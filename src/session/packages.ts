@@ -1,6 +1,7 @@
-import type { Sandbox } from "../sandbox/host.ts";
-import type { Unavailable } from "./install.ts";
-import type { PackageFailure, PackageLoader } from "./loader.ts";
+/** A call's packages, coordinated between the host-side loader and the session's interpreter. */
+import { notLoaded, unavailableOf } from "../packages/failures.ts";
+import type { PackageLoader } from "../packages/loader.ts";
+import type { Interpreter } from "../sandbox/interpreter.ts";
 
 /** The `packages` field of an answer: what this call's `packages` list came to. */
 export interface PackagesReport {
@@ -25,7 +26,7 @@ export function emptyReport(): PackagesReport {
  */
 export async function loadPackages(
   loader: PackageLoader,
-  box: Sandbox,
+  interpreter: Interpreter,
   entries: readonly string[],
   timeoutMs: number,
 ): Promise<PackagesReport> {
@@ -33,13 +34,13 @@ export async function loadPackages(
   if (entries.length === 0) return report;
   const signal = AbortSignal.timeout(timeoutMs);
   const started = performance.now();
-  const plan = await loader.plan(entries, box.packages, signal);
+  const plan = await loader.plan(entries, interpreter.packages, signal);
   report.skipped = plan.skipped;
   const unavailable = unavailableOf(plan.failed);
   report.failed = plan.failed.map(({ name, reason }) => ({ name, reason }));
   if (plan.wheels.length === 0 && unavailable.length === 0) return report;
   const left = Math.max(1, timeoutMs - (performance.now() - started));
-  const results = await box.install(plan.wheels, unavailable, left);
+  const results = await interpreter.install(plan.wheels, unavailable, left);
   for (const [i, result] of results.entries()) {
     const wheel = plan.wheels[i];
     if (result.error) {
@@ -49,17 +50,7 @@ export async function loadPackages(
   return report;
 }
 
-/** The import names of failed packages, each with the reason a later import should raise. */
-export function unavailableOf(failed: readonly PackageFailure[]): Unavailable[] {
-  return failed.filter((f) => f.importNames.length > 0)
-    .map((f) => ({ names: f.importNames, reason: notLoaded(f) }));
-}
-
 /** Lines for stderr, so a failure shows up next to the code's own output. */
 export function describeFailures(report: PackagesReport): string {
   return report.failed.map((f) => `moat: ${notLoaded(f)}\n`).join("");
-}
-
-function notLoaded(f: { name: string; reason: string }): string {
-  return `package '${f.name}' was not loaded: ${f.reason}`;
 }

@@ -1,0 +1,120 @@
+import assert from "node:assert/strict";
+import type { Interpreter, KillReason } from "../sandbox/interpreter.ts";
+import { MemoryWatchdog } from "./watchdog.ts";
+
+const MB = 1024 * 1024;
+
+/** Just what the watchdog reads of an interpreter, and the kills it asked for. */
+class FakeInterpreter {
+  kills: { reason: KillReason; detail: string }[] = [];
+  constructor(public memoryBytes: number, public alive = true) {}
+  kill(reason: KillReason, detail: string): void {
+    this.kills.push({ reason, detail });
+    this.alive = false;
+  }
+}
+
+function watchdog(budgetMb: number, rssMb: () => number, fakes: FakeInterpreter[]) {
+  const log: string[] = [];
+  const dog = new MemoryWatchdog(
+    budgetMb * MB,
+    () => fakes as unknown as Interpreter[],
+    (line) => log.push(line),
+    () => rssMb() * MB,
+  );
+  return { dog, log };
+}
+
+Deno.test("under budget, no interpreter is stopped", () => {
+  const fakes = [new FakeInterpreter(300 * MB), new FakeInterpreter(100 * MB)];
+  const { dog, log } = watchdog(800, () => 800, fakes);
+  try {
+    assert.equal(dog.check(10_000), false);
+    assert.deepEqual(fakes.map((f) => f.kills.length), [0, 0]);
+    assert.deepEqual(log, []);
+  } finally {
+    dog.stop();
+  }
+});
+
+Deno.test("over budget, the largest live interpreter is stopped for memory", () => {
+  const fakes = [
+    new FakeInterpreter(100 * MB),
+    new FakeInterpreter(300 * MB),
+    new FakeInterpreter(200 * MB),
+  ];
+  const { dog, log } = watchdog(800, () => 900, fakes);
+  try {
+    assert.equal(dog.check(10_000), true);
+    assert.deepEqual(fakes.map((f) => f.kills.length), [0, 1, 0]);
+    const [{ reason, detail }] = fakes[1].kills;
+    assert.equal(reason, "memory");
+    assert.match(detail, /it used 900 MB, over its budget of 800 MB/);
+    assert.match(detail, /limits\.serverMemoryMb/);
+    assert.match(detail, /held the most \(300 MB\)/);
+    assert.equal(log.length, 1);
+    assert.match(
+      log[0],
+      /900 MB over the budget of 800 MB; stopping an interpreter holding 300 MB/,
+    );
+  } finally {
+    dog.stop();
+  }
+});
+
+Deno.test("after a kill the watchdog waits for memory to be returned before the next", () => {
+  const fakes = [new FakeInterpreter(300 * MB), new FakeInterpreter(200 * MB)];
+  const { dog } = watchdog(800, () => 900, fakes);
+  try {
+    assert.equal(dog.check(10_000), true);
+    assert.equal(dog.check(10_500), false);
+    assert.equal(fakes[1].kills.length, 0);
+    assert.equal(dog.check(11_000), true);
+    assert.equal(fakes[1].kills.length, 1);
+    assert.equal(fakes[0].kills.length, 1);
+  } finally {
+    dog.stop();
+  }
+});
+
+Deno.test("once back under budget, no further interpreter is stopped", () => {
+  let rss = 900;
+  const fakes = [new FakeInterpreter(300 * MB), new FakeInterpreter(200 * MB)];
+  const { dog } = watchdog(800, () => rss, fakes);
+  try {
+    assert.equal(dog.check(10_000), true);
+    rss = 600;
+    assert.equal(dog.check(20_000), false);
+    assert.equal(fakes[1].kills.length, 0);
+  } finally {
+    dog.stop();
+  }
+});
+
+Deno.test("interpreters already dead are ignored, however large", () => {
+  const dead = new FakeInterpreter(700 * MB, false);
+  const live = new FakeInterpreter(50 * MB);
+  const { dog } = watchdog(800, () => 900, [dead, live]);
+  try {
+    assert.equal(dog.check(10_000), true);
+    assert.equal(dead.kills.length, 0);
+    assert.equal(live.kills.length, 1);
+  } finally {
+    dog.stop();
+  }
+});
+
+Deno.test("over budget with no live interpreter, nothing is stopped and no quiet period starts", () => {
+  const fakes = [new FakeInterpreter(500 * MB, false)];
+  const { dog, log } = watchdog(800, () => 900, fakes);
+  try {
+    assert.equal(dog.check(10_000), false);
+    assert.deepEqual(log, []);
+    const late = new FakeInterpreter(10 * MB);
+    fakes.push(late);
+    assert.equal(dog.check(10_001), true);
+    assert.equal(late.kills.length, 1);
+  } finally {
+    dog.stop();
+  }
+});

@@ -1,0 +1,163 @@
+/**
+ * Booting: Pyodide is loaded (from the memory snapshot when the host sends one), permissions
+ * are dropped, the runner and the lockdown are installed, and the hot paths are warmed up.
+ * Making the snapshot itself is a boot that stops before any of that.
+ */
+import { loadPyodide, type PyodideAPI } from "pyodide";
+import type { PyProxy } from "pyodide/ffi";
+import type { BootRequest, OutputCaps, SnapshotRequest } from "../sandbox/messages.ts";
+import { Output } from "./capture.ts";
+import { writeMounts } from "./fs.ts";
+import { capMemory } from "./limits.ts";
+import { dropPermissions, lockDown } from "./lockdown.ts";
+import { Packages } from "./packages.ts";
+import { collectGarbage, leanPyodideModule, withCompiled } from "./pyodide.ts";
+
+/** The runner's `run(code, namespace, limit)`: a result triple, or a promise of one. */
+export type RunCode = (code: string, ns: PyProxy, limit: number) => PyProxy;
+
+/** A booted interpreter, as the worker's request handlers use it. */
+export interface Live {
+  py: PyodideAPI;
+  run: RunCode;
+  /** The session's globals. */
+  namespace: PyProxy;
+  /** The runner's `cancel()`: stops a cell that is awaiting when its time runs out. */
+  cancel: () => void;
+  /** The lockdown's `take_denied()`: what it refused since the last call. */
+  takeDenied: () => PyProxy;
+  packages: Packages;
+  output: Output;
+  caps: OutputCaps;
+  /** Pyodide's interrupt buffer, shared with the host. */
+  interrupt: Int32Array;
+}
+
+/** Modules imported before the snapshot is taken, so that no boot pays for them. */
+const SNAPSHOT_IMPORTS = [
+  // What the runner needs.
+  "import ast, base64, json, linecache, math, os, sys, traceback, builtins",
+  // What installing a wheel imports (tarfile and importlib.metadata take ~100 ms each).
+  "import encodings.cp437, importlib.metadata, pathlib, shutil, tarfile, zipfile",
+];
+
+/** What Python may see of its process: nothing of the host's (see `hideHost`). */
+const SANDBOX_EXECUTABLE = "/usr/bin/python3";
+
+function load(
+  msg: { indexPath: string; wasmModule?: WebAssembly.Module },
+  options: { makeSnapshot?: boolean; snapshot?: Uint8Array },
+): Promise<PyodideAPI> {
+  return withCompiled(msg.wasmModule, () =>
+    loadPyodide({
+      createPyodideModule: leanPyodideModule,
+      indexURL: msg.indexPath,
+      jsglobals: Object.create(null),
+      env: { HOME: "/home/pyodide" },
+      stdout: () => {},
+      stderr: () => {},
+      _makeSnapshot: options.makeSnapshot,
+      _loadSnapshot: options.snapshot,
+    }));
+}
+
+/**
+ * Removes what Emscripten copied from the host process into Python's view of itself: the
+ * worker's script path (the server's install directory) as `sys.executable`, `sys.argv` and
+ * `os.environ['_']`. Run before the snapshot is taken, so no snapshot holds them, and after
+ * every boot.
+ */
+function hideHost(py: PyodideAPI): void {
+  py.runPython(`
+import os, sys
+sys.executable = sys._base_executable = ${JSON.stringify(SANDBOX_EXECUTABLE)}
+sys.argv = [""]
+sys.orig_argv = [${JSON.stringify(SANDBOX_EXECUTABLE)}]
+os.environ.pop("_", None)
+`);
+}
+
+/** Boots cold and returns the memory snapshot every later boot restores. */
+export async function makeSnapshot(msg: SnapshotRequest): Promise<Uint8Array<ArrayBuffer>> {
+  const py = await load(msg, { makeSnapshot: true });
+  for (const line of SNAPSHOT_IMPORTS) py.runPython(line);
+  hideHost(py);
+  const bytes = py.makeMemorySnapshot() as Uint8Array<ArrayBuffer>;
+  dropPermissions(false);
+  return bytes;
+}
+
+/**
+ * Runs the paths every call takes (a result, printing, a traceback, top-level await) once before
+ * the interpreter is handed out, so a session's first call does not pay for them. The runner's
+ * cell counter is reset, so the session's first cell is still `<cell 1>`.
+ */
+async function warmUp(live: Live, runnerGlobals: PyProxy): Promise<void> {
+  const scratch = live.py.globals.get("dict")();
+  const cells = [
+    "x = [1, 'a', {'b': 2.5}]\nprint(x)\nx",
+    "1/0",
+    "import asyncio\nawait asyncio.sleep(0)",
+  ];
+  for (const cell of cells) {
+    let out = live.run(cell, scratch, live.caps.resultBytes);
+    if (typeof out?.then === "function") {
+      const pending = out;
+      out = await pending;
+      pending.destroy?.();
+    }
+    out?.destroy?.();
+  }
+  scratch.destroy();
+  runnerGlobals.set("_cell", 0);
+  // Boot leaves ~12 MB of buffers (the wasm binary, the stdlib zip as read) that an idle worker
+  // would otherwise keep until some later collection.
+  collectGarbage?.();
+}
+
+/** Boots a session's interpreter; from its end on, the worker holds no permission. */
+export async function boot(msg: BootRequest): Promise<Live> {
+  capMemory(msg.memoryBytes, new Int32Array(msg.stats));
+  const py = await load(msg, { snapshot: msg.snapshot });
+  dropPermissions(msg.network.length > 0);
+  const output = new Output();
+  py.setStdout({ write: (b: Uint8Array) => output.stdout.write(b) });
+  py.setStderr({ write: (b: Uint8Array) => output.stderr.write(b) });
+  const interrupt = new Int32Array(msg.interrupt);
+  py.setInterruptBuffer(interrupt);
+  hideHost(py);
+  // Every interpreter restored from one snapshot shares its random state; give each its own.
+  py.runPython("import sys\nif 'random' in sys.modules: sys.modules['random'].seed()");
+  const runnerGlobals = py.globals.get("dict")();
+  py.runPython(msg.python.runner, { globals: runnerGlobals, filename: "<moat>" });
+  const run = runnerGlobals.get("run") as RunCode;
+  const namespace = runnerGlobals.get("new_namespace")();
+  const cancel = runnerGlobals.get("cancel");
+  writeMounts(py, msg.mounts);
+  const takeDenied = lockDown(py, {
+    source: msg.python.lockdown,
+    network: msg.network,
+    memoryBytes: msg.memoryBytes,
+  });
+  const packages = new Packages(py, msg.python.unavailable);
+  const live: Live = {
+    py,
+    run,
+    namespace,
+    cancel,
+    takeDenied,
+    packages,
+    output,
+    caps: msg.caps,
+    interrupt,
+  };
+  await warmUp(live, runnerGlobals);
+  runnerGlobals.destroy();
+  return live;
+}
+
+/** Linear memory of the interpreter, in bytes. */
+export function memoryBytes(live: Live | undefined): number {
+  // deno-lint-ignore no-explicit-any
+  return (live?.py as any)?._module?.HEAPU8?.buffer?.byteLength ?? 0;
+}

@@ -1,0 +1,92 @@
+/**
+ * Running one call: capture its output, run it through the runner (awaiting a cell that awaits),
+ * check the JSON it produced, and say what the lockdown refused meanwhile.
+ */
+import type { PyProxy } from "pyodide/ffi";
+import type { Reply } from "../sandbox/messages.ts";
+import { type Live, memoryBytes } from "./boot.ts";
+import { messageOf, pythonError } from "./errors.ts";
+
+/** The answer of an abandoned call: a KeyboardInterrupt, which the host reports as a timeout. */
+const INTERRUPTED_ERROR = JSON.stringify(pythonError("KeyboardInterrupt", ""));
+
+/** Resolved to end a call whose task will never run again (see `main.ts`, abandoning). */
+export const ABANDONED = Symbol("abandoned");
+
+/**
+ * The runner builds its JSON with Python's `json`, which user code can patch; text that is not
+ * one valid JSON value would let code inject fields into the answer or break the host's parse.
+ */
+function checkedJson(result: string, error: string): [string, string] {
+  const valid = (text: string) => {
+    try {
+      JSON.parse(text);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (valid(result) && valid(error)) return [result, error];
+  const value = "the answer could not be encoded as JSON " +
+    "(was the json module patched?); restore it or reset the session";
+  return ["null", JSON.stringify(pythonError("RuntimeError", value))];
+}
+
+/** What the lockdown refused since the last call; best effort, the answer matters more. */
+function takeDenied(live: Live): string[] | undefined {
+  try {
+    const taken = live.takeDenied();
+    const denied = taken.toJs() as string[];
+    taken.destroy();
+    return denied.length ? denied : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Runs one call. `abandoned` settles with ABANDONED when the host's interrupt could not reach
+ * an awaiting cell, which then ends as interrupted.
+ */
+export async function exec(
+  live: Live,
+  code: string,
+  abandoned: Promise<typeof ABANDONED>,
+): Promise<Reply<"exec">> {
+  live.output.begin(live.caps);
+  let result = "null";
+  let error = "null";
+  let resultCut = false;
+  let fatal: string | undefined;
+  try {
+    let out: PyProxy | undefined = live.run(code, live.namespace, live.caps.resultBytes);
+    if (typeof out?.then === "function") {
+      const pending = out;
+      const settled = await Promise.race([pending, abandoned]);
+      out = settled === ABANDONED ? undefined : settled;
+      if (out) pending.destroy?.();
+    }
+    if (out) {
+      const triple = out.toJs();
+      out.destroy();
+      [result, error, resultCut] = triple;
+      [result, error] = checkedJson(result, error);
+    } else error = INTERRUPTED_ERROR;
+  } catch (err) {
+    // The runner catches every Python exception, so this is the interpreter itself failing.
+    fatal = err instanceof Error ? `${err.name}: ${err.message}` : messageOf(err);
+  } finally {
+    Atomics.store(live.interrupt, 0, 0);
+  }
+  const { stdout, stderr } = live.output;
+  return {
+    result,
+    error,
+    stdout: stdout.text(),
+    stderr: stderr.text(),
+    cut: { stdout: stdout.cut, stderr: stderr.cut, result: resultCut },
+    memoryBytes: memoryBytes(live),
+    fatal,
+    denied: takeDenied(live),
+  };
+}

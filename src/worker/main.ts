@@ -1,0 +1,111 @@
+/// <reference no-default-lib="true" />
+/// <reference lib="deno.worker" />
+/**
+ * One session's interpreter: the worker's entry. It answers the host's requests (see
+ * `sandbox/messages.ts`) one at a time; the host enforces time and replaces this worker when it
+ * breaks, so nothing here trusts the code it runs.
+ */
+import type { HostMessage, Reply, RequestKind, WorkerEnvelope } from "../sandbox/messages.ts";
+import { boot, type Live, makeSnapshot, memoryBytes } from "./boot.ts";
+import { messageOf } from "./errors.ts";
+import { ABANDONED, exec } from "./exec.ts";
+
+let live: Live | undefined;
+/**
+ * The lifeline port, held for the worker's whole life and never used: when this thread ends for
+ * any reason, the port closes and the host learns at once that the interpreter is gone.
+ */
+const held: unknown[] = [];
+/**
+ * Ends an interrupted awaiting call whose task will never run again (the interrupt landed in the
+ * event loop's own code, between the cell's steps); set only while such a call is pending.
+ */
+let abandonCall: (() => void) | undefined;
+/** How long a cancelled cell gets to finish on its own before it is abandoned. */
+const ABANDON_AFTER_MS = 100;
+
+function reply<K extends RequestKind>(id: number, body: Reply<K>, transfer: Transferable[] = []) {
+  self.postMessage({ id, ok: true, reply: body } satisfies WorkerEnvelope, transfer);
+}
+
+function fail(id: number, err: unknown) {
+  self.postMessage({ id, ok: false, message: messageOf(err) } satisfies WorkerEnvelope);
+}
+
+function booted(): Live {
+  if (!live) throw new Error("interpreter is not booted");
+  return live;
+}
+
+async function handle(msg: HostMessage): Promise<void> {
+  switch (msg.kind) {
+    case "snapshot": {
+      held.push(msg.lifeline);
+      const bytes = await makeSnapshot(msg);
+      return reply<"snapshot">(msg.id, { bytes }, [bytes.buffer]);
+    }
+    case "boot": {
+      const started = performance.now();
+      held.push(msg.lifeline);
+      live = await boot(msg);
+      const bootMs = performance.now() - started;
+      return reply<"boot">(msg.id, { bootMs, memoryBytes: memoryBytes(live) });
+    }
+    case "exec": {
+      const abandoned = new Promise<typeof ABANDONED>((resolve) => {
+        abandonCall = () => resolve(ABANDONED);
+      });
+      try {
+        return reply<"exec">(msg.id, await exec(booted(), msg.code, abandoned));
+      } finally {
+        abandonCall = undefined;
+      }
+    }
+    case "install": {
+      const target = booted();
+      let results;
+      try {
+        results = await target.packages.install(msg.wheels);
+        target.packages.explainMissing(msg.unavailable);
+      } catch (err) {
+        results = msg.wheels.map((w) => ({ name: w.name, error: messageOf(err) }));
+      }
+      return reply<"install">(msg.id, { results, memoryBytes: memoryBytes(target) });
+    }
+    case "interrupt": {
+      // No Python is running while a message is handled: the flag would only hit the event
+      // loop's next step, so it is cleared and the awaiting cell is cancelled instead.
+      if (!live) return;
+      Atomics.store(live.interrupt, 0, 0);
+      try {
+        live.cancel();
+      } catch {
+        // nothing is running any more
+      }
+      return abandonLater();
+    }
+    default:
+      throw new Error(`unknown request ${(msg satisfies never as { kind: string }).kind}`);
+  }
+}
+
+self.onmessage = (event: MessageEvent<HostMessage>) => {
+  const msg = event.data;
+  handle(msg).catch((err) => "id" in msg && fail(msg.id, err));
+};
+
+/** Abandons the call pending now (not a later one) if it has not finished after a moment. */
+function abandonLater(): void {
+  const abandon = abandonCall;
+  if (abandon) setTimeout(abandon, ABANDON_AFTER_MS);
+}
+
+// A KeyboardInterrupt that lands in the event loop's own code (between a cell's steps) escapes
+// as a rejected promise; during an awaiting call it is that call's timeout, not a crash.
+self.addEventListener("unhandledrejection", (event) => {
+  const reason = String((event as PromiseRejectionEvent).reason ?? "");
+  if (abandonCall && /\nKeyboardInterrupt\s*$/.test(reason)) {
+    event.preventDefault();
+    abandonLater();
+  }
+});
