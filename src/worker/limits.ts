@@ -45,7 +45,7 @@ const TYPED_ARRAYS = [
  * one allocation may not exceed `maxBytes`, nor take the worker's external memory past
  * `totalBytes`. Constructors reached through `.constructor` of any buffer are the capped ones,
  * and so are the factories that allocate without a constructor (`Uint8Array.fromBase64`,
- * `fromHex`, `from`, `of`).
+ * `fromHex`, `from`, `of`, `TextEncoder.encode`).
  */
 export function capBuffers(maxBytes: number, totalBytes: number): void {
   // Performance: Deno.memoryUsage() costs ~10 µs, and every subarray() and slice() of a typed
@@ -109,6 +109,8 @@ export function capBuffers(maxBytes: number, totalBytes: number): void {
   wrap(SharedArrayBuffer, 1);
   guard(Uint8Array, "fromBase64", (args) => Math.ceil(lengthOf(args[0]) * 3 / 4));
   guard(Uint8Array, "fromHex", (args) => Math.ceil(lengthOf(args[0]) / 2));
+  // Up to three bytes per UTF-16 unit; Pyodide encodes every string it passes this way.
+  guard(TextEncoder.prototype, "encode", (args) => lengthOf(args[0]) * 3);
   const sized = (args: unknown[]) => typeof args[0] === "number" ? args[0] : 0;
   for (const name of ["resize", "transfer", "transferToFixedLength"]) {
     guard(ArrayBuffer.prototype, name, sized);
