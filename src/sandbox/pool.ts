@@ -17,6 +17,8 @@ export class Pool {
     private readonly size: number,
     private readonly options: SandboxOptions,
     private readonly log: (line: string) => void = () => {},
+    /** Told of every boot: its time in ms, or undefined when it failed (for the metrics). */
+    private readonly onBoot: (ms: number | undefined) => void = () => {},
   ) {}
 
   /** Number of interpreters ready to hand out now. */
@@ -34,14 +36,14 @@ export class Pool {
       box.onDeath = undefined;
       return box;
     }
-    return await Sandbox.start(this.options);
+    return await this.#start();
   }
 
   /** Starts an interpreter in the background unless `size` are ready or one is starting. */
   fill(): void {
     if (this.#closed || this.#starting > 0 || this.#ready.length >= this.size) return;
     this.#starting++;
-    Sandbox.start(this.options).then(
+    this.#start().then(
       (box) => {
         this.#failures = 0;
         this.#add(box);
@@ -63,7 +65,7 @@ export class Pool {
     const missing = this.size - this.#ready.length - this.#starting;
     const boots = Array.from({ length: Math.max(0, missing) }, () => {
       this.#starting++;
-      return Sandbox.start(this.options).then(
+      return this.#start().then(
         (box) => this.#add(box),
         (err) => {
           this.#failures++;
@@ -72,6 +74,16 @@ export class Pool {
       ).finally(() => this.#starting--);
     });
     await Promise.all(boots);
+  }
+
+  #start(): Promise<Sandbox> {
+    return Sandbox.start(this.options).then((box) => {
+      this.onBoot(box.bootMs);
+      return box;
+    }, (err) => {
+      this.onBoot(undefined);
+      throw err;
+    });
   }
 
   #add(box: Sandbox): void {

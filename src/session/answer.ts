@@ -22,6 +22,8 @@ export interface Answer {
   durationMs: number;
   /** What the sandbox refused during the call, for the audit log (never sent to the client). */
   denied?: string[];
+  /** What the call's `packages` list came to (also in `body`), for the metrics. */
+  packages?: PackagesReport;
 }
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -161,5 +163,6 @@ export function buildAnswer(
     stateLost: end.kind === "killed",
     durationMs: ctx.durationMs,
     denied: end.kind === "done" ? end.message.denied : undefined,
+    packages: ctx.packages,
   };
 }
