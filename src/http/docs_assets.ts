@@ -13,6 +13,7 @@ const DIR = decodeURIComponent(
 export const DOCS_ASSETS = {
   "swagger-ui.css": "text/css; charset=utf-8",
   "swagger-ui-bundle.js": "text/javascript; charset=utf-8",
+  "favicon-32x32.png": "image/png",
 } as const;
 
 /** An asset's name under `/docs/`. */

@@ -47,17 +47,47 @@ export function json(schema: z.ZodType, description: string) {
 }
 
 const ERRORS = {
-  400: "The body is malformed; the message names the field and why.",
-  401: "The `Authorization: Bearer <token>` header is missing or wrong.",
-  404: "No such session (it never existed, expired, or was deleted).",
-  413: "The body is larger than the policy's `limits.bodyBytes`.",
-  429: "The server holds its maximum of sessions, or the session's queue is full.",
-  503: "The server is shutting down, or no interpreter could be started.",
+  400: [
+    "The body is malformed; the message names the field and why.",
+    "BadRequest",
+    "Field 'code': is required",
+  ],
+  401: [
+    "The `Authorization: Bearer <token>` header is missing or wrong.",
+    "Unauthorized",
+    "Wrong token",
+  ],
+  404: [
+    "No such session (it never existed, expired, or was deleted).",
+    "SessionNotFound",
+    "No session 'abc': it never existed, expired, or was deleted",
+  ],
+  413: [
+    "The body is larger than the policy's `limits.bodyBytes`.",
+    "PayloadTooLarge",
+    "The request body exceeds the policy's limit of 16777216 bytes",
+  ],
+  429: [
+    "The server holds its maximum of sessions, or the session's queue is full.",
+    "TooManyRequests",
+    "The server holds its maximum of 32 sessions; delete one (DELETE /v1/sessions/{id}) or wait for idle ones to expire",
+  ],
+  503: [
+    "The server is shutting down, or no interpreter could be started.",
+    "Unavailable",
+    "The server is shutting down",
+  ],
 } as const;
 
-/** The JSON error responses a route can give, `{"error": {"name", "message"}}`. */
+/** The JSON error responses a route can give, `{"error": {"name", "message"}}`, each with an example. */
 export function errors(...statuses: (keyof typeof ERRORS)[]) {
-  return Object.fromEntries(statuses.map((s) => [s, json(ErrorSchema, ERRORS[s])]));
+  return Object.fromEntries(statuses.map((status) => {
+    const [description, name, message] = ERRORS[status];
+    const content = {
+      "application/json": { schema: ErrorSchema, example: { error: { name, message } } },
+    };
+    return [status, { description, content }];
+  }));
 }
 
 /** The OpenAPI 3.1 document of every route registered in `app` (and the apps it mounts). */

@@ -16,10 +16,7 @@ export const SessionIdParams = z.object({
 /** Every HTTP-level failure (PROTOCOL.md §3). */
 export const ErrorSchema = z.object({
   error: z.object({ name: z.string(), message: z.string() }),
-}).meta({
-  id: "Error",
-  examples: [{ error: { name: "BadRequest", message: "Field 'code': is required" } }],
-});
+}).meta({ id: "Error" });
 
 const PythonErrorSchema = z.object({
   name: z.literal("PythonError"),
