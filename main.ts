@@ -7,6 +7,7 @@ import { CACHE_DIR, PYODIDE_DIR } from "./src/paths.ts";
 import { readConfig } from "./src/config.ts";
 import { createApp } from "./src/http/app.ts";
 import { broaderThanNeeded } from "./src/permissions/check.ts";
+import { metrics } from "./src/metrics.ts";
 import { grantsFor } from "./src/permissions/flags.ts";
 import { loadPolicy } from "./src/policy/load.ts";
 import { PackageLoader } from "./src/packages/loader.ts";
@@ -89,6 +90,7 @@ async function main(): Promise<void> {
       mounts,
     },
     say,
+    (ms) => metrics.boot(ms),
   );
   await pool.warm();
   const sessions = new SessionManager({
@@ -98,10 +100,17 @@ async function main(): Promise<void> {
     loader: packages,
     log: say,
   });
+  // Hibernated sessions are counted once durable sessions keep checkpoints without interpreters.
+  metrics.observe({
+    poolReady: () => pool.ready,
+    sessions: () => ({ live: sessions.list().length, hibernated: 0 }),
+  });
   const app = createApp({
     token: config.token,
+    metricsToken: config.metricsToken,
     policy,
     sessions,
+    metrics,
     health: () => ({ poolReady: pool.ready, sessions: sessions.list().length }),
   });
 

@@ -2,6 +2,7 @@
  * The audit trail: one JSON line on stdout per call, and one per security-relevant event.
  * Lines never hold the code or its output unless the policy's `audit.logCode` asks for the code.
  */
+import { metrics } from "./metrics.ts";
 import type { Answer } from "./session/answer.ts";
 
 /** Security-relevant events, each logged as `{"event": "security", "kind": …}`. */
@@ -29,6 +30,7 @@ export function logEvent(event: string, fields: Record<string, unknown>): void {
 
 /** One security-relevant event. */
 export function logSecurity(kind: SecurityKind, fields: Record<string, unknown>): void {
+  metrics.securityEvent(kind);
   logEvent("security", { kind, ...fields });
 }
 
@@ -47,6 +49,7 @@ export function callLogger(
 
 /** The audit line for one call, then one line per security event it raised. */
 export function logCall(session: string, answer: Answer, code?: string): void {
+  metrics.call(answer);
   logEvent("call", {
     session,
     durationMs: Math.round(answer.durationMs * 10) / 10,

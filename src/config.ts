@@ -13,6 +13,8 @@ export interface Config {
   tokenGenerated: boolean;
   /** Policy name in `policies/` or a path to a policy file. @default {"default"} */
   policy: string;
+  /** A second token that opens only `GET /metrics`, for a scraper that must not run code. */
+  metricsToken?: string;
 }
 
 const EnvSchema = z.object({
@@ -20,6 +22,7 @@ const EnvSchema = z.object({
   MOAT_PORT: z.coerce.number().int().min(0).max(65535).default(8000),
   MOAT_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   MOAT_POLICY: z.string().min(1).default("default"),
+  MOAT_METRICS_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
 });
 
 /** A setting that cannot be used; the message names the variable. */
@@ -30,7 +33,9 @@ export class ConfigError extends Error {
 /** Reads the configuration from an environment lookup (Deno.env.get in production). */
 export function readConfig(get: (name: string) => string | undefined): Config {
   const raw = Object.fromEntries(
-    ["MOAT_HOST", "MOAT_PORT", "MOAT_TOKEN", "MOAT_POLICY"].map((k) => [k, get(k) || undefined]),
+    ["MOAT_HOST", "MOAT_PORT", "MOAT_TOKEN", "MOAT_POLICY", "MOAT_METRICS_TOKEN"].map((
+      k,
+    ) => [k, get(k) || undefined]),
   );
   const parsed = EnvSchema.safeParse(raw);
   if (!parsed.success) {
@@ -44,6 +49,7 @@ export function readConfig(get: (name: string) => string | undefined): Config {
     token,
     tokenGenerated: env.MOAT_TOKEN === undefined,
     policy: env.MOAT_POLICY,
+    metricsToken: env.MOAT_METRICS_TOKEN,
   };
 }
 

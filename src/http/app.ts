@@ -1,31 +1,63 @@
-import { Hono } from "hono";
+import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { errorBody, MoatError } from "../errors.ts";
+import type { Metrics } from "../metrics.ts";
 import type { Policy } from "../policy/schema.ts";
 import type { SessionManager } from "../session/manager.ts";
 import { requireToken } from "./auth.ts";
+import { docsRoutes } from "./docs.ts";
+import { metricsRoutes } from "./metrics.ts";
+import { json, openApiDocument, serve } from "./openapi.ts";
+import { HealthSchema } from "./schemas.ts";
 import { sessionRoutes } from "./sessions.ts";
 import { smolagentsRoutes } from "./smolagents.ts";
 
 /** What the app needs from start-up. */
 export interface AppOptions {
   token: string;
+  /** `MOAT_METRICS_TOKEN`: opens `/metrics` only. */
+  metricsToken?: string;
   policy: Policy;
   sessions: SessionManager;
+  /** What `/metrics` serves. */
+  metrics: Metrics;
   /** Facts for `/health`, e.g. interpreters ready in the pool. */
   health: () => Record<string, unknown>;
 }
 
-/** The Hono app: health, auth, body limit, routes; every failure becomes a JSON error body. */
-export function createApp(options: AppOptions): Hono {
+/**
+ * The Hono app: health, docs, metrics, auth, body limit, routes; every failure becomes a JSON
+ * error body. Every route is defined with `serve` (openapi.ts), so `/openapi.json` lists it;
+ * test/openapi_test.ts fails when one is not.
+ */
+export function createApp(options: AppOptions): OpenAPIHono {
   const { sessions, policy } = options;
-  const app = new Hono();
+  const app = new OpenAPIHono();
 
-  app.get("/health", (c) => {
+  // Routes that need no token (`GET /health/ready` belongs here too).
+  serve(app, {
+    method: "get",
+    path: "/health",
+    tags: ["operations"],
+    summary: "Liveness, for load balancers (no token)",
+    security: [],
+    responses: {
+      200: json(HealthSchema, "The server is serving."),
+      503: json(HealthSchema, "The server is shutting down."),
+    },
+  }, (c) => {
     const status = sessions.closing ? "stopping" : "ok";
     return c.json({ status, ...options.health() }, sessions.closing ? 503 : 200);
   });
+  app.route("/", docsRoutes(() => openApiDocument(app)));
+  app.route(
+    "/",
+    metricsRoutes(options.metrics, [
+      options.token,
+      ...(options.metricsToken ? [options.metricsToken] : []),
+    ]),
+  );
 
   app.use("*", requireToken(options.token));
   app.use(
@@ -42,6 +74,8 @@ export function createApp(options: AppOptions): Hono {
         ),
     }),
   );
+  // Routes behind the token. Each area is an OpenAPIHono of `serve`d routes, mounted here:
+  // the files API (`/v1/sessions/{id}/files/...`, `/files/...`) and `/mcp` join these.
   app.route("/", smolagentsRoutes(sessions));
   app.route("/", sessionRoutes(sessions));
 

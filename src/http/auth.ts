@@ -21,11 +21,14 @@ function sameToken(expected: Uint8Array, given: string): boolean {
   return diff === 0;
 }
 
-/** Requires the token configured at start-up, compared in constant time. */
-export function requireToken(token: string): MiddlewareHandler {
-  const expected = encoder.encode(token);
+/**
+ * Requires one of the tokens configured at start-up, each compared in constant time (all are
+ * compared, whichever matches).
+ */
+export function requireToken(...tokens: string[]): MiddlewareHandler {
+  const expected = tokens.map((t) => encoder.encode(t));
   return bearerAuth({
-    verifyToken: (given) => sameToken(expected, given),
+    verifyToken: (given) => expected.reduce((ok, e) => sameToken(e, given) || ok, false),
     noAuthenticationHeader: {
       message: unauthorized("Missing header 'Authorization: Bearer <MOAT_TOKEN>'"),
     },

@@ -19,13 +19,24 @@ export async function readJson<T extends z.ZodType>(c: Context, schema: T): Prom
   throw new BadRequest(describeIssue(issue, { noun: "Field", whole: "The request body" }));
 }
 
-/** The body of an execute call (PROTOCOL.md §1). */
+/** The body of an execute call (PROTOCOL.md §1); its examples are in the OpenAPI document. */
 export const ExecBodySchema = z.object({
   code: z.string({
     error: (i) => i.input === undefined ? "is required" : "must be a string of Python source",
-  }),
+  }).meta({ description: "Python source; the value of its last expression is the `result`." }),
   packages: z.array(z.string({ error: "must be a list of strings" }), {
     error: "must be a list of strings",
-  }).optional(),
-  timeoutMs: z.number({ error: "must be a number of milliseconds" }).int().positive().optional(),
-}, { error: "must be a JSON object" });
+  }).optional().meta({
+    description: "Distribution or import names to load first (standard-library names and " +
+      "wildcards are skipped), as smolagents sends its authorized imports.",
+  }),
+  timeoutMs: z.number({ error: "must be a number of milliseconds" }).int().positive().optional()
+    .meta({ description: "Time limit of this call, up to the policy's `limits.maxTimeoutMs`." }),
+}, { error: "must be a JSON object" }).meta({
+  id: "ExecRequest",
+  examples: [
+    { code: 'x = 6 * 7\nprint("hi")\nx', packages: [] },
+    { code: "import math\nmath.factorial(30)", packages: ["math", "numpy.*"] },
+    { code: "sum(range(10**6))", timeoutMs: 5000 },
+  ],
+});

@@ -1,18 +1,56 @@
-import { Hono } from "hono";
+import { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { DEFAULT_SESSION, type SessionManager } from "../session/manager.ts";
 import { ExecBodySchema, readJson } from "./body.ts";
+import { errors, json, jsonBody, serve } from "./openapi.ts";
+import { AnswerSchema, SessionIdParams, SessionInfoSchema } from "./schemas.ts";
 
-/** GET/POST at `/` and `/v1/sessions/:id`: the protocol smolagents' WasmExecutor spoke. */
-export function smolagentsRoutes(sessions: SessionManager): Hono {
-  const app = new Hono();
-  const exec = (id: string) => async (c: import("hono").Context) => {
+const checkResponses = { 200: json(SessionInfoSchema, "The session exists."), ...errors(401, 404) };
+const execRequest = jsonBody(ExecBodySchema, "Python code to run (any content type is read).");
+const execResponses = {
+  200: json(AnswerSchema, "Every Python-level outcome, success or exception."),
+  ...errors(400, 401, 404, 413, 429, 503),
+};
+
+/** GET/POST at `/` and `/v1/sessions/{id}`: the protocol smolagents' WasmExecutor spoke. */
+export function smolagentsRoutes(sessions: SessionManager): OpenAPIHono {
+  const app = new OpenAPIHono();
+  const exec = async (c: Context, id: string) => {
     const body = await readJson(c, ExecBodySchema);
     const answer = await sessions.exec(id, body);
     return c.body(answer.body, 200, { "content-type": "application/json; charset=utf-8" });
   };
-  app.get("/", (c) => c.json(sessions.get(DEFAULT_SESSION)));
-  app.post("/", exec(DEFAULT_SESSION));
-  app.get("/v1/sessions/:id", (c) => c.json(sessions.get(c.req.param("id"))));
-  app.post("/v1/sessions/:id", (c) => exec(c.req.param("id"))(c));
+  const tags = ["smolagents"];
+  serve(app, {
+    method: "get",
+    path: "/",
+    tags,
+    summary: "Health check of the default session",
+    responses: checkResponses,
+  }, (c) => c.json(sessions.get(DEFAULT_SESSION)));
+  serve(app, {
+    method: "post",
+    path: "/",
+    tags,
+    summary: "Run Python in the default session",
+    request: { body: execRequest },
+    responses: execResponses,
+  }, (c) => exec(c, DEFAULT_SESSION));
+  serve(app, {
+    method: "get",
+    path: "/v1/sessions/{id}",
+    tags: ["smolagents", "sessions"],
+    summary: "A session's details (also smolagents' health check)",
+    request: { params: SessionIdParams },
+    responses: checkResponses,
+  }, (c) => c.json(sessions.get(c.req.param("id")!)));
+  serve(app, {
+    method: "post",
+    path: "/v1/sessions/{id}",
+    tags,
+    summary: "Run Python in a named session",
+    request: { params: SessionIdParams, body: execRequest },
+    responses: execResponses,
+  }, (c) => exec(c, c.req.param("id")!));
   return app;
 }

@@ -3,6 +3,7 @@
  * `deno task start`, `scripts/flags.ts`, the start-up self-check and the tests all derive them
  * here, so the flags can never drift wider than the policy.
  */
+import { DOCS_ASSET_FILES } from "../http/docs_assets.ts";
 import { PYODIDE_CDN } from "../packages/source.ts";
 import { CACHE_DIR, POLICY_DIR, PYODIDE_DIR, ROOT, WORKER_DIR } from "../paths.ts";
 import type { Policy } from "../policy/schema.ts";
@@ -13,6 +14,7 @@ export const ENV_NAMES = [
   "MOAT_PORT",
   "MOAT_TOKEN",
   "MOAT_POLICY",
+  "MOAT_METRICS_TOKEN",
   "MOAT_ALLOW_BROAD_PERMISSIONS",
   "LOG_TOKENS",
   "LOG_STREAM",
@@ -84,6 +86,7 @@ export function grantsFor(policy: Policy, where: Where = {}): Grants {
     noSlash(WORKER_DIR),
     noSlash(CACHE_DIR),
     POLICY_DIR,
+    ...DOCS_ASSET_FILES,
   ];
   if (where.policyPath && !within(where.policyPath, POLICY_DIR)) read.push(where.policyPath);
   for (const mount of policy.mounts) read.push(absolute(mount.host));

@@ -17,6 +17,8 @@ export class Pool {
     private readonly size: number,
     private readonly options: InterpreterOptions,
     private readonly log: (line: string) => void = () => {},
+    /** Told of every boot: its time in ms, or undefined when it failed (for the metrics). */
+    private readonly onBoot: (ms: number | undefined) => void = () => {},
   ) {}
 
   /** Number of interpreters ready to hand out now. */
@@ -34,14 +36,14 @@ export class Pool {
       interpreter.onDeath = undefined;
       return interpreter;
     }
-    return await Interpreter.start(this.options);
+    return await this.#start();
   }
 
   /** Starts an interpreter in the background unless `size` are ready or one is starting. */
   fill(): void {
     if (this.#closed || this.#starting > 0 || this.#ready.length >= this.size) return;
     this.#starting++;
-    Interpreter.start(this.options).then(
+    this.#start().then(
       (interpreter) => {
         this.#failures = 0;
         this.#add(interpreter);
@@ -63,7 +65,7 @@ export class Pool {
     const missing = this.size - this.#ready.length - this.#starting;
     const boots = Array.from({ length: Math.max(0, missing) }, () => {
       this.#starting++;
-      return Interpreter.start(this.options).then(
+      return this.#start().then(
         (interpreter) => this.#add(interpreter),
         (err) => {
           this.#failures++;
@@ -72,6 +74,16 @@ export class Pool {
       ).finally(() => this.#starting--);
     });
     await Promise.all(boots);
+  }
+
+  #start(): Promise<Interpreter> {
+    return Interpreter.start(this.options).then((interpreter) => {
+      this.onBoot(interpreter.bootMs);
+      return interpreter;
+    }, (err) => {
+      this.onBoot(undefined);
+      throw err;
+    });
   }
 
   #add(interpreter: Interpreter): void {

@@ -11,6 +11,8 @@ export interface Answer {
   durationMs: number;
   /** What the sandbox refused during the call, for the audit log (never sent to the client). */
   denied?: string[];
+  /** What the call's `packages` list came to (also in `body`), for the metrics. */
+  packages?: PackagesReport;
 }
 
 /** What the answer says besides the outcome. */
@@ -46,5 +48,6 @@ export function serialize(outcome: Outcome, ctx: AnswerContext): Answer {
     stateLost: outcome.stateLost,
     durationMs: ctx.durationMs,
     denied: outcome.denied,
+    packages: ctx.packages,
   };
 }
