@@ -5,6 +5,7 @@
  */
 import { PYODIDE_CDN } from "../packages/source.ts";
 import type { Policy } from "../policy/schema.ts";
+import type { StoreSetting } from "../store/setting.ts";
 
 /** The repository root, where `main.ts` lives. */
 export const ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname);
@@ -15,6 +16,9 @@ export const ENV_NAMES = [
   "MOAT_PORT",
   "MOAT_TOKEN",
   "MOAT_POLICY",
+  "MOAT_STORE",
+  "MOAT_STORE_KEY",
+  "MOAT_STORE_PREFIX",
   "MOAT_ALLOW_BROAD_PERMISSIONS",
   "LOG_TOKENS",
   "LOG_STREAM",
@@ -51,6 +55,8 @@ export interface Where {
   port?: number;
   /** Absolute path of the policy file. */
   policyPath?: string;
+  /** `MOAT_STORE`: its KV file (the default one lies in the cache) or its Redis host. */
+  store?: StoreSetting;
 }
 
 const POLICY_DIR = `${ROOT}policies`;
@@ -95,9 +101,16 @@ export function grantsFor(policy: Policy, where: Where = {}): Grants {
   // Without an index, wheels come from Pyodide's CDN (src/packages/source.ts).
   indexGrant(policy.packages.index ?? PYODIDE_CDN, read, net);
   indexGrant(policy.packages.pypi ?? undefined, read, net);
+  const write = [`${ROOT}.moat-cache`];
+  const store = where.store;
+  if (store?.kind === "kv" && store.path && !within(store.path, write[0])) {
+    read.push(store.path);
+    write.push(store.path);
+  }
+  if (store?.kind === "redis") net.push(store.host);
   return {
     read: [...new Set(read)],
-    write: [`${ROOT}.moat-cache`],
+    write,
     net: [...new Set(net)],
     env: [...ENV_NAMES],
   };
