@@ -10,7 +10,10 @@ import type { StoreSetting } from "../store/setting.ts";
 /** The repository root, where `main.ts` lives. */
 export const ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname);
 
-/** Variables the server reads: its settings, and the two the `yaml` package looks up. */
+/**
+ * Variables the server reads: its settings, the two the `yaml` package looks up, and the two
+ * debugging switches the Redis client (`@redis/client`) looks up on every command.
+ */
 export const ENV_NAMES = [
   "MOAT_HOST",
   "MOAT_PORT",
@@ -22,6 +25,8 @@ export const ENV_NAMES = [
   "MOAT_ALLOW_BROAD_PERMISSIONS",
   "LOG_TOKENS",
   "LOG_STREAM",
+  "REDIS_DEBUG_MAINTENANCE",
+  "REDIS_EMIT_DIAGNOSTICS",
 ] as const;
 
 /** Code generation from strings stays off in every isolate, so `Function(...)` escapes throw. */

@@ -23,6 +23,7 @@ const PER_ATOMIC = 12;
 /** A write whose marker is this old crashed; its chunks can go. */
 const STALE_MS = 3_600_000;
 const READ_ATTEMPTS = 5;
+const LOCKED_RETRIES = 40;
 
 type Kind = "cp" | "base";
 
@@ -54,18 +55,28 @@ export class KvBackend implements Backend {
     }
   }
 
+  /**
+   * Runs one operation, turning failures into `StoreUnavailable`. SQLite refuses a write while
+   * another connection (another process on this machine) commits: such an operation is retried
+   * for up to about two seconds.
+   */
   async #run<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (err) {
-      if (err instanceof CheckpointRejected || err instanceof StoreUnavailable) throw err;
-      throw new StoreUnavailable(
-        `Deno KV ${this.path}: ${what} failed: ${(err as Error).message}`,
-        {
-          cause: err,
-        },
-      );
+    for (let attempt = 0;; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (err instanceof CheckpointRejected || err instanceof StoreUnavailable) throw err;
+        if (!/database is locked|busy/i.test(String(err)) || attempt >= LOCKED_RETRIES) {
+          throw this.#unavailable(what, err);
+        }
+        await new Promise((r) => setTimeout(r, 5 + Math.random() * 20 * Math.min(attempt + 1, 5)));
+      }
     }
+  }
+
+  #unavailable(what: string, err: unknown): StoreUnavailable {
+    const message = `Deno KV ${this.path}: ${what} failed: ${(err as Error).message}`;
+    return new StoreUnavailable(message, { cause: err });
   }
 
   #manifestKey(kind: Kind, name: string): Deno.KvKey {
