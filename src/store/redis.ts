@@ -1,10 +1,11 @@
 /**
  * The `redis://` backend: one Redis shared by several Moat instances (node-redis, pinned).
  *
- * Keys, all under `MOAT_STORE_PREFIX` (`<prefix>:`): `meta` (a hash: session id → sealed
- * metadata), `cp:<id>` (the sealed checkpoint body), `base:<hash>`, `lease:<id>` (the holder's
- * instance id, expiring with PX). A checkpoint's metadata and body are written and read in one
- * MULTI transaction, so a reader sees one checkpoint whole. Leases are compare-and-set scripts.
+ * Keys, all under `MOAT_STORE_PREFIX` (`<prefix>:`): `cp:<id>` (a hash: the sealed metadata and
+ * body), `meta` (a hash: session id → sealed metadata, for listing), `base:<hash>`, `lease:<id>`
+ * (the holder's instance id, expiring with PX). A checkpoint is written in one MULTI transaction
+ * and read with one HMGET, so a reader sees one checkpoint whole. Leases are compare-and-set
+ * scripts.
  *
  * Redis down never hangs a caller: commands are not queued while disconnected (they reject at
  * once), every operation has a deadline, and the client keeps reconnecting in the background.
@@ -132,19 +133,18 @@ export class RedisBackend implements Backend {
 
   putCheckpoint(id: string, record: RawCheckpoint): Promise<void> {
     return this.#run("putCheckpoint", async () => {
+      const meta = Buffer.from(record.meta);
       await this.#client.multi()
-        .hSet(this.#key("meta"), id, Buffer.from(record.meta))
-        .set(this.#key("cp", id), Buffer.from(record.body))
+        .hSet(this.#key("cp", id), { meta, body: Buffer.from(record.body) })
+        .hSet(this.#key("meta"), id, meta)
         .exec();
     });
   }
 
   getCheckpoint(id: string): Promise<RawCheckpoint | undefined> {
     return this.#run("getCheckpoint", async () => {
-      const [meta, body] = await this.#bin.multi()
-        .hGet(this.#key("meta"), id)
-        .get(this.#key("cp", id))
-        .exec();
+      // One command, so one snapshot (replies inside MULTI lose the binary type mapping).
+      const [meta, body] = await this.#bin.hmGet(this.#key("cp", id), ["meta", "body"]);
       const m = bytes(meta);
       return m && { meta: m, body: bytes(body) ?? new Uint8Array() };
     });
@@ -153,8 +153,8 @@ export class RedisBackend implements Backend {
   deleteSession(id: string): Promise<boolean> {
     return this.#run("deleteSession", async () => {
       const [removed] = await this.#client.multi()
-        .hDel(this.#key("meta"), id)
         .del(this.#key("cp", id))
+        .hDel(this.#key("meta"), id)
         .exec();
       return Number(removed) > 0;
     });
