@@ -17,6 +17,7 @@ import { readMounts } from "./src/sandbox/mounts.ts";
 import { Pool } from "./src/sandbox/pool.ts";
 import { loadSnapshot } from "./src/sandbox/snapshot.ts";
 import { SessionManager } from "./src/session/manager.ts";
+import { describeStore, openStore } from "./src/store/open.ts";
 
 const SHUTDOWN_GRACE_MS = 10_000;
 const say = (line: string) => console.error(`moat: ${line}`);
@@ -56,7 +57,33 @@ async function main(): Promise<void> {
     Deno.exit(1);
   }
   const { policy } = policyFile;
-  await selfCheck(policy, { host: config.host, port: config.port, policyPath: policyFile.path });
+  await selfCheck(policy, {
+    host: config.host,
+    port: config.port,
+    policyPath: policyFile.path,
+    store: config.store,
+  });
+  // Opened and reported here; the session manager does not use it yet (issue 10).
+  let store;
+  try {
+    store = await openStore({
+      setting: config.store,
+      key: config.storeKey,
+      prefix: config.storePrefix,
+      cacheDir: CACHE_DIR,
+      log: say,
+      onRejected: (err) =>
+        logSecurity("checkpoint-rejected", { record: err.record, reason: err.reason }),
+    });
+  } catch (err) {
+    say(`cannot start: ${(err as Error).message}`);
+    Deno.exit(1);
+  }
+  const reachable = await store.ping().then(
+    () => "",
+    (err) => ` (not reachable now: ${err.message})`,
+  );
+  say(describeStore(config.store, CACHE_DIR, config.storePrefix) + reachable);
   let mounts;
   try {
     mounts = await readMounts(policy.mounts, policy.limits.memoryMb * 1024 * 1024 / 2);
@@ -136,6 +163,7 @@ async function main(): Promise<void> {
     say(`${signal}: finishing running calls (up to ${SHUTDOWN_GRACE_MS} ms), then stopping`);
     await sessions.shutdown(SHUTDOWN_GRACE_MS);
     await server.shutdown();
+    await store.close();
     say("stopped");
     Deno.exit(0);
   };

@@ -23,7 +23,12 @@ export async function flagsForSettings(
     // The token is irrelevant to the flags; a placeholder keeps readConfig from generating one.
     const config = readConfig((name) => name === "MOAT_TOKEN" ? "x".repeat(16) : get(name));
     const { policy } = await loadPolicy(policyPath);
-    return flagsFor(grantsFor(policy, { host: config.host, port: config.port, policyPath }));
+    return flagsFor(grantsFor(policy, {
+      host: config.host,
+      port: config.port,
+      policyPath,
+      store: config.store,
+    }));
   } catch (err) {
     report(`moat: ${(err as Error).message}`);
     return bootstrapFlags(policyPath);

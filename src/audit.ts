@@ -14,7 +14,9 @@ export type SecurityKind =
   /** An interpreter was terminated (did not stop when interrupted, or crashed). */
   | "worker-killed"
   /** The server runs with broader permissions than its policy needs (explicit override). */
-  | "broad-permissions";
+  | "broad-permissions"
+  /** A stored checkpoint failed authentication or was damaged (see `src/store/`). */
+  | "checkpoint-rejected";
 
 const encoder = new TextEncoder();
 

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { describeIssue } from "./validation.ts";
+import { parseStoreSetting, type StoreSetting } from "./store/setting.ts";
 
 /** Settings read from the `MOAT_*` environment variables, validated once at start-up. */
 export interface Config {
@@ -15,6 +16,12 @@ export interface Config {
   policy: string;
   /** A second token that opens only `GET /metrics`, for a scraper that must not run code. */
   metricsToken?: string;
+  /** `MOAT_STORE`: where sessions are stored. @default {kind: "kv"} */
+  store: StoreSetting;
+  /** `MOAT_STORE_KEY`: the secret checkpoints are sealed with; required for Redis. */
+  storeKey?: string;
+  /** `MOAT_STORE_PREFIX`: key prefix, so deployments can share one Redis. @default {"moat"} */
+  storePrefix: string;
 }
 
 const EnvSchema = z.object({
@@ -23,7 +30,25 @@ const EnvSchema = z.object({
   MOAT_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   MOAT_POLICY: z.string().min(1).default("default"),
   MOAT_METRICS_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
+  MOAT_STORE: z.string().optional().transform((value, ctx) => {
+    try {
+      return parseStoreSetting(value);
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: (err as Error).message.replace(/^MOAT_STORE /, "") });
+      return z.NEVER;
+    }
+  }),
+  MOAT_STORE_KEY: z.string().min(16, "must be at least 16 characters (openssl rand -base64 32)")
+    .optional(),
+  MOAT_STORE_PREFIX: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1-64 of A-Z a-z 0-9 . _ -")
+    .default("moat"),
+}).refine((env) => env.MOAT_STORE.kind !== "redis" || env.MOAT_STORE_KEY, {
+  path: ["MOAT_STORE_KEY"],
+  message: "must be set when MOAT_STORE is a shared Redis: every instance needs the same key " +
+    "(generate one with 'openssl rand -base64 32')",
 });
+
+const ENV_KEYS = Object.keys(EnvSchema.shape);
 
 /** A setting that cannot be used; the message names the variable. */
 export class ConfigError extends Error {
@@ -33,9 +58,7 @@ export class ConfigError extends Error {
 /** Reads the configuration from an environment lookup (Deno.env.get in production). */
 export function readConfig(get: (name: string) => string | undefined): Config {
   const raw = Object.fromEntries(
-    ["MOAT_HOST", "MOAT_PORT", "MOAT_TOKEN", "MOAT_POLICY", "MOAT_METRICS_TOKEN"].map((
-      k,
-    ) => [k, get(k) || undefined]),
+    ENV_KEYS.map((k) => [k, get(k) || undefined]),
   );
   const parsed = EnvSchema.safeParse(raw);
   if (!parsed.success) {
@@ -50,6 +73,9 @@ export function readConfig(get: (name: string) => string | undefined): Config {
     tokenGenerated: env.MOAT_TOKEN === undefined,
     policy: env.MOAT_POLICY,
     metricsToken: env.MOAT_METRICS_TOKEN,
+    store: env.MOAT_STORE,
+    storeKey: env.MOAT_STORE_KEY,
+    storePrefix: env.MOAT_STORE_PREFIX,
   };
 }
 

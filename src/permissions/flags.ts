@@ -7,17 +7,26 @@ import { DOCS_ASSET_FILES } from "../http/docs_assets.ts";
 import { PYODIDE_CDN } from "../packages/source.ts";
 import { CACHE_DIR, POLICY_DIR, PYODIDE_DIR, ROOT, WORKER_DIR } from "../paths.ts";
 import type { Policy } from "../policy/schema.ts";
+import type { StoreSetting } from "../store/setting.ts";
 
-/** Variables the server reads: its settings, and the two the `yaml` package looks up. */
+/**
+ * Variables the server reads: its settings, the two the `yaml` package looks up, and the two
+ * debugging switches the Redis client (`@redis/client`) looks up on every command.
+ */
 export const ENV_NAMES = [
   "MOAT_HOST",
   "MOAT_PORT",
   "MOAT_TOKEN",
   "MOAT_POLICY",
   "MOAT_METRICS_TOKEN",
+  "MOAT_STORE",
+  "MOAT_STORE_KEY",
+  "MOAT_STORE_PREFIX",
   "MOAT_ALLOW_BROAD_PERMISSIONS",
   "LOG_TOKENS",
   "LOG_STREAM",
+  "REDIS_DEBUG_MAINTENANCE",
+  "REDIS_EMIT_DIAGNOSTICS",
 ] as const;
 
 /** Code generation from strings stays off in every isolate, so `Function(...)` escapes throw. */
@@ -51,6 +60,8 @@ export interface Where {
   port?: number;
   /** Absolute path of the policy file. */
   policyPath?: string;
+  /** `MOAT_STORE`: its KV file (the default one lies in the cache) or its Redis host. */
+  store?: StoreSetting;
 }
 
 function isUrl(text: string): boolean {
@@ -96,9 +107,16 @@ export function grantsFor(policy: Policy, where: Where = {}): Grants {
   // Without an index, wheels come from Pyodide's CDN (src/packages/source.ts).
   indexGrant(policy.packages.index ?? PYODIDE_CDN, read, net);
   indexGrant(policy.packages.pypi ?? undefined, read, net);
+  const write = [noSlash(CACHE_DIR)];
+  const store = where.store;
+  if (store?.kind === "kv" && store.path && !within(store.path, write[0])) {
+    read.push(store.path);
+    write.push(store.path);
+  }
+  if (store?.kind === "redis") net.push(store.host);
   return {
     read: [...new Set(read)],
-    write: [noSlash(CACHE_DIR)],
+    write,
     net: [...new Set(net)],
     env: [...ENV_NAMES],
   };

@@ -1,0 +1,92 @@
+/**
+ * Turns a backend of opaque bytes into the `Store` callers use: every checkpoint, its metadata
+ * and every base is sealed (`crypto.ts`) on the way in and authenticated on the way out. A
+ * checkpoint's body is bound to its own sealed metadata, so neither can be swapped for another's.
+ */
+import { type RecordKind, seal, type StoreKey, unseal } from "./crypto.ts";
+import {
+  type Backend,
+  type Checkpoint,
+  CheckpointRejected,
+  type SessionMeta,
+  SessionMetaSchema,
+  type Store,
+  type StoredSession,
+} from "./store.ts";
+
+/** Options of `sealedStore`. */
+export interface SealedOptions {
+  /** Told about every listed record that failed authentication (for the `security` audit log). */
+  onRejected?: (err: CheckpointRejected) => void;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+async function openMeta(key: StoreKey, id: string, sealed: Uint8Array): Promise<SessionMeta> {
+  const json = await unseal(key, "meta", id, sealed);
+  const parsed = SessionMetaSchema.safeParse(parseJson(json));
+  if (!parsed.success) {
+    throw new CheckpointRejected("corrupt", `meta ${id}`, parsed.error.issues[0].message);
+  }
+  return parsed.data;
+}
+
+function parseJson(bytes: Uint8Array): unknown {
+  try {
+    return JSON.parse(decoder.decode(bytes));
+  } catch {
+    return undefined;
+  }
+}
+
+/** A `Store` whose records are sealed under `key` and kept by `backend`. */
+export function sealedStore(backend: Backend, key: StoreKey, options: SealedOptions = {}): Store {
+  const sealAs = (kind: RecordKind, name: string, bytes: Uint8Array, extra?: Uint8Array) =>
+    seal(key, kind, name, bytes, { extra, compress: kind !== "meta" });
+  return {
+    kind: backend.kind,
+    shared: backend.shared,
+    async putCheckpoint(id: string, checkpoint: Checkpoint): Promise<void> {
+      const meta = await sealAs("meta", id, encoder.encode(JSON.stringify(checkpoint.meta)));
+      const body = await sealAs("checkpoint", id, checkpoint.delta, meta);
+      await backend.putCheckpoint(id, { meta, body });
+    },
+    async getCheckpoint(id: string): Promise<Checkpoint | undefined> {
+      const raw = await backend.getCheckpoint(id);
+      if (!raw) return undefined;
+      const meta = await openMeta(key, id, raw.meta);
+      const delta = await unseal(key, "checkpoint", id, raw.body, { extra: raw.meta });
+      return { meta, delta };
+    },
+    deleteSession: (id) => backend.deleteSession(id),
+    async listSessions(): Promise<StoredSession[]> {
+      const sessions: StoredSession[] = [];
+      for (const { id, meta } of await backend.listMeta()) {
+        try {
+          sessions.push({ id, meta: await openMeta(key, id, meta) });
+        } catch (err) {
+          if (!(err instanceof CheckpointRejected)) throw err;
+          options.onRejected?.(err);
+        }
+      }
+      return sessions;
+    },
+    countSessions: () => backend.countSessions(),
+    hasBase: (hash) => backend.hasBase(hash),
+    async putBase(hash: string, bytes: Uint8Array): Promise<void> {
+      if (await backend.hasBase(hash)) return;
+      await backend.putBase(hash, await sealAs("base", hash, bytes));
+    },
+    async getBase(hash: string): Promise<Uint8Array | undefined> {
+      const sealed = await backend.getBase(hash);
+      return sealed && await unseal(key, "base", hash, sealed);
+    },
+    acquireLease: (id, instance, ttlMs) => backend.acquireLease(id, instance, ttlMs),
+    renewLease: (id, instance, ttlMs) => backend.renewLease(id, instance, ttlMs),
+    releaseLease: (id, instance) => backend.releaseLease(id, instance),
+    leaseHolder: (id) => backend.leaseHolder(id),
+    ping: () => backend.ping(),
+    close: () => backend.close(),
+  };
+}

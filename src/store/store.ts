@@ -1,0 +1,165 @@
+/**
+ * The session store: where a durable session's checkpoints, the boot snapshots they are deltas
+ * against, and the leases that keep one runner per session live. `Store` is what callers use
+ * (records sealed with the store key); `Backend` is what each backend file implements (bytes
+ * only). `openStore` in `open.ts` picks the backend from `MOAT_STORE`.
+ */
+import { z } from "zod";
+
+/** Session metadata saved with each checkpoint; listed without the checkpoint's bytes. */
+export const SessionMetaSchema = z.looseObject({
+  /** `persistent` or `ephemeral` (only persistent sessions are checkpointed today). */
+  mode: z.enum(["persistent", "ephemeral"]),
+  /** Creation time, epoch milliseconds. */
+  created: z.number(),
+  /** Time of the last call, epoch milliseconds: the key for evicting least recently used. */
+  lastUsed: z.number(),
+  /** Calls run in the session so far. */
+  calls: z.number().int().min(0),
+  /** Packages loaded into the interpreter, to load again before a restore. */
+  packages: z.array(z.string()),
+  /** Increases with every checkpoint of the session, so a caller can tell newer from older. */
+  seq: z.number().int().min(0),
+  /** The content hash of the boot snapshot (`putBase`) the delta was taken against. */
+  baseId: z.string().min(1),
+});
+
+/** Session metadata saved with each checkpoint (extra fields are kept as they are). */
+export type SessionMeta = z.infer<typeof SessionMetaSchema>;
+
+/** One checkpoint: the metadata and the interpreter's delta against its base. */
+export interface Checkpoint {
+  meta: SessionMeta;
+  /** Raw delta bytes; the store compresses and encrypts them. */
+  delta: Uint8Array;
+}
+
+/** A stored session as listed: its id and metadata, without the checkpoint's bytes. */
+export interface StoredSession {
+  id: string;
+  meta: SessionMeta;
+}
+
+/** Who runs a session now, and for how much longer unless renewed. */
+export interface LeaseInfo {
+  instanceId: string;
+  expiresInMs: number;
+}
+
+/** The backends `MOAT_STORE` can name. */
+export type StoreKind = "memory" | "kv" | "redis";
+
+/** Operations every store has whether or not records are sealed: leases, health, closing. */
+export interface Leases {
+  /** Which backend this is. */
+  readonly kind: StoreKind;
+  /** True when several server instances may share the store (so leases matter). */
+  readonly shared: boolean;
+  /**
+   * Takes the session's lease for `ttlMs` if it is free, expired, or already `instanceId`'s (then
+   * it is extended). Atomic compare-and-set: of two instances asking at once, one gets it.
+   * @returns whether `instanceId` holds the lease now.
+   */
+  acquireLease(sessionId: string, instanceId: string, ttlMs: number): Promise<boolean>;
+  /** Extends a lease `instanceId` still holds; false when it expired or someone else holds it. */
+  renewLease(sessionId: string, instanceId: string, ttlMs: number): Promise<boolean>;
+  /** Gives the lease up, only if `instanceId` holds it; returns whether it did. */
+  releaseLease(sessionId: string, instanceId: string): Promise<boolean>;
+  /** The current holder, or undefined when the lease is free or expired. */
+  leaseHolder(sessionId: string): Promise<LeaseInfo | undefined>;
+  /** Resolves when the store answers; rejects with `StoreUnavailable` otherwise (readiness). */
+  ping(): Promise<void>;
+  /** Releases connections and file handles; the store is unusable afterwards. */
+  close(): Promise<void>;
+}
+
+/**
+ * The session store callers use. Every method rejects with `StoreUnavailable` when the backend
+ * cannot be reached (fast: never hangs), and reads reject with `CheckpointRejected` when a record
+ * fails authentication or is damaged.
+ */
+export interface Store extends Leases {
+  /**
+   * Saves the session's checkpoint, replacing the previous one whole: a reader at any moment sees
+   * the old checkpoint or the new one, never a mix.
+   */
+  putCheckpoint(sessionId: string, checkpoint: Checkpoint): Promise<void>;
+  /** The session's last checkpoint, or undefined when the store has none. */
+  getCheckpoint(sessionId: string): Promise<Checkpoint | undefined>;
+  /** Removes the session's checkpoint (not its lease: leases expire); returns whether it had one. */
+  deleteSession(sessionId: string): Promise<boolean>;
+  /**
+   * Every stored session with its metadata (not its bytes), in no particular order; sort by
+   * `meta.lastUsed` to evict least recently used. Entries that fail authentication are left out
+   * and reported to the `onRejected` hook given to `openStore`.
+   */
+  listSessions(): Promise<StoredSession[]>;
+  /** How many sessions the store holds, for `limits.storedSessions`. */
+  countSessions(): Promise<number>;
+  /** Whether a base (boot snapshot) with this content hash is stored. */
+  hasBase(hash: string): Promise<boolean>;
+  /**
+   * Stores a base under its content hash (the caller's, e.g. hex SHA-256). Written once per hash:
+   * a second put of the same hash is a no-op. The store compresses it.
+   */
+  putBase(hash: string, bytes: Uint8Array): Promise<void>;
+  /** The base stored under `hash`, or undefined. */
+  getBase(hash: string): Promise<Uint8Array | undefined>;
+}
+
+/** A sealed checkpoint as a backend keeps it: the sealed metadata and the sealed body. */
+export interface RawCheckpoint {
+  meta: Uint8Array;
+  body: Uint8Array;
+}
+
+/**
+ * What a backend implements: opaque bytes, atomic replacement, leases. It knows nothing of keys
+ * or formats; `sealed.ts` turns it into a `Store`.
+ */
+export interface Backend extends Leases {
+  /** Replaces the session's record atomically (meta and body together). */
+  putCheckpoint(sessionId: string, record: RawCheckpoint): Promise<void>;
+  getCheckpoint(sessionId: string): Promise<RawCheckpoint | undefined>;
+  deleteSession(sessionId: string): Promise<boolean>;
+  /** Every session's sealed metadata. */
+  listMeta(): Promise<{ id: string; meta: Uint8Array }[]>;
+  countSessions(): Promise<number>;
+  hasBase(hash: string): Promise<boolean>;
+  /** Stores the bytes unless the hash is already stored (then it does nothing). */
+  putBase(hash: string, bytes: Uint8Array): Promise<void>;
+  getBase(hash: string): Promise<Uint8Array | undefined>;
+}
+
+/**
+ * The store cannot be reached or did not answer in time (Redis down, the KV file unwritable).
+ * Callers keep live sessions running and report the failed checkpoint.
+ */
+export class StoreUnavailable extends Error {
+  override name = "StoreUnavailable";
+}
+
+/** Why a stored record was refused. */
+export type RejectReason =
+  | "truncated"
+  | "tampered"
+  | "wrong-key"
+  | "format"
+  | "corrupt";
+
+/**
+ * A stored record failed authentication or is damaged: modified, cut short, moved from another
+ * session, written under another key or by other software. Never restore from it; the caller
+ * answers `SessionLost` and logs a `security` event.
+ */
+export class CheckpointRejected extends Error {
+  override name = "CheckpointRejected";
+  constructor(
+    readonly reason: RejectReason,
+    /** What was read: `checkpoint <id>`, `meta <id>` or `base <hash>`. */
+    readonly record: string,
+    detail: string,
+  ) {
+    super(`Stored ${record} was refused (${reason}): ${detail}`);
+  }
+}
