@@ -12,6 +12,8 @@ export interface Config {
   tokenGenerated: boolean;
   /** Policy name in `policies/` or a path to a policy file. @default {"default"} */
   policy: string;
+  /** How `run_python_code` writes its result, as mcp-run-python's `--return-mode`. @default {"xml"} */
+  mcpReturnMode: "xml" | "json";
 }
 
 const EnvSchema = z.object({
@@ -19,6 +21,9 @@ const EnvSchema = z.object({
   MOAT_PORT: z.coerce.number().int().min(0).max(65535).default(8000),
   MOAT_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   MOAT_POLICY: z.string().min(1).default("default"),
+  MOAT_MCP_RETURN_MODE: z.enum(["xml", "json"], { error: "must be 'xml' or 'json'" }).default(
+    "xml",
+  ),
 });
 
 /** A setting that cannot be used; the message names the variable. */
@@ -29,7 +34,9 @@ export class ConfigError extends Error {
 /** Reads the configuration from an environment lookup (Deno.env.get in production). */
 export function readConfig(get: (name: string) => string | undefined): Config {
   const raw = Object.fromEntries(
-    ["MOAT_HOST", "MOAT_PORT", "MOAT_TOKEN", "MOAT_POLICY"].map((k) => [k, get(k) || undefined]),
+    ["MOAT_HOST", "MOAT_PORT", "MOAT_TOKEN", "MOAT_POLICY", "MOAT_MCP_RETURN_MODE"].map((
+      k,
+    ) => [k, get(k) || undefined]),
   );
   const parsed = EnvSchema.safeParse(raw);
   if (!parsed.success) {
@@ -44,6 +51,7 @@ export function readConfig(get: (name: string) => string | undefined): Config {
     token,
     tokenGenerated: env.MOAT_TOKEN === undefined,
     policy: env.MOAT_POLICY,
+    mcpReturnMode: env.MOAT_MCP_RETURN_MODE,
   };
 }
 

@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { errorBody, MoatError } from "../errors.ts";
+import type { McpHttp } from "../mcp/http.ts";
 import type { Policy } from "../policy/schema.ts";
 import type { SessionManager } from "../session/manager.ts";
 import { requireToken } from "./auth.ts";
@@ -13,6 +14,8 @@ export interface AppOptions {
   token: string;
   policy: Policy;
   sessions: SessionManager;
+  /** MCP over Streamable HTTP at `/mcp`, behind the same token. */
+  mcp?: McpHttp;
   /** Facts for `/health`, e.g. interpreters ready in the pool. */
   health: () => Record<string, unknown>;
 }
@@ -42,6 +45,8 @@ export function createApp(options: AppOptions): Hono {
         ),
     }),
   );
+  const mcp = options.mcp;
+  if (mcp) app.all("/mcp", (c) => mcp.handle(c.req.raw));
   app.route("/", smolagentsRoutes(sessions));
   app.route("/", sessionRoutes(sessions));
 

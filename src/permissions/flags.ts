@@ -16,6 +16,7 @@ export const ENV_NAMES = [
   "MOAT_TOKEN",
   "MOAT_POLICY",
   "MOAT_ALLOW_BROAD_PERMISSIONS",
+  "MOAT_MCP_RETURN_MODE",
   "LOG_TOKENS",
   "LOG_STREAM",
 ] as const;

@@ -38,6 +38,11 @@ export interface CallRequest {
   code: string;
   packages?: string[];
   timeoutMs?: number;
+  /**
+   * Called with output as the code prints it, while the call runs (the MCP server sends it as
+   * logging notifications). Not wired yet: the worker reports output only with the answer.
+   */
+  onOutput?: (stream: "stdout" | "stderr", text: string) => void;
 }
 
 class Session {
