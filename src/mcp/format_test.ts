@@ -78,7 +78,7 @@ Deno.test("JSON mode writes mcp-run-python's JSON object", () => {
   );
   assert.equal(xml(body("null"), "json"), '{"status":"success","output":[],"return_value":null}');
   assert.equal(
-    xml(body("{\"a\": 1.5}"), "json"),
+    xml(body('{"a": 1.5}'), "json"),
     '{"status":"success","output":[],"return_value":{"a":1.5}}',
   );
   assert.equal(
