@@ -278,6 +278,14 @@ Deno.test("an MCP host uses Moat over Streamable HTTP", async (t) => {
     // The first client's session stays: one more than before the test.
     assert.equal(after, before + 1);
   });
+
+  await t.step(
+    "SIGTERM stops the server cleanly while a host holds its MCP stream open",
+    async () => {
+      server.kill("SIGTERM");
+      assert.equal((await server.exited()).code, 0);
+    },
+  );
 });
 
 Deno.test("an MCP host uses Moat over stdio, whose stdout carries only the protocol", async (t) => {
