@@ -1,11 +1,13 @@
 /**
  * Moat: reads the MOAT_* settings and the policy, makes the snapshot, warms the pool, serves
- * HTTP, and shuts down cleanly on SIGINT/SIGTERM.
+ * HTTP (or, with `--stdio`, MCP on stdin/stdout), and shuts down cleanly on SIGINT/SIGTERM.
  */
-import { callLogger, logSecurity } from "./src/audit.ts";
+import { auditToStderr, callLogger, logSecurity } from "./src/audit.ts";
 import { CACHE_DIR, PYODIDE_DIR } from "./src/paths.ts";
 import { readConfig } from "./src/config.ts";
 import { createApp } from "./src/http/app.ts";
+import { McpHttp } from "./src/mcp/http.ts";
+import { serveStdio } from "./src/mcp/stdio.ts";
 import { broaderThanNeeded } from "./src/permissions/check.ts";
 import { metrics } from "./src/metrics.ts";
 import { grantsFor } from "./src/permissions/flags.ts";
@@ -21,6 +23,9 @@ import { describeStore, openStore } from "./src/store/open.ts";
 
 const SHUTDOWN_GRACE_MS = 10_000;
 const say = (line: string) => console.error(`moat: ${line}`);
+/** `deno task mcp`: serve MCP over stdio instead of HTTP; stdout carries only the protocol. */
+const STDIO = Deno.args.includes("--stdio");
+if (STDIO) auditToStderr();
 
 /**
  * Refuses to run with broader permissions than the policy needs, unless the operator set
@@ -132,12 +137,24 @@ async function main(): Promise<void> {
     poolReady: () => pool.ready,
     sessions: () => ({ live: sessions.list().length, hibernated: 0 }),
   });
+  if (STDIO) {
+    const stdio = await serveStdio({ sessions, policy, returnMode: config.mcpReturnMode });
+    say(`ready as a stdio MCP server in ${Math.round(performance.now() - started)} ms`);
+    for (const signal of ["SIGINT", "SIGTERM"] as const) {
+      Deno.addSignalListener(signal, () => void stdio.stop());
+    }
+    await stdio.done;
+    await sessions.shutdown(SHUTDOWN_GRACE_MS);
+    Deno.exit(0);
+  }
+  const mcp = new McpHttp({ sessions, policy, returnMode: config.mcpReturnMode });
   const app = createApp({
     token: config.token,
     metricsToken: config.metricsToken,
     policy,
     sessions,
     metrics,
+    mcp,
     health: () => ({ poolReady: pool.ready, sessions: sessions.list().length }),
   });
 
@@ -162,6 +179,7 @@ async function main(): Promise<void> {
     stopping = true;
     say(`${signal}: finishing running calls (up to ${SHUTDOWN_GRACE_MS} ms), then stopping`);
     await sessions.shutdown(SHUTDOWN_GRACE_MS);
+    await mcp.close();
     await server.shutdown();
     await store.close();
     say("stopped");

@@ -5,10 +5,12 @@
  *
  *   deno task bench            # the full run (about two minutes)
  *   deno task bench --quick    # fewer repetitions
+ *   deno task bench --mcp      # only MCP's run_python_code against the HTTP API
  */
 import { LimitsSchema } from "../src/policy/schema.ts";
 import { Interpreter } from "../src/sandbox/interpreter.ts";
 import { loadSnapshot } from "../src/sandbox/snapshot.ts";
+import { httpClient } from "../test/helpers/mcp.ts";
 import { startServer, type TestServer } from "../test/helpers/server.ts";
 
 const quick = Deno.args.includes("--quick");
@@ -106,6 +108,32 @@ async function boots(): Promise<void> {
   record({ what: "worker boot, cold loadPyodide(), no snapshot (p50)", value: ms(cold) });
 }
 
+/**
+ * A trivial `run_python_code` over MCP Streamable HTTP (the TypeScript SDK's client, its own
+ * session) against a trivial call on the HTTP API, alternated so both see the same load.
+ */
+async function mcpTrips(server: TestServer): Promise<void> {
+  say("run_python_code over MCP Streamable HTTP against the HTTP API…");
+  await using mcp = await httpClient(server);
+  const tool = { name: "run_python_code", arguments: { python_code: "1" } };
+  for (let i = 0; i < 50; i++) await mcp.client.callTool(tool);
+  const overMcp: number[] = [];
+  const overHttp: number[] = [];
+  for (let i = 0; i < N(500); i++) {
+    let t = performance.now();
+    await mcp.client.callTool(tool);
+    overMcp.push(performance.now() - t);
+    t = performance.now();
+    await call(server, "1");
+    overHttp.push(performance.now() - t);
+  }
+  const p = (v: number[]) => `${ms(percentile(v, 0.5))} / ${ms(percentile(v, 0.99))}`;
+  record({
+    what: "trivial run_python_code over MCP Streamable HTTP (p50 / p99)",
+    value: `${p(overMcp)} (HTTP API alternated with it: ${p(overHttp)})`,
+  });
+}
+
 async function serverPhases(): Promise<void> {
   say("starting the server…");
   const started = performance.now();
@@ -137,6 +165,8 @@ async function serverPhases(): Promise<void> {
     target: "p50 ≤ 1 ms",
     met: p50 <= 1,
   });
+
+  await mcpTrips(server);
 
   say("new sessions to first result…");
   const fresh: number[] = [];
@@ -257,8 +287,13 @@ async function load(): Promise<string> {
 }
 
 const loadBefore = await load();
-await boots();
-await serverPhases();
+if (Deno.args.includes("--mcp")) {
+  await using server = await startServer({ policyText: POLICY });
+  await mcpTrips(server);
+} else {
+  await boots();
+  await serverPhases();
+}
 
 const width = Math.max(...rows.map((r) => r.what.length));
 console.log(

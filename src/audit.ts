@@ -1,5 +1,5 @@
 /**
- * The audit trail: one JSON line on stdout per call, and one per security-relevant event.
+ * The audit trail: one JSON line on stdout (stderr in stdio MCP mode) per call, and one per security-relevant event.
  * Lines never hold the code or its output unless the policy's `audit.logCode` asks for the code.
  */
 import { metrics } from "./metrics.ts";
@@ -19,15 +19,21 @@ export type SecurityKind =
   | "checkpoint-rejected";
 
 const encoder = new TextEncoder();
+let sink: { writeSync(bytes: Uint8Array): number } = Deno.stdout;
+
+/** Sends the audit trail to stderr: as a stdio MCP server, stdout carries only the protocol. */
+export function auditToStderr(): void {
+  sink = Deno.stderr;
+}
 
 /**
- * Writes one structured JSON line to stdout. (Written directly: console.log formats its
+ * Writes one structured JSON line to the audit sink (stdout unless `auditToStderr`). (Written directly: console.log formats its
  * arguments first, which took a sixth of a trivial call's main-thread time.)
  */
 export function logEvent(event: string, fields: Record<string, unknown>): void {
   const line = JSON.stringify({ time: new Date().toISOString(), event, ...fields });
   const bytes = encoder.encode(`${line}\n`);
-  for (let at = 0; at < bytes.length;) at += Deno.stdout.writeSync(bytes.subarray(at));
+  for (let at = 0; at < bytes.length;) at += sink.writeSync(bytes.subarray(at));
 }
 
 /** One security-relevant event. */

@@ -22,6 +22,8 @@ export interface Config {
   storeKey?: string;
   /** `MOAT_STORE_PREFIX`: key prefix, so deployments can share one Redis. @default {"moat"} */
   storePrefix: string;
+  /** How `run_python_code` writes its result, as mcp-run-python's `--return-mode`. @default {"xml"} */
+  mcpReturnMode: "xml" | "json";
 }
 
 const EnvSchema = z.object({
@@ -42,6 +44,9 @@ const EnvSchema = z.object({
     .optional(),
   MOAT_STORE_PREFIX: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1-64 of A-Z a-z 0-9 . _ -")
     .default("moat"),
+  MOAT_MCP_RETURN_MODE: z.enum(["xml", "json"], { error: "must be 'xml' or 'json'" }).default(
+    "xml",
+  ),
 }).refine((env) => env.MOAT_STORE.kind !== "redis" || env.MOAT_STORE_KEY, {
   path: ["MOAT_STORE_KEY"],
   message: "must be set when MOAT_STORE is a shared Redis: every instance needs the same key " +
@@ -76,6 +81,7 @@ export function readConfig(get: (name: string) => string | undefined): Config {
     store: env.MOAT_STORE,
     storeKey: env.MOAT_STORE_KEY,
     storePrefix: env.MOAT_STORE_PREFIX,
+    mcpReturnMode: env.MOAT_MCP_RETURN_MODE,
   };
 }
 

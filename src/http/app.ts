@@ -3,6 +3,7 @@ import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { errorBody, MoatError } from "../errors.ts";
 import type { Metrics } from "../metrics.ts";
+import type { McpHttp } from "../mcp/http.ts";
 import type { Policy } from "../policy/schema.ts";
 import type { SessionManager } from "../session/manager.ts";
 import { requireToken } from "./auth.ts";
@@ -22,6 +23,8 @@ export interface AppOptions {
   sessions: SessionManager;
   /** What `/metrics` serves. */
   metrics: Metrics;
+  /** MCP over Streamable HTTP at `/mcp`, behind the same token. */
+  mcp?: McpHttp;
   /** Facts for `/health`, e.g. interpreters ready in the pool. */
   health: () => Record<string, unknown>;
 }
@@ -76,6 +79,8 @@ export function createApp(options: AppOptions): OpenAPIHono {
   );
   // Routes behind the token. Each area is an OpenAPIHono of `serve`d routes, mounted here:
   // the files API (`/v1/sessions/{id}/files/...`, `/files/...`) and `/mcp` join these.
+  const mcp = options.mcp;
+  if (mcp) app.all("/mcp", (c) => mcp.handle(c.req.raw));
   app.route("/", smolagentsRoutes(sessions));
   app.route("/", sessionRoutes(sessions));
 

@@ -40,6 +40,11 @@ export interface CallRequest {
   code: string;
   packages?: string[];
   timeoutMs?: number;
+  /**
+   * Called with output as the code prints it, while the call runs (the MCP server sends it as
+   * logging notifications). Not wired yet: the worker reports output only with the answer.
+   */
+  onOutput?: (stream: "stdout" | "stderr", text: string) => void;
 }
 
 /** The session's one interpreter: a boot under way, then the interpreter once it is there. */

@@ -42,7 +42,7 @@ export interface StartOptions {
  * Tests never reach the internet: whatever hosts the start task allows (Pyodide's CDN), the
  * server under test may only reach loopback addresses.
  */
-function loopbackOnly(arg: string): string {
+export function loopbackOnly(arg: string): string {
   if (!arg.startsWith("--allow-net=")) return arg;
   const hosts = arg.slice("--allow-net=".length).split(",");
   const loopback = hosts.filter((h) => /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])(:\d+)?$/.test(h));

@@ -1,0 +1,109 @@
+/**
+ * MCP over Streamable HTTP at `/mcp`, on the app's port behind its bearer token: stateful (the
+ * `Mcp-Session-Id` header), POST for messages, GET for the server's stream, DELETE to end the
+ * session (which deletes its Moat session). The SDK's web-standard transport does the protocol.
+ */
+import { WebStandardStreamableHTTPServerTransport } from "./sdk.ts";
+import type { Server } from "./sdk.ts";
+import type { Policy } from "../policy/schema.ts";
+import type { SessionManager } from "../session/manager.ts";
+import { MoatSessionBinding } from "./binding.ts";
+import type { ReturnMode } from "./format.ts";
+import { createMcpServer } from "./tools.ts";
+
+/** What the `/mcp` endpoint is built with. */
+export interface McpHttpOptions {
+  sessions: SessionManager;
+  policy: Policy;
+  /** @default {"xml"} */
+  returnMode?: ReturnMode;
+}
+
+interface Entry {
+  transport: WebStandardStreamableHTTPServerTransport;
+  server: Server;
+  binding: MoatSessionBinding;
+  lastUsed: number;
+}
+
+/** The MCP sessions of one HTTP server, each bound to its own Moat session. */
+export class McpHttp {
+  readonly #entries = new Map<string, Entry>();
+  readonly #sweeper: ReturnType<typeof setInterval>;
+
+  constructor(private readonly options: McpHttpOptions) {
+    const ttl = options.policy.limits.idleTtlSeconds * 1000;
+    this.#sweeper = setInterval(() => this.sweep(ttl), Math.min(30_000, ttl / 4));
+    Deno.unrefTimer(this.#sweeper);
+  }
+
+  /** How many MCP sessions are open. */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** Serves one request to `/mcp`. */
+  async handle(request: Request): Promise<Response> {
+    const id = request.headers.get("mcp-session-id");
+    if (id !== null) {
+      const entry = this.#entries.get(id);
+      if (!entry) return notFound(id);
+      entry.lastUsed = Date.now();
+      return await entry.transport.handleRequest(request);
+    }
+    // No session yet: the transport accepts only an initialize request and answers the rest.
+    const binding = new MoatSessionBinding(
+      this.options.sessions,
+      this.options.policy.limits.idleTtlSeconds,
+    );
+    const server = createMcpServer(binding, {
+      returnMode: this.options.returnMode ?? "xml",
+      limits: this.options.policy.limits,
+    });
+    const transport: WebStandardStreamableHTTPServerTransport =
+      new WebStandardStreamableHTTPServerTransport({
+        sessionIdGenerator: () => crypto.randomUUID(),
+        maxRequestBodySize: this.options.policy.limits.bodyBytes,
+        onsessioninitialized: (sid) => {
+          this.#entries.set(sid, { transport, server, binding, lastUsed: Date.now() });
+        },
+        onsessionclosed: (sid) => this.#end(sid),
+      });
+    await server.connect(transport);
+    const response = await transport.handleRequest(request);
+    if (transport.sessionId === undefined) await server.close();
+    return response;
+  }
+
+  /** Ends MCP sessions unused for `ttlMs` (their Moat sessions expire on the same clock). */
+  sweep(ttlMs: number, now = Date.now()): void {
+    for (const [id, entry] of this.#entries) {
+      if (now - entry.lastUsed > ttlMs) this.#end(id);
+    }
+  }
+
+  /** Ends every MCP session and closes its streams, so that the HTTP server can stop. */
+  async close(): Promise<void> {
+    clearInterval(this.#sweeper);
+    await Promise.all([...this.#entries.keys()].map((id) => this.#end(id)));
+  }
+
+  async #end(id: string): Promise<void> {
+    const entry = this.#entries.get(id);
+    if (!entry) return;
+    this.#entries.delete(id);
+    entry.binding.close();
+    await entry.server.close().catch(() => {});
+  }
+}
+
+/**
+ * The spec's answer to an unknown or ended session: 404, so the client initializes again (the
+ * SDK's transport answers it the same way for a session it holds; this one it never held).
+ */
+function notFound(id: string): Response {
+  const message = `Session not found: MCP session '${id}' ended or never existed; initialize again`;
+  return Response.json({ jsonrpc: "2.0", error: { code: -32001, message }, id: null }, {
+    status: 404,
+  });
+}
