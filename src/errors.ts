@@ -3,7 +3,7 @@
  * in `http/app.ts` is the one place that turns them into a response.
  */
 export class MoatError extends Error {
-  constructor(readonly status: 400 | 401 | 404 | 413 | 429 | 503, message: string) {
+  constructor(readonly status: 400 | 401 | 404 | 409 | 413 | 429 | 503, message: string) {
     super(message);
   }
 }

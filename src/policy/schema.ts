@@ -18,6 +18,13 @@ export const LimitsSchema = z.object({
   resultBytes: z.number().int().positive().default(4 * 1024 * 1024),
   /** Largest accepted HTTP request body. */
   bodyBytes: z.number().int().positive().default(16 * 1024 * 1024),
+  /** Largest file one upload may write into a session's working directory (413 past it). */
+  fileBytes: z.number().int().positive().default(16 * 1024 * 1024),
+  /**
+   * Bytes of files a session's working directory may hold after an upload (what the code wrote
+   * counts too). Files live in the interpreter's memory, so this is part of `memoryMb`.
+   */
+  filesBytes: z.number().int().positive().default(64 * 1024 * 1024),
   /** Sessions that may exist at once, the default session included. */
   sessions: z.number().int().positive().default(32),
   /** Seconds a session may stay unused before it is removed. */
@@ -86,6 +93,21 @@ export const PolicySchema = z.object({
       code: "custom",
       path: ["limits", "timeoutMs"],
       message: `must not exceed limits.maxTimeoutMs (${p.limits.maxTimeoutMs})`,
+    });
+  }
+  if (p.limits.fileBytes > p.limits.filesBytes) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["limits", "fileBytes"],
+      message: `must not exceed limits.filesBytes (${p.limits.filesBytes})`,
+    });
+  }
+  if (p.limits.filesBytes > p.limits.memoryMb * 1024 * 1024) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["limits", "filesBytes"],
+      message: `must not exceed limits.memoryMb (${p.limits.memoryMb} MiB): ` +
+        "files are held in the interpreter's memory",
     });
   }
 });

@@ -9,6 +9,7 @@ import { messageOf } from "../worker/errors.ts";
 import {
   type BootRequest,
   type ExecReply,
+  type FileKind,
   type HostMessage,
   type InstallResult,
   type MountEntry,
@@ -19,6 +20,7 @@ import {
   type Unavailable,
   type WheelBytes,
   WorkerEnvelopeSchema,
+  WorkerNoticeSchema,
 } from "./messages.ts";
 import { pyodideModule, pythonSources } from "./sources.ts";
 
@@ -32,6 +34,9 @@ const PRELOAD_TIMEOUT_MS = 120_000;
  * was deleted or reset, or the server is shutting down).
  */
 export type KillReason = "timeout" | "crashed" | "fatal" | "memory" | "stopped";
+
+/** Receives a call's output as it is printed (see `src/worker/stream.ts`). */
+export type OutputHook = (stream: "stdout" | "stderr", text: string) => void;
 
 /** How a call ended, seen from the host. */
 export type ExecEnd =
@@ -84,6 +89,10 @@ export class Interpreter {
     { kind: RequestKind; settle: (reply: unknown, error?: Error) => void }
   >();
   #nextId = 1;
+  /** The running call's output hook, and how much of each stream it may still be given. */
+  #live?: { hook: OutputHook; room: { stdout: number; stderr: number } };
+  /** The policy's output caps, which bound live output too (the worker applies them first). */
+  #caps = { stdoutBytes: 0, stderrBytes: 0 };
   /** Canonical names of the packages installed in this interpreter. */
   readonly packages = new Set<string>();
   bootMs = 0;
@@ -133,6 +142,7 @@ export class Interpreter {
   /** Boots an interpreter; resolves once it can take calls. */
   static async start(options: InterpreterOptions): Promise<Interpreter> {
     const interpreter = new Interpreter(options.network, options.workerUrl);
+    interpreter.#caps = options.limits;
     try {
       const ready = await interpreter.#request(
         "boot",
@@ -214,8 +224,14 @@ export class Interpreter {
   /**
    * Runs code. After `timeoutMs` the host raises KeyboardInterrupt in Python; if the code has
    * not stopped `graceMs` later, the worker is terminated. Always settles within both.
+   * `onOutput` receives the output while the call runs, all of it before this settles.
    */
-  async exec(code: string, timeoutMs: number, graceMs: number): Promise<ExecEnd> {
+  async exec(
+    code: string,
+    timeoutMs: number,
+    graceMs: number,
+    onOutput?: OutputHook,
+  ): Promise<ExecEnd> {
     if (this.#death) return this.#killed();
     let interrupted = false;
     let grace: ReturnType<typeof setTimeout> | undefined;
@@ -228,7 +244,9 @@ export class Interpreter {
     try {
       // A flag set just as the previous call ended must not interrupt this one.
       Atomics.store(this.#interrupt, 0, 0);
-      const reply = await this.#request("exec", { code });
+      const { stdoutBytes: stdout, stderrBytes: stderr } = this.#caps;
+      this.#live = onOutput && { hook: onOutput, room: { stdout, stderr } };
+      const reply = await this.#request("exec", { code, stream: !!onOutput });
       this.#memoryBytes = reply.memoryBytes;
       if (reply.fatal) {
         this.#die("fatal", reply.fatal, false);
@@ -239,9 +257,15 @@ export class Interpreter {
       this.#die("crashed", messageOf(err));
       return this.#killed();
     } finally {
+      this.#live = undefined;
       clearTimeout(timer);
       clearTimeout(grace);
     }
+  }
+
+  /** A files API request (`src/files/ops.ts`), answered between calls. */
+  file<K extends FileKind>(kind: K, body: Requests[K], transfer: Transferable[] = []) {
+    return this.#request(kind, body, transfer);
   }
 
   /** Stops the worker at once, e.g. when the server runs short of memory; owners are told. */
@@ -299,7 +323,7 @@ export class Interpreter {
 
   #receive(data: unknown): void {
     const envelope = WorkerEnvelopeSchema.safeParse(data);
-    if (!envelope.success) return; // not something the host asked for
+    if (!envelope.success) return this.#output(data);
     const pending = this.#pending.get(envelope.data.id);
     if (!pending) return;
     this.#pending.delete(envelope.data.id);
@@ -309,6 +333,21 @@ export class Interpreter {
     const reply = ReplySchemas[pending.kind].safeParse(envelope.data.reply);
     if (reply.success) pending.settle(reply.data);
     else pending.settle(undefined, new WorkerFailed(`malformed '${pending.kind}' reply`));
+  }
+
+  /**
+   * An `output` notice of the running call, passed on within the caps (in UTF-16 units, which
+   * never outnumber the UTF-8 bytes the worker capped): a worker cannot send more than that.
+   */
+  #output(data: unknown): void {
+    const notice = WorkerNoticeSchema.safeParse(data);
+    const live = this.#live;
+    if (!notice.success || !live) return; // not something the host asked for
+    for (const [stream, text] of notice.data.chunks) {
+      const kept = text.slice(0, live.room[stream]);
+      live.room[stream] -= kept.length;
+      if (kept) live.hook(stream, kept);
+    }
   }
 
   /** The one way a worker ends; the first cause is kept, and the owner hears of it once. */

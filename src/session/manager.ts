@@ -41,8 +41,8 @@ export interface CallRequest {
   packages?: string[];
   timeoutMs?: number;
   /**
-   * Called with output as the code prints it, while the call runs (the MCP server sends it as
-   * logging notifications). Not wired yet: the worker reports output only with the answer.
+   * Called with output as the code prints it, while the call runs, batched (a streaming HTTP
+   * answer sends it as events, the MCP server as logging notifications); within the caps.
    */
   onOutput?: (stream: "stdout" | "stderr", text: string) => void;
 }
@@ -138,6 +138,21 @@ export class SessionManager {
 
   /** Runs a call after the calls already queued on that session. */
   exec(id: string, request: CallRequest): Promise<Answer> {
+    const session = this.#enqueue(id);
+    return session.queue.run(() => this.#run(session, request));
+  }
+
+  /**
+   * Runs `task` with the session's interpreter in the session's queue, so it never meets a
+   * running call: it waits behind the calls already queued (the files API).
+   */
+  withInterpreter<T>(id: string, task: (interpreter: Interpreter) => Promise<T>): Promise<T> {
+    const session = this.#enqueue(id);
+    return session.queue.run(async () => task(await (session.slot ?? this.#boot(session)).ready));
+  }
+
+  /** The session, if the server is open and its queue has room (429 otherwise). */
+  #enqueue(id: string): Session {
     this.#assertOpen();
     const session = this.#find(id);
     if (session.queue.size > this.#policy.limits.queuedCalls) {
@@ -147,7 +162,7 @@ export class SessionManager {
       );
     }
     session.lastUsed = Date.now();
-    return session.queue.run(() => this.#run(session, request));
+    return session;
   }
 
   /** Gives the session a clean interpreter, after the calls already queued. */
@@ -219,7 +234,7 @@ export class SessionManager {
     for (const name of interpreter.packages) session.packages.add(name);
     const left = Math.max(1, timeoutMs - (performance.now() - started));
     const end: ExecEnd = interpreter.alive
-      ? await interpreter.exec(request.code, left, limits.graceMs)
+      ? await interpreter.exec(request.code, left, limits.graceMs, request.onOutput)
       : { kind: "killed", reason: "timeout", detail: "loading packages used up the time limit" };
     const answer = serialize(classify(end, timeoutMs), {
       durationMs: performance.now() - started,

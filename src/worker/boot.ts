@@ -7,6 +7,7 @@ import { loadPyodide, type PyodideAPI } from "pyodide";
 import type { PyProxy } from "pyodide/ffi";
 import type { BootRequest, OutputCaps, SnapshotRequest } from "../sandbox/messages.ts";
 import { Output } from "./capture.ts";
+import { makeWorkDir } from "./files.ts";
 import { writeMounts } from "./fs.ts";
 import { capMemory } from "./limits.ts";
 import { dropPermissions, lockDown } from "./lockdown.ts";
@@ -134,6 +135,7 @@ export async function boot(msg: BootRequest): Promise<Live> {
   const namespace = runnerGlobals.get("new_namespace")();
   const cancel = runnerGlobals.get("cancel");
   writeMounts(py, msg.mounts);
+  makeWorkDir(py);
   const takeDenied = lockDown(py, {
     source: msg.python.lockdown,
     network: msg.network,

@@ -6,6 +6,7 @@ import type { PyProxy } from "pyodide/ffi";
 import type { Reply } from "../sandbox/messages.ts";
 import { type Live, memoryBytes } from "./boot.ts";
 import { messageOf, pythonError } from "./errors.ts";
+import type { Streamer } from "./stream.ts";
 
 /** The answer of an abandoned call: a KeyboardInterrupt, which the host reports as a timeout. */
 const INTERRUPTED_ERROR = JSON.stringify(pythonError("KeyboardInterrupt", ""));
@@ -46,14 +47,16 @@ function takeDenied(live: Live): string[] | undefined {
 
 /**
  * Runs one call. `abandoned` settles with ABANDONED when the host's interrupt could not reach
- * an awaiting cell, which then ends as interrupted.
+ * an awaiting cell, which then ends as interrupted. `streamer`, when given, posts the output
+ * while the call runs; its last notice goes before the reply.
  */
 export async function exec(
   live: Live,
   code: string,
   abandoned: Promise<typeof ABANDONED>,
+  streamer?: Streamer,
 ): Promise<Reply<"exec">> {
-  live.output.begin(live.caps);
+  live.output.begin(live.caps, streamer);
   let result = "null";
   let error = "null";
   let resultCut = false;
@@ -77,6 +80,7 @@ export async function exec(
     fatal = err instanceof Error ? `${err.name}: ${err.message}` : messageOf(err);
   } finally {
     Atomics.store(live.interrupt, 0, 0);
+    streamer?.end();
   }
   const { stdout, stderr } = live.output;
   return {
