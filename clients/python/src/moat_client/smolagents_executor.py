@@ -21,7 +21,7 @@ from typing import Any
 
 from .client import DEFAULT_URL, MoatClient
 from .errors import MoatError, SessionNotFoundError
-from .results import decode_images
+from .results import RunResult, decode_images
 
 _log = logging.getLogger("moat_client")
 
@@ -143,6 +143,8 @@ class MoatExecutor(RemotePythonExecutor):
             "ephemeral".
         timeout_ms: a per-call limit to ask the server for; the server's policy caps it.
         client: a `MoatClient` to reuse instead of building one from url and token.
+        stream_output: show what the code prints while it runs (through the logger, at INFO
+            level) instead of only with the answer; off by default.
     """
 
     def __init__(
@@ -156,10 +158,12 @@ class MoatExecutor(RemotePythonExecutor):
         mode: str = "persistent",
         timeout_ms: int | None = None,
         client: MoatClient | None = None,
+        stream_output: bool = False,
     ) -> None:
         super().__init__(list(additional_imports or []), logger or AgentLogger(), allow_pickle)
         self.client = client or MoatClient(url, token)
         self.timeout_ms = timeout_ms
+        self.stream_output = stream_output
         self.session_id = self.client.create_session(mode).id
         # Deletes the session even when cleanup() is never called (garbage collection or
         # interpreter exit), without keeping `self` alive.
@@ -182,9 +186,7 @@ class MoatExecutor(RemotePythonExecutor):
         """Runs one code action; a Python exception becomes `AgentError` with its traceback,
         and smolagents' `FinalAnswerException` becomes the decoded final answer."""
         try:
-            answer = self.client.run(
-                code, self.installed_packages, session_id=self.session_id, timeout_ms=self.timeout_ms
-            )
+            answer = self._run(code)
         except MoatError as e:
             raise AgentError(f"Moat could not run the code: {e}", self.logger) from e
         error = answer.error
@@ -194,6 +196,17 @@ class MoatExecutor(RemotePythonExecutor):
             value = self._deserialize_final_answer(error.exception_value, self.allow_pickle)
             return CodeOutput(output=value, logs=answer.stdout, is_final_answer=True)
         raise AgentError(str(error), self.logger)
+
+    def _run(self, code: str) -> RunResult:
+        """One call; with `stream_output`, each printed batch is logged as it arrives."""
+        args = (code, self.installed_packages)
+        if not self.stream_output:
+            return self.client.run(*args, session_id=self.session_id, timeout_ms=self.timeout_ms)
+        for event in self.client.run_stream(*args, session_id=self.session_id, timeout_ms=self.timeout_ms):
+            if isinstance(event, RunResult):
+                return event
+            self.logger.log(event.text.rstrip("\n"), level=LogLevel.INFO)
+        raise AssertionError("unreachable: run_stream ends with the result")
 
     def cleanup(self) -> None:
         """Deletes this executor's session; called by `CodeAgent.cleanup()`; idempotent."""
