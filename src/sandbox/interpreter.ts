@@ -20,8 +20,10 @@ import {
   type Unavailable,
   type WheelBytes,
   WorkerEnvelopeSchema,
-  WorkerNoticeSchema,
 } from "./messages.ts";
+import { LiveOutput, type OutputHook } from "./live_output.ts";
+
+export type { OutputHook };
 import { pyodideModule, pythonSources } from "./sources.ts";
 
 /** How long installing the preload list into a fresh interpreter may take. */
@@ -34,9 +36,6 @@ const PRELOAD_TIMEOUT_MS = 120_000;
  * was deleted or reset, or the server is shutting down).
  */
 export type KillReason = "timeout" | "crashed" | "fatal" | "memory" | "stopped";
-
-/** Receives a call's output as it is printed (see `src/worker/stream.ts`). */
-export type OutputHook = (stream: "stdout" | "stderr", text: string) => void;
 
 /** How a call ended, seen from the host. */
 export type ExecEnd =
@@ -89,8 +88,8 @@ export class Interpreter {
     { kind: RequestKind; settle: (reply: unknown, error?: Error) => void }
   >();
   #nextId = 1;
-  /** The running call's output hook, and how much of each stream it may still be given. */
-  #live?: { hook: OutputHook; room: { stdout: number; stderr: number } };
+  /** The running call's live output, when it asked for it. */
+  #live?: LiveOutput;
   /** The policy's output caps, which bound live output too (the worker applies them first). */
   #caps = { stdoutBytes: 0, stderrBytes: 0 };
   /** Canonical names of the packages installed in this interpreter. */
@@ -244,8 +243,7 @@ export class Interpreter {
     try {
       // A flag set just as the previous call ended must not interrupt this one.
       Atomics.store(this.#interrupt, 0, 0);
-      const { stdoutBytes: stdout, stderrBytes: stderr } = this.#caps;
-      this.#live = onOutput && { hook: onOutput, room: { stdout, stderr } };
+      this.#live = onOutput && new LiveOutput(onOutput, this.#caps);
       const reply = await this.#request("exec", { code, stream: !!onOutput });
       this.#memoryBytes = reply.memoryBytes;
       if (reply.fatal) {
@@ -323,7 +321,7 @@ export class Interpreter {
 
   #receive(data: unknown): void {
     const envelope = WorkerEnvelopeSchema.safeParse(data);
-    if (!envelope.success) return this.#output(data);
+    if (!envelope.success) return this.#live?.receive(data);
     const pending = this.#pending.get(envelope.data.id);
     if (!pending) return;
     this.#pending.delete(envelope.data.id);
@@ -333,21 +331,6 @@ export class Interpreter {
     const reply = ReplySchemas[pending.kind].safeParse(envelope.data.reply);
     if (reply.success) pending.settle(reply.data);
     else pending.settle(undefined, new WorkerFailed(`malformed '${pending.kind}' reply`));
-  }
-
-  /**
-   * An `output` notice of the running call, passed on within the caps (in UTF-16 units, which
-   * never outnumber the UTF-8 bytes the worker capped): a worker cannot send more than that.
-   */
-  #output(data: unknown): void {
-    const notice = WorkerNoticeSchema.safeParse(data);
-    const live = this.#live;
-    if (!notice.success || !live) return; // not something the host asked for
-    for (const [stream, text] of notice.data.chunks) {
-      const kept = text.slice(0, live.room[stream]);
-      live.room[stream] -= kept.length;
-      if (kept) live.hook(stream, kept);
-    }
   }
 
   /** The one way a worker ends; the first cause is kept, and the owner hears of it once. */
