@@ -19,6 +19,15 @@ export async function readJson<T extends z.ZodType>(c: Context, schema: T): Prom
   throw new BadRequest(`${field}: ${issue.message}`);
 }
 
+/** Module names and `pkg.*` patterns, as smolagents writes them, or `*` for no rule. */
+export const AuthorizedImportsSchema = z.array(
+  z.string({ error: "must be a list of module names" }).regex(
+    /^(\*|[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(\.\*)?)$/,
+    "must be a list of module names ('numpy', 'numpy.linalg'), patterns ('numpy.*') or '*'",
+  ),
+  { error: "must be a list of module names" },
+).max(1000, "must list at most 1000 names");
+
 /** The body of an execute call (PROTOCOL.md §1). */
 export const ExecBodySchema = z.object({
   code: z.string({
@@ -28,4 +37,5 @@ export const ExecBodySchema = z.object({
     error: "must be a list of strings",
   }).optional(),
   timeoutMs: z.number({ error: "must be a number of milliseconds" }).int().positive().optional(),
+  authorizedImports: AuthorizedImportsSchema.optional(),
 }, { error: "must be a JSON object" });

@@ -19,6 +19,7 @@ const WORKER_URL = new URL("./worker.ts", import.meta.url);
 const INSTALLER_URL = new URL("../packages/install.ts", import.meta.url);
 const RUNNER_PATH = new URL("./python/runner.py", import.meta.url);
 const LOCKDOWN_PATH = new URL("./python/lockdown.py", import.meta.url);
+const IMPORTS_PATH = new URL("./python/imports.py", import.meta.url);
 
 let compiled: Promise<WebAssembly.Module> | undefined;
 /**
@@ -38,6 +39,10 @@ async function runner(): Promise<string> {
 let lockdownSource: string | undefined;
 async function lockdown(): Promise<string> {
   return lockdownSource ??= await Deno.readTextFile(LOCKDOWN_PATH);
+}
+let importsSource: string | undefined;
+async function imports(): Promise<string> {
+  return importsSource ??= await Deno.readTextFile(IMPORTS_PATH);
 }
 
 /**
@@ -228,7 +233,12 @@ export class Sandbox {
    * Runs code. After `timeoutMs` the host raises KeyboardInterrupt in Python; if the code has
    * not stopped `graceMs` later, the worker is terminated. Always settles within both.
    */
-  async exec(code: string, timeoutMs: number, graceMs: number): Promise<ExecEnd> {
+  async exec(
+    code: string,
+    timeoutMs: number,
+    graceMs: number,
+    authorizedImports?: string[],
+  ): Promise<ExecEnd> {
     if (this.#death) return this.#killed();
     let interrupted = false;
     let grace: ReturnType<typeof setTimeout> | undefined;
@@ -241,7 +251,7 @@ export class Sandbox {
     try {
       // A flag set just as the previous call ended must not interrupt this one.
       Atomics.store(this.#interrupt, 0, 0);
-      const reply = await this.#request({ type: "exec", id: 0, code });
+      const reply = await this.#request({ type: "exec", id: 0, code, authorizedImports });
       if (reply.type !== "result") throw new Error("unexpected reply");
       this.memoryBytes = reply.memoryBytes;
       if (reply.fatal) {
@@ -292,6 +302,7 @@ export class Sandbox {
         resultBytes: limits.resultBytes,
       },
       lockdown: await lockdown(),
+      imports: await imports(),
       network: options.network ?? [],
       mounts: options.mounts ?? [],
     };

@@ -40,6 +40,8 @@ export interface BootMessage {
   caps: OutputCaps;
   /** Source of `python/lockdown.py`, run before any user code. */
   lockdown: string;
+  /** Source of `python/imports.py` (authorized imports), installed by the lockdown. */
+  imports: string;
   /** Hosts (`name` or `name:port`) Python may fetch from; empty for no network. */
   network: string[];
   /** Policy mounts, read by the host and copied in at boot. */
@@ -51,6 +53,8 @@ export interface ExecMessage {
   type: "exec";
   id: number;
   code: string;
+  /** The call's authorized imports (module names, `pkg.*`); absent for no rule. */
+  authorizedImports?: string[];
 }
 
 /** Host → worker: install wheels (bytes the host fetched) and explain the ones that failed. */

@@ -84,6 +84,8 @@ const INTERRUPTED_ERROR = JSON.stringify({
 });
 /** The lockdown's `take_denied()`: what it refused since the last call. */
 let takeDenied: (() => PyProxy) | undefined;
+/** imports.py's `set_authorized(json)`: the call's authorized imports, or null for no rule. */
+let setAuthorized: ((json: string) => void) | undefined;
 
 /**
  * Refuses growth of any WebAssembly memory past the cap, so Python gets MemoryError; reports
@@ -352,10 +354,14 @@ function lockDown(pyodide: PyodideAPI, msg: BootMessage): void {
   const scope = pyodide.globals.get("dict")();
   pyodide.runPython(msg.lockdown, { globals: scope, filename: "<moat-lockdown>" });
   const install = scope.get("install");
+  const importsScope = pyodide.globals.get("dict")();
+  pyodide.runPython(msg.imports, { globals: importsScope, filename: "<moat-imports>" });
+  const guardImports = importsScope.get("install");
   const fetcher = msg.network.length ? fetchJson(msg.network, msg.memoryBytes / 4) : undefined;
-  takeDenied = install(fetcher);
-  install.destroy();
-  scope.destroy();
+  const installed = install(fetcher, guardImports);
+  takeDenied = installed.get(0);
+  setAuthorized = installed.get(1);
+  for (const proxy of [installed, guardImports, importsScope, install, scope]) proxy.destroy();
   capBuffers(msg.memoryBytes, 2 * msg.memoryBytes + 256 * 1024 * 1024);
 }
 
@@ -476,6 +482,8 @@ async function exec(msg: ExecMessage): Promise<void> {
   let fatal: string | undefined;
   try {
     if (!py || !runCode || !namespace) throw new Error("interpreter is not booted");
+    // JSON text, so no JavaScript object reaches Python.
+    setAuthorized?.(JSON.stringify(msg.authorizedImports ?? null));
     let out: PyProxy | undefined = runCode(msg.code, namespace, caps.resultBytes);
     if (typeof out?.then === "function") {
       const pending = out;

@@ -31,6 +31,14 @@ export interface SessionInfo {
   memoryBytes: number;
   /** Packages loaded into the session's interpreter. */
   packages: string[];
+  /** The session's authorized imports (calls may override them); null when none are enforced. */
+  authorizedImports: string[] | null;
+}
+
+/** Options a session is created with, validated at the HTTP edge. */
+export interface SessionOptions {
+  /** Modules (and `pkg.*` patterns) the code may import beyond smolagents' standard ones. */
+  authorizedImports?: string[];
 }
 
 /** One call as the manager receives it, validated at the HTTP edge. */
@@ -38,6 +46,8 @@ export interface CallRequest {
   code: string;
   packages?: string[];
   timeoutMs?: number;
+  /** Overrides the session's authorized imports for this call; `["*"]` enforces none. */
+  authorizedImports?: string[];
 }
 
 class Session {
@@ -57,7 +67,11 @@ class Session {
   lost?: { reason: KillReason; detail: string };
   tail: Promise<unknown> = Promise.resolve();
   readonly packages = new Set<string>();
-  constructor(readonly id: string, readonly mode: SessionMode) {}
+  constructor(
+    readonly id: string,
+    readonly mode: SessionMode,
+    readonly authorizedImports?: string[],
+  ) {}
 }
 
 /** Creates, finds, queues calls for, expires and shuts down sessions. */
@@ -86,7 +100,7 @@ export class SessionManager {
   }
 
   /** Creates a session; 429 when the policy's session cap is reached. */
-  create(mode: SessionMode): SessionInfo {
+  create(mode: SessionMode, options: SessionOptions = {}): SessionInfo {
     this.#assertOpen();
     if (this.#sessions.size >= this.policy.limits.sessions) {
       throw new TooManyRequests(
@@ -94,7 +108,7 @@ export class SessionManager {
           `delete one (DELETE /v1/sessions/{id}) or wait for idle ones to expire`,
       );
     }
-    const session = new Session(crypto.randomUUID(), mode);
+    const session = new Session(crypto.randomUUID(), mode, options.authorizedImports);
     this.#sessions.set(session.id, session);
     if (mode === "persistent") session.box = this.#boot(session);
     return this.#info(session);
@@ -200,7 +214,12 @@ export class SessionManager {
       for (const name of box.packages) session.packages.add(name);
       const left = Math.max(1, timeoutMs - (performance.now() - started));
       end = box.alive
-        ? await box.exec(request.code, left, limits.graceMs)
+        ? await box.exec(
+          request.code,
+          left,
+          limits.graceMs,
+          request.authorizedImports ?? session.authorizedImports,
+        )
         : { kind: "killed", reason: "timeout", detail: "loading packages used up the time limit" };
     } finally {
       session.running = undefined;
@@ -301,6 +320,7 @@ export class SessionManager {
       queued: Math.max(0, s.waiting - (s.running ? 1 : 0)),
       memoryBytes: s.current?.memoryBytes ?? s.memoryBytes,
       packages: [...s.packages],
+      authorizedImports: s.authorizedImports ?? null,
     };
   }
 }
