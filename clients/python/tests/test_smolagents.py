@@ -133,14 +133,19 @@ def test_a_second_run_on_the_same_agent_gets_its_final_answer(executor: MoatExec
     assert model.calls == 3, "each run took one step: no final answer failed"
 
 
-def test_the_final_answer_tool_is_patched_once_however_many_runs(executor: MoatExecutor) -> None:
+def test_the_agent_keeps_its_own_final_answer_tool_and_can_be_saved_after_runs(
+    executor: MoatExecutor,
+) -> None:
+    from smolagents.default_tools import FinalAnswerTool
+
     model = ScriptedModel(*["final_answer('ok')"] * 3)
     agent = CodeAgent(tools=[], model=model, executor=executor, verbosity_level=LogLevel.OFF)
     for _ in range(3):
         assert agent.run("Again.") == "ok"
-    patched = type(agent.tools["final_answer"])
-    assert patched.__name__ == "_FinalAnswerTool"
-    assert patched.__bases__[0].__name__ == "FinalAnswerTool", "no patch of a patch"
+    assert type(agent.tools["final_answer"]) is FinalAnswerTool, "the patch is for the sandbox only"
+    codes = [t["code"] for t in agent.to_dict()["tools"]]
+    assert any("class FinalAnswerTool" in c and "def forward(self, answer" in c for c in codes), codes
+    assert "__source__" not in vars(FinalAnswerTool.forward)
 
 
 def test_managed_agents_under_a_moat_executor_fail_before_the_model_is_called(
@@ -222,3 +227,24 @@ def test_each_error_is_printed_once_at_log_level_info(server: Server, numpy_and_
     text = printed.getvalue()
     assert text.count("ZeroDivisionError: division by zero") == 1, text
     assert "Initializing executor" not in text and "Moat session" not in text
+
+
+def test_a_saved_agent_gets_its_moat_executor_back_when_given_one(server: Server) -> None:
+    from smolagents import InferenceClientModel
+
+    imports = ["json"]
+    with MoatExecutor(server.url, server.token, additional_authorized_imports=imports) as first:
+        agent = CodeAgent(
+            tools=[Celsius()], model=InferenceClientModel(model_id="any/model"), executor=first,
+            additional_authorized_imports=imports, verbosity_level=LogLevel.OFF,
+        )
+        saved = agent.to_dict()
+    assert saved["executor_type"] == "local", "the executor itself is not saved"
+    with MoatExecutor(
+        server.url, server.token, additional_authorized_imports=saved["authorized_imports"]
+    ) as executor:
+        loaded = CodeAgent.from_dict(saved, executor=executor)
+        assert loaded.python_executor is executor
+        assert "json" in loaded.authorized_imports and "json" in executor.authorized_imports
+        with pytest.raises(Exception, match="Import of os is not allowed"):
+            executor("import os")

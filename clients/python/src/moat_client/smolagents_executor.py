@@ -193,6 +193,7 @@ class MoatExecutor(RemotePythonExecutor):
         self.authorized_imports = None if authorized is None or "*" in authorized else authorized
         """The import rule the model's code runs under; None when nothing is enforced."""
         self._trusted = False  # set while smolagents sends tools or variables
+        self._patched: Any = None  # the final_answer patch to undo once the tools are sent
         self.session_id = self.client.create_session(mode, authorized_imports=self.authorized_imports).id
         # Deletes the session even when cleanup() is never called (garbage collection or
         # interpreter exit), without keeping `self` alive.
@@ -226,6 +227,7 @@ class MoatExecutor(RemotePythonExecutor):
             super().send_tools(tools)
         finally:
             self._trusted = False
+            self._unpatch_final_answer()
 
     def send_variables(self, variables: dict[str, Any]) -> None:
         self._trusted = True
@@ -235,17 +237,35 @@ class MoatExecutor(RemotePythonExecutor):
             self._trusted = False
 
     def _patch_final_answer_with_exception(self, final_answer_tool: Any) -> None:
-        """Patches smolagents' final_answer tool for remote runs, once, on every run.
+        """Patches smolagents' final_answer tool for the code sent to Moat, and only for that.
 
-        smolagents patches it again on each `agent.run()`, wrapping the previous patch, and
-        that second patch's source refers to a closure variable (`allow_pickle_setting`), so
-        it fails in any remote interpreter. The earlier patches are undone first.
+        smolagents patches the agent's own tool object, again on each `agent.run()`, wrapping
+        the previous patch, and that second patch's source refers to a closure variable
+        (`allow_pickle_setting`), so it fails in any remote interpreter. It also renames the
+        source of `FinalAnswerTool.forward` itself, which breaks `to_dict()` and `save()` of
+        every agent afterwards. So any earlier patch is undone first, and this one is undone
+        (class and source) as soon as the tools are sent (`_unpatch_final_answer`).
         """
         while type(final_answer_tool).__name__ == "_FinalAnswerTool" and "_forward" in vars(
             type(final_answer_tool)
         ):
             final_answer_tool.__class__ = type(final_answer_tool).__bases__[0]
+        original_class = type(final_answer_tool)
+        forward = original_class.forward
+        source = vars(forward).get("__source__", _NO_SOURCE)
         super()._patch_final_answer_with_exception(final_answer_tool)
+        self._patched = (final_answer_tool, original_class, forward, source)
+
+    def _unpatch_final_answer(self) -> None:
+        patched, self._patched = self._patched, None
+        if patched is None:
+            return
+        tool, original_class, forward, source = patched
+        tool.__class__ = original_class
+        if source is _NO_SOURCE:
+            vars(forward).pop("__source__", None)
+        else:
+            forward.__source__ = source
 
     def run_code_raise_errors(self, code: str) -> CodeOutput:
         """Runs one code action; a Python exception becomes `AgentError` with its traceback,
@@ -287,6 +307,7 @@ class MoatExecutor(RemotePythonExecutor):
         self.cleanup()
 
 
+_NO_SOURCE = object()
 _SILENT = AgentLogger(level=LogLevel.OFF)
 """The logger errors are raised with: the agent logs them itself, so each is shown once."""
 
