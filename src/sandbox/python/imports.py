@@ -98,7 +98,9 @@ def _keeper(token):
             if type(request) is not tuple or not request:
                 continue
             kind = request[0]
-            if kind is token:
+            if kind == "on" and type(kind) is str:
+                answer = rule is not None
+            elif kind is token:
                 names = request[1]
                 rule = None if names is None or "*" in names else (
                     _tree(BASE_BUILTIN_MODULES + names),
@@ -128,20 +130,23 @@ def _keeper(token):
             del exc
 
 
+def _is_machinery(g):
+    name = g.get("__name__")
+    if type(name) is not str or name not in _MACHINERY:
+        return False
+    module = _modules.get(name)
+    return isinstance(module, types.ModuleType) and _module_dict(module) is g
+
+
 def _caller(frame, skip):
     """The frame an import is made for: past the import system's frames and the guards' own;
     None when a library module makes it (its frame's globals are its module's dict)."""
     guards = {id(g) for g in skip}
-    machinery = set()
-    for name in _MACHINERY:
-        module = _modules.get(name)
-        if isinstance(module, types.ModuleType):
-            machinery.add(id(_module_dict(module)))
     # The import system's functions are looked past; its modules' own top-level code (importlib
     # being imported) is a library like any other.
     while frame is not None and (
         id(frame.f_globals) in guards
-        or (id(frame.f_globals) in machinery and frame.f_code.co_name != "<module>")
+        or (frame.f_code.co_name != "<module>" and _is_machinery(frame.f_globals))
     ):
         frame = frame.f_back
     if frame is None:
@@ -234,6 +239,8 @@ def install(denied, skip=()):
     frames_to_skip = (globals(), *skip)
 
     def refuse(name, frame, verb):
+        if not send(("on",)):
+            return  # no rule in force: the common case costs one question
         caller = _caller(frame, frames_to_skip)
         if caller is None:
             return
