@@ -215,7 +215,12 @@ export class Interpreter {
    * Runs code. After `timeoutMs` the host raises KeyboardInterrupt in Python; if the code has
    * not stopped `graceMs` later, the worker is terminated. Always settles within both.
    */
-  async exec(code: string, timeoutMs: number, graceMs: number): Promise<ExecEnd> {
+  async exec(
+    code: string,
+    timeoutMs: number,
+    graceMs: number,
+    authorizedImports?: string[],
+  ): Promise<ExecEnd> {
     if (this.#death) return this.#killed();
     let interrupted = false;
     let grace: ReturnType<typeof setTimeout> | undefined;
@@ -228,7 +233,7 @@ export class Interpreter {
     try {
       // A flag set just as the previous call ended must not interrupt this one.
       Atomics.store(this.#interrupt, 0, 0);
-      const reply = await this.#request("exec", { code });
+      const reply = await this.#request("exec", { code, authorizedImports });
       this.#memoryBytes = reply.memoryBytes;
       if (reply.fatal) {
         this.#die("fatal", reply.fatal, false);

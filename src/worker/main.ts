@@ -56,7 +56,7 @@ async function handle(msg: HostMessage): Promise<void> {
         abandonCall = () => resolve(ABANDONED);
       });
       try {
-        return reply<"exec">(msg.id, await exec(booted(), msg.code, abandoned));
+        return reply<"exec">(msg.id, await exec(booted(), msg, abandoned));
       } finally {
         abandonCall = undefined;
       }
