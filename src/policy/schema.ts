@@ -38,6 +38,14 @@ export const LimitsSchema = z.object({
    * memory is stopped, so that the kernel never kills the server and every session with it.
    */
   serverMemoryMb: z.number().int().min(256).default(8192),
+  /** A persistent session is checkpointed once it has been quiet this long after a call. */
+  checkpointDelayMs: z.number().int().min(0).default(250),
+  /** While calls keep coming, a session is checkpointed at least this often. */
+  checkpointMaxMs: z.number().int().positive().default(2000),
+  /** A persistent session idle this long is checkpointed and its interpreter stopped. */
+  hibernateAfterSeconds: z.number().int().positive().default(300),
+  /** Sessions the store keeps (live and hibernated); past it the least recently used goes. */
+  storedSessions: z.number().int().positive().default(1000),
 }).strict();
 
 /** Which Python packages sessions may load, and from where. */

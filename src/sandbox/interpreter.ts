@@ -229,6 +229,7 @@ export class Interpreter {
     code: string,
     timeoutMs: number,
     graceMs: number,
+    authorizedImports?: string[],
     onOutput?: OutputHook,
   ): Promise<ExecEnd> {
     if (this.#death) return this.#killed();
@@ -244,7 +245,7 @@ export class Interpreter {
       // A flag set just as the previous call ended must not interrupt this one.
       Atomics.store(this.#interrupt, 0, 0);
       this.#live = onOutput && new LiveOutput(onOutput, this.#caps);
-      const reply = await this.#request("exec", { code, stream: !!onOutput });
+      const reply = await this.#request("exec", { code, authorizedImports, stream: !!onOutput });
       this.#memoryBytes = reply.memoryBytes;
       if (reply.fatal) {
         this.#die("fatal", reply.fatal, false);

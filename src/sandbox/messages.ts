@@ -43,6 +43,8 @@ export interface PythonSources {
   lockdown: string;
   /** The finder that explains packages that could not be had. */
   unavailable: string;
+  /** Authorized imports (smolagents' rule), installed by the lockdown. */
+  imports: string;
 }
 
 /** How Pyodide is found: its directory and the wasm module the host compiled once. */
@@ -79,6 +81,8 @@ export interface BootRequest extends PyodideFiles {
 /** Run one call. */
 export interface ExecRequest {
   code: string;
+  /** The call's authorized imports (module names, `pkg.*`); absent for no rule. */
+  authorizedImports?: string[];
   /** Post `output` notices while the call runs (a streaming client or MCP host is waiting). */
   stream?: boolean;
 }

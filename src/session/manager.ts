@@ -33,6 +33,14 @@ export interface SessionInfo {
   memoryBytes: number;
   /** Packages loaded into the session's interpreter. */
   packages: string[];
+  /** The session's authorized imports (calls may override them); null when none are enforced. */
+  authorizedImports: string[] | null;
+}
+
+/** Options a session is created with, validated at the HTTP edge. */
+export interface SessionOptions {
+  /** Modules (and `pkg.*` patterns) the code may import beyond smolagents' standard ones. */
+  authorizedImports?: string[];
 }
 
 /** One call as the manager receives it, validated at the HTTP edge. */
@@ -40,6 +48,8 @@ export interface CallRequest {
   code: string;
   packages?: string[];
   timeoutMs?: number;
+  /** Overrides the session's authorized imports for this call; `["*"]` enforces none. */
+  authorizedImports?: string[];
   /**
    * Called with output as the code prints it, while the call runs, batched (a streaming HTTP
    * answer sends it as events, the MCP server as logging notifications); within the caps.
@@ -65,7 +75,11 @@ class Session {
   /** Calls (and resets) run one at a time, in arrival order. */
   readonly queue = new SerialQueue();
   readonly packages = new Set<string>();
-  constructor(readonly id: string, readonly mode: SessionMode) {}
+  constructor(
+    readonly id: string,
+    readonly mode: SessionMode,
+    readonly authorizedImports?: string[],
+  ) {}
 
   /** The interpreter, once booted. */
   get interpreter(): Interpreter | undefined {
@@ -112,7 +126,7 @@ export class SessionManager {
   }
 
   /** Creates a session; 429 when the policy's session cap is reached. */
-  create(mode: SessionMode): SessionInfo {
+  create(mode: SessionMode, options: SessionOptions = {}): SessionInfo {
     this.#assertOpen();
     const { sessions } = this.#policy.limits;
     if (this.#sessions.size >= sessions) {
@@ -121,7 +135,7 @@ export class SessionManager {
           `delete one (DELETE /v1/sessions/{id}) or wait for idle ones to expire`,
       );
     }
-    const session = new Session(crypto.randomUUID(), mode);
+    const session = new Session(crypto.randomUUID(), mode, options.authorizedImports);
     this.#sessions.set(session.id, session);
     if (mode === "persistent") this.#boot(session);
     return this.#info(session);
@@ -234,7 +248,13 @@ export class SessionManager {
     for (const name of interpreter.packages) session.packages.add(name);
     const left = Math.max(1, timeoutMs - (performance.now() - started));
     const end: ExecEnd = interpreter.alive
-      ? await interpreter.exec(request.code, left, limits.graceMs, request.onOutput)
+      ? await interpreter.exec(
+        request.code,
+        left,
+        limits.graceMs,
+        request.authorizedImports ?? session.authorizedImports,
+        request.onOutput,
+      )
       : { kind: "killed", reason: "timeout", detail: "loading packages used up the time limit" };
     const answer = serialize(classify(end, timeoutMs), {
       durationMs: performance.now() - started,
@@ -329,6 +349,7 @@ export class SessionManager {
       queued: s.queue.waiting,
       memoryBytes: s.interpreter?.memoryBytes ?? s.memoryBytes,
       packages: [...s.packages],
+      authorizedImports: s.authorizedImports ?? null,
     };
   }
 }

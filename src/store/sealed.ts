@@ -59,6 +59,10 @@ export function sealedStore(backend: Backend, key: StoreKey, options: SealedOpti
       const delta = await unseal(key, "checkpoint", id, raw.body, { extra: raw.meta });
       return { meta, delta };
     },
+    async getMeta(id: string): Promise<SessionMeta | undefined> {
+      const meta = await backend.getMeta(id);
+      return meta && await openMeta(key, id, meta);
+    },
     deleteSession: (id) => backend.deleteSession(id),
     async listSessions(): Promise<StoredSession[]> {
       const sessions: StoredSession[] = [];

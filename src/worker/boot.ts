@@ -27,6 +27,8 @@ export interface Live {
   cancel: () => void;
   /** The lockdown's `take_denied()`: what it refused since the last call. */
   takeDenied: () => PyProxy;
+  /** The lockdown's `set_authorized(json)`: the call's authorized imports, or `null`. */
+  setAuthorized: (json: string) => void;
   packages: Packages;
   output: Output;
   caps: OutputCaps;
@@ -136,8 +138,9 @@ export async function boot(msg: BootRequest): Promise<Live> {
   const cancel = runnerGlobals.get("cancel");
   writeMounts(py, msg.mounts);
   makeWorkDir(py);
-  const takeDenied = lockDown(py, {
+  const { takeDenied, setAuthorized } = lockDown(py, {
     source: msg.python.lockdown,
+    imports: msg.python.imports,
     network: msg.network,
     memoryBytes: msg.memoryBytes,
   });
@@ -148,6 +151,7 @@ export async function boot(msg: BootRequest): Promise<Live> {
     namespace,
     cancel,
     takeDenied,
+    setAuthorized,
     packages,
     output,
     caps: msg.caps,

@@ -3,7 +3,7 @@
  * check the JSON it produced, and say what the lockdown refused meanwhile.
  */
 import type { PyProxy } from "pyodide/ffi";
-import type { Reply } from "../sandbox/messages.ts";
+import type { ExecRequest, Reply } from "../sandbox/messages.ts";
 import { type Live, memoryBytes } from "./boot.ts";
 import { messageOf, pythonError } from "./errors.ts";
 import type { Streamer } from "./stream.ts";
@@ -52,16 +52,19 @@ function takeDenied(live: Live): string[] | undefined {
  */
 export async function exec(
   live: Live,
-  code: string,
+  request: ExecRequest,
   abandoned: Promise<typeof ABANDONED>,
   streamer?: Streamer,
 ): Promise<Reply<"exec">> {
+  const { code } = request;
   live.output.begin(live.caps, streamer);
   let result = "null";
   let error = "null";
   let resultCut = false;
   let fatal: string | undefined;
   try {
+    // JSON text, so no JavaScript object reaches Python.
+    live.setAuthorized(JSON.stringify(request.authorizedImports ?? null));
     let out: PyProxy | undefined = live.run(code, live.namespace, live.caps.resultBytes);
     if (typeof out?.then === "function") {
       const pending = out;

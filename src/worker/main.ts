@@ -59,7 +59,7 @@ async function handle(msg: HostMessage): Promise<void> {
       });
       try {
         const streamer = msg.stream ? new Streamer((n) => self.postMessage(n)) : undefined;
-        return reply<"exec">(msg.id, await exec(booted(), msg.code, abandoned, streamer));
+        return reply<"exec">(msg.id, await exec(booted(), msg, abandoned, streamer));
       } finally {
         abandonCall = undefined;
       }

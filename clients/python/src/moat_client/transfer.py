@@ -78,7 +78,7 @@ def send_raw(
 
 def stream_run(
     client: MoatClient, code: str, packages: Sequence[str], session_id: str | None,
-    timeout_ms: int | None,
+    timeout_ms: int | None, authorized_imports: Sequence[str] | None = None,
 ) -> Iterator[OutputEvent | RunResult]:
     """Runs code with `Accept: text/event-stream`: yields an `OutputEvent` per batch the code
     prints, then the `RunResult` (the same answer `run` gives). Closing the iterator early
@@ -86,6 +86,8 @@ def stream_run(
     body: dict[str, Any] = {"code": code, "packages": list(packages)}
     if timeout_ms is not None:
         body["timeoutMs"] = timeout_ms
+    if authorized_imports is not None:
+        body["authorizedImports"] = list(authorized_imports)
     wait = client.timeout if timeout_ms is None else max(client.timeout, timeout_ms / 1000 + 60)
     path = "/" if session_id is None else "/v1/sessions/" + quote(session_id, safe="")
     data = json.dumps(body).encode("utf-8")
