@@ -22,6 +22,8 @@ export interface Config {
   storeKey?: string;
   /** `MOAT_STORE_PREFIX`: key prefix, so deployments can share one Redis. @default {"moat"} */
   storePrefix: string;
+  /** `MOAT_INSTANCE_ID`: this instance's name in leases, session details and logs. @default random */
+  instanceId: string;
   /** How `run_python_code` writes its result, as mcp-run-python's `--return-mode`. @default {"xml"} */
   mcpReturnMode: "xml" | "json";
 }
@@ -41,6 +43,8 @@ const EnvSchema = z.object({
     }
   }),
   MOAT_STORE_KEY: z.string().min(16, "must be at least 16 characters (openssl rand -base64 32)")
+    .optional(),
+  MOAT_INSTANCE_ID: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1-64 of A-Z a-z 0-9 . _ -")
     .optional(),
   MOAT_STORE_PREFIX: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1-64 of A-Z a-z 0-9 . _ -")
     .default("moat"),
@@ -81,6 +85,7 @@ export function readConfig(get: (name: string) => string | undefined): Config {
     store: env.MOAT_STORE,
     storeKey: env.MOAT_STORE_KEY,
     storePrefix: env.MOAT_STORE_PREFIX,
+    instanceId: env.MOAT_INSTANCE_ID ?? `moat-${crypto.getRandomValues(new Uint8Array(4)).toHex()}`,
     mcpReturnMode: env.MOAT_MCP_RETURN_MODE,
   };
 }

@@ -49,7 +49,7 @@ export class SessionFiles {
     return this.#run(id, async (i) => {
       const reply = unwrap(await i.file("files.put", body, [bytes.buffer]));
       return { file: entry(reply.file), created: reply.created };
-    });
+    }, true);
   }
 
   /** The file's bytes and details. */
@@ -78,10 +78,16 @@ export class SessionFiles {
     return this.#run(
       id,
       async (i) => ({ deleted: unwrap(await i.file("files.delete", { path })).file.path }),
+      true,
     );
   }
 
-  async #run<T>(id: string, task: (interpreter: Interpreter) => Promise<T>): Promise<T> {
+  /** `changes`: the task writes or removes a file, so the session is checkpointed after it. */
+  async #run<T>(
+    id: string,
+    task: (interpreter: Interpreter) => Promise<T>,
+    changes = false,
+  ): Promise<T> {
     return await this.sessions.withInterpreter(id, async (interpreter) => {
       try {
         return await task(interpreter);
@@ -92,7 +98,7 @@ export class SessionFiles {
           `The session's interpreter stopped during the request: ${messageOf(err)}`,
         );
       }
-    });
+    }, changes);
   }
 }
 

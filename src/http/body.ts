@@ -45,11 +45,16 @@ export const ExecBodySchema = z.object({
     description: "Modules (and `pkg.*` patterns) the code may import beyond smolagents' " +
       "standard ones, enforced in the sandbox; overrides the session's list; `['*']`: no rule.",
   }),
+  checkpoint: z.literal("sync", { error: "must be 'sync' when given" }).optional().meta({
+    description: "`sync`: answer only once the session's checkpoint with this call's state is " +
+      "stored (durable sessions); otherwise checkpoints are taken soon after, off the answer's path.",
+  }),
 }, { error: "must be a JSON object" }).meta({
   id: "ExecRequest",
   examples: [
     { code: 'x = 6 * 7\nprint("hi")\nx', packages: [] },
     { code: "import math\nmath.factorial(30)", packages: ["math", "numpy.*"] },
     { code: "sum(range(10**6))", timeoutMs: 5000 },
+    { code: "state = {'step': 1}", checkpoint: "sync" },
   ],
 });

@@ -40,7 +40,10 @@ export function sessionRoutes(sessions: SessionManager): OpenAPIHono {
     const hasBody = (c.req.header("content-length") ?? "0") !== "0" ||
       c.req.header("transfer-encoding") !== undefined;
     const body = hasBody ? await readJson(c, CreateBodySchema) : CreateBodySchema.parse({});
-    return c.json(sessions.create(body.mode, { authorizedImports: body.authorizedImports }), 201);
+    return c.json(
+      await sessions.create(body.mode, { authorizedImports: body.authorizedImports }),
+      201,
+    );
   });
   serve(app, {
     method: "get",
@@ -70,9 +73,9 @@ export function sessionRoutes(sessions: SessionManager): OpenAPIHono {
       200: json(z.object({ deleted: z.string() }), "The session is gone."),
       ...errors(401, 404),
     },
-  }, (c) => {
+  }, async (c) => {
     const id = c.req.param("id")!;
-    sessions.delete(id);
+    await sessions.delete(id);
     return c.json({ deleted: id });
   });
   return app;

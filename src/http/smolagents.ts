@@ -44,7 +44,7 @@ export function smolagentsRoutes(sessions: SessionManager): OpenAPIHono {
     tags,
     summary: "Health check of the default session",
     responses: checkResponses,
-  }, (c) => c.json(sessions.get(DEFAULT_SESSION)));
+  }, async (c) => c.json(await sessions.get(DEFAULT_SESSION)));
   serve(app, {
     method: "post",
     path: "/",
@@ -60,7 +60,7 @@ export function smolagentsRoutes(sessions: SessionManager): OpenAPIHono {
     summary: "A session's details (also smolagents' health check)",
     request: { params: SessionIdParams },
     responses: checkResponses,
-  }, (c) => c.json(sessions.get(c.req.param("id")!)));
+  }, async (c) => c.json(await sessions.get(c.req.param("id")!)));
   serve(app, {
     method: "post",
     path: "/v1/sessions/{id}",

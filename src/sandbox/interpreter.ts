@@ -17,6 +17,7 @@ import {
   ReplySchemas,
   type RequestKind,
   type Requests,
+  type Restored,
   type Unavailable,
   type WheelBytes,
   WorkerEnvelopeSchema,
@@ -24,6 +25,7 @@ import {
 import { LiveOutput, type OutputHook } from "./live_output.ts";
 
 export type { OutputHook };
+import { checkBase } from "./delta_base.ts";
 import { pyodideModule, pythonSources } from "./sources.ts";
 
 /** How long installing the preload list into a fresh interpreter may take. */
@@ -57,6 +59,10 @@ export interface InterpreterOptions {
   preloadUnavailable?: Unavailable[];
   /** The worker module; tests substitute one that dies on purpose. @default {worker/main.ts} */
   workerUrl?: URL;
+  /** Restore this checkpoint (authenticated by the store) instead of a fresh session. */
+  checkpoint?: Uint8Array<ArrayBuffer>;
+  /** The image checkpoints are deltas against (see `delta_base.ts`); `snapshot` when absent. */
+  deltaBase?: Uint8Array;
 }
 
 /** The host's end of the lifeline: a node-style port, whose `close` event Deno does emit. */
@@ -95,6 +101,8 @@ export class Interpreter {
   /** Canonical names of the packages installed in this interpreter. */
   readonly packages = new Set<string>();
   bootMs = 0;
+  /** Set when this interpreter was restored from a checkpoint: what could not be restored. */
+  restored?: Restored;
   /**
    * Called once when the worker dies by itself or is killed (not on `terminate()`), also while
    * it is idle, so its owner can replace it at once.
@@ -140,6 +148,7 @@ export class Interpreter {
 
   /** Boots an interpreter; resolves once it can take calls. */
   static async start(options: InterpreterOptions): Promise<Interpreter> {
+    if (options.checkpoint) await checkBase(options.checkpoint, options.deltaBase);
     const interpreter = new Interpreter(options.network, options.workerUrl);
     interpreter.#caps = options.limits;
     try {
@@ -150,14 +159,18 @@ export class Interpreter {
       );
       interpreter.bootMs = ready.bootMs;
       interpreter.#memoryBytes = ready.memoryBytes;
+      interpreter.restored = ready.restored;
+      for (const name of ready.restored?.packages ?? []) interpreter.packages.add(name);
     } catch (err) {
       interpreter.terminate();
       throw new BootError(messageOf(err));
     }
-    if (options.preload?.length || options.preloadUnavailable?.length) {
+    // A restored image already holds the preload it was checkpointed with.
+    const preload = (options.preload ?? []).filter((w) => !interpreter.packages.has(w.name));
+    if (preload.length || options.preloadUnavailable?.length) {
       // A wheel that fails here is simply not marked loaded: the call that asks for it reports why.
       const results = await interpreter.install(
-        options.preload ?? [],
+        preload,
         options.preloadUnavailable ?? [],
         PRELOAD_TIMEOUT_MS,
       );
@@ -267,6 +280,15 @@ export class Interpreter {
     return this.#request(kind, body, transfer);
   }
 
+  /**
+   * Checkpoints the interpreter between calls (never while a call runs): its delta against the
+   * base whose sha256 is `baseId`, compressed. The interpreter keeps working.
+   */
+  async checkpoint(baseId: string): Promise<Reply<"checkpoint">> {
+    if (this.#death) throw new Error(this.#death.detail);
+    return await this.#request("checkpoint", { baseId });
+  }
+
   /** Stops the worker at once, e.g. when the server runs short of memory; owners are told. */
   kill(reason: KillReason, detail: string): void {
     this.#die(reason, detail);
@@ -300,6 +322,8 @@ export class Interpreter {
       },
       network: options.network ?? [],
       mounts: options.mounts ?? [],
+      checkpoint: options.checkpoint,
+      deltaBase: options.deltaBase,
     };
   }
 

@@ -76,6 +76,16 @@ export interface BootRequest extends PyodideFiles {
   network: string[];
   /** Policy mounts, read by the host and copied in at boot. */
   mounts: MountEntry[];
+  /** A checkpoint to restore instead of starting a fresh session (its delta is against `deltaBase`). */
+  checkpoint?: Uint8Array<ArrayBuffer>;
+  /** The image checkpoints are deltas against, in Pyodide's snapshot layout; `snapshot` if absent. */
+  deltaBase?: Uint8Array;
+}
+
+/** Take a checkpoint of the idle interpreter: its delta against the base whose id is given. */
+export interface CheckpointRequest {
+  /** sha256 (hex) of the delta base, written into the checkpoint. */
+  baseId: string;
 }
 
 /** Run one call. */
@@ -120,6 +130,7 @@ export interface Requests {
   boot: BootRequest;
   exec: ExecRequest;
   install: InstallRequest;
+  checkpoint: CheckpointRequest;
   "files.put": FilePutRequest;
   "files.get": FilePathRequest;
   "files.list": FileListRequest;
@@ -129,6 +140,15 @@ export interface Requests {
 export type RequestKind = keyof Requests;
 
 const installResult = z.object({ name: z.string(), error: z.string().optional() });
+/** Something a checkpoint could not carry over, by name, and why. */
+const lostSchema = z.object({ what: z.string(), why: z.string() });
+/** How a restore went: what could not be restored, and the packages the image holds. */
+const restored = z.object({
+  prepareMs: z.number(),
+  lost: z.array(lostSchema),
+  packages: z.array(z.string()),
+  adoptMs: z.number(),
+});
 
 /** One file of the working directory. */
 const fileInfo = z.object({
@@ -153,7 +173,7 @@ const fileReply = <T extends z.ZodRawShape>(ok: T) => z.union([fileRefusal, z.ob
 /** The reply to each request kind, checked by the host before it is used. */
 export const ReplySchemas = {
   snapshot: z.object({ bytes: z.instanceof(Uint8Array) }),
-  boot: z.object({ bootMs: z.number(), memoryBytes: z.number() }),
+  boot: z.object({ bootMs: z.number(), memoryBytes: z.number(), restored: restored.optional() }),
   exec: z.object({
     /** JSON text of the result, kept as text so big integers survive. */
     result: z.string(),
@@ -169,6 +189,15 @@ export const ReplySchemas = {
     denied: z.array(z.string()).optional(),
   }),
   install: z.object({ results: z.array(installResult), memoryBytes: z.number() }),
+  checkpoint: z.object({
+    /** The checkpoint, compressed; opaque to the host (`checkpoint/format.ts`). */
+    bytes: z.instanceof(Uint8Array),
+    lost: z.array(lostSchema),
+    /** Size of the interpreter's memory, and how many 64 KiB chunks differ from the base. */
+    imageBytes: z.number(),
+    chunks: z.number(),
+    ms: z.number(),
+  }),
   "files.put": fileReply({ file: fileInfo, created: z.boolean() }),
   "files.get": fileReply({ file: fileInfo, bytes: z.instanceof(Uint8Array) }),
   "files.list": fileReply({
@@ -181,6 +210,7 @@ export const ReplySchemas = {
 
 export type Reply<K extends RequestKind> = z.infer<(typeof ReplySchemas)[K]>;
 export type InstallResult = z.infer<typeof installResult>;
+export type Restored = z.infer<typeof restored>;
 export type ExecReply = Reply<"exec">;
 export type FileInfo = z.infer<typeof fileInfo>;
 export type FileRefusal = z.infer<typeof fileRefusal>["refused"];

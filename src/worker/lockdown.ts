@@ -4,6 +4,7 @@
  */
 import type { PyodideAPI } from "pyodide";
 import type { PyProxy } from "pyodide/ffi";
+import { knownObject } from "./checkpoint/snapshot.ts";
 import { capBuffers } from "./limits.ts";
 import { fetchJson } from "./network.ts";
 
@@ -48,6 +49,7 @@ export function lockDown(pyodide: PyodideAPI, options: LockdownOptions): Locked 
   const guardImports = importsScope.get("install");
   const { network, memoryBytes } = options;
   const fetcher = network.length ? fetchJson(network, memoryBytes / 4) : undefined;
+  if (fetcher) knownObject(fetcher, "fetch"); // a checkpoint names it; a restore rebuilds it
   const installed = install(fetcher, guardImports);
   const locked = { takeDenied: installed.get(0), setAuthorized: installed.get(1) };
   for (const proxy of [installed, guardImports, importsScope, install, scope]) proxy.destroy();

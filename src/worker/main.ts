@@ -6,7 +6,7 @@
  * breaks, so nothing here trusts the code it runs.
  */
 import type { HostMessage, Reply, RequestKind, WorkerEnvelope } from "../sandbox/messages.ts";
-import { boot, type Live, makeSnapshot, memoryBytes } from "./boot.ts";
+import { boot, checkpoint, type Live, makeSnapshot, memoryBytes } from "./boot.ts";
 import { messageOf } from "./errors.ts";
 import { ABANDONED, exec } from "./exec.ts";
 import { deleteFile, getFile, listFiles, putFile } from "./files.ts";
@@ -49,9 +49,15 @@ async function handle(msg: HostMessage): Promise<void> {
     case "boot": {
       const started = performance.now();
       held.push(msg.lifeline);
-      live = await boot(msg);
+      const made = await boot(msg);
+      live = made.live;
       const bootMs = performance.now() - started;
-      return reply<"boot">(msg.id, { bootMs, memoryBytes: memoryBytes(live) });
+      const { restored } = made;
+      return reply<"boot">(msg.id, { bootMs, memoryBytes: memoryBytes(live), restored });
+    }
+    case "checkpoint": {
+      const taken = await checkpoint(booted(), msg.baseId);
+      return reply<"checkpoint">(msg.id, taken, [taken.bytes.buffer]);
     }
     case "exec": {
       const abandoned = new Promise<typeof ABANDONED>((resolve) => {

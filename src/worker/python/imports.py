@@ -186,23 +186,23 @@ _GUARDS = """
 def import_(name, globals=None, locals=None, fromlist=(), level=0):
     if type(name) is str and type(level) is int:
         verb = "Import from" if fromlist else "Import of"
-        refuse(absolute(name, globals, level), getframe(1), verb)
+        refuse(absolute(name, globals, level), caller(), verb)
     return ORIGINAL(name, globals, locals, fromlist, level)
 
 def gcd_import(name, package=None, level=0):
     if type(name) is str and type(level) is int:
-        refuse(absolute(name, {"__package__": package}, level), getframe(1), "Import of")
+        refuse(absolute(name, {"__package__": package}, level), caller(), "Import of")
     return ORIGINAL(name, package, level)
 
 def module_from_spec(spec):
     name = getattr(spec, "name", None)
     if type(name) is str:
-        refuse(name, getframe(1), "Import of")
+        refuse(name, caller(), "Import of")
     return ORIGINAL(spec)
 
 def load_module_shim(self, fullname):
     if type(fullname) is str:
-        refuse(fullname, getframe(1), "Import of")
+        refuse(fullname, caller(), "Import of")
     return ORIGINAL(self, fullname)
 
 def exec_module(self, module):
@@ -210,7 +210,7 @@ def exec_module(self, module):
     if type(name) is not str:
         name = getattr(module, "__name__", None)
     if type(name) is str:
-        refuse(name, getframe(1), "Import of")
+        refuse(name, caller(), "Import of")
     return ORIGINAL(self, module)
 """.replace("ORIGINAL", repr(_ORIGINAL))
 
@@ -239,7 +239,7 @@ def install(denied, skip=()):
     frames_to_skip = (globals(), *skip)
 
     def refuse(name, frame, verb):
-        if not send(("on",)):
+        if frame is None or not send(("on",)):
             return  # no rule in force: the common case costs one question
         caller = _caller(frame, frames_to_skip)
         if caller is None:
@@ -253,7 +253,15 @@ def install(denied, skip=()):
         if type(name) is str:
             refuse(name, sys._getframe(1), "Import of")
 
-    guards = {"refuse": refuse, "absolute": _absolute, "getframe": sys._getframe}
+    def caller():
+        # The frame that called the guard; none when C called it directly (Pyodide restoring a
+        # checkpoint imports its own modules that way), and then no user code is importing.
+        try:
+            return sys._getframe(2)
+        except ValueError:
+            return None
+
+    guards = {"refuse": refuse, "absolute": _absolute, "caller": caller}
     frames_to_skip += (guards,)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SyntaxWarning)  # the placeholder string is "called"
