@@ -34,6 +34,23 @@ export interface CheckpointReport {
   reason?: string;
 }
 
+/** `restored` and `restoreMs` after a restore, `checkpoint` when one failed (PROTOCOL §5). */
+export function answerFields(
+  session: Session,
+  checkpoint?: CheckpointReport,
+): Record<string, unknown> {
+  const fields: Record<string, unknown> = {};
+  const restored = session.durable.restored;
+  if (restored) {
+    session.durable.restored = undefined;
+    fields.restored = true;
+    fields.restoreMs = Math.round(restored.ms * 10) / 10;
+    if (restored.lost.length) fields.lost = restored.lost;
+  }
+  if (checkpoint && !checkpoint.ok) fields.checkpoint = checkpoint;
+  return fields;
+}
+
 /** How long to wait before trying a failed checkpoint again, at most. */
 const MAX_RETRY_MS = 30_000;
 

@@ -1,12 +1,11 @@
-import { SessionLost, SessionNotFound, TooManyRequests, Unavailable } from "../errors.ts";
+import { SessionLost, TooManyRequests, Unavailable } from "../errors.ts";
 import type { PackageLoader } from "../packages/loader.ts";
 import type { Policy } from "../policy/schema.ts";
 import type { ExecEnd, Interpreter, KillReason } from "../sandbox/interpreter.ts";
 import type { Pool } from "../sandbox/pool.ts";
-import type { SessionMeta } from "../store/store.ts";
 import { type Answer, serialize } from "./answer.ts";
 import type { Checkpoints, Loaded } from "./checkpoints.ts";
-import { type CheckpointReport, DurableSessions, SessionLostError } from "./durable.ts";
+import { answerFields, DurableSessions, SessionLostError } from "./durable.ts";
 import { classify } from "./outcome.ts";
 import { emptyReport, loadPackages } from "./packages.ts";
 import {
@@ -18,6 +17,7 @@ import {
   type SessionOptions,
   type Slot,
 } from "./session.ts";
+import { Registry } from "./registry.ts";
 import { MemoryWatchdog } from "./watchdog.ts";
 
 export {
@@ -47,7 +47,7 @@ export interface SessionManagerOptions {
 
 /** Creates, finds, queues calls for, checkpoints, expires and shuts down sessions. */
 export class SessionManager {
-  readonly #sessions = new Map<string, Session>();
+  readonly #sessions = new Registry();
   readonly #sweeper: ReturnType<typeof setInterval>;
   readonly #watchdog: MemoryWatchdog;
   readonly #policy: Policy;
@@ -69,11 +69,11 @@ export class SessionManager {
         restore: options.restore,
         adopt: (session, interpreter) => this.#adopt(session, interpreter),
         discard: (session, why) => this.#discard(session, why),
-        makeRoom: (session) => this.#makeRoom(session),
+        makeRoom: (session) => this.#sessions.makeRoom(policy.limits.sessions, session),
       });
     }
     this.#instance = options.instanceId ?? options.checkpoints?.instanceId ?? "local";
-    this.#sessions.set(DEFAULT_SESSION, new Session(DEFAULT_SESSION, "persistent"));
+    this.#sessions.durable = this.#durable;
     const { idleTtlSeconds, hibernateAfterSeconds } = policy.limits;
     const every = Math.min(30_000, idleTtlSeconds * 250, hibernateAfterSeconds * 250);
     this.#sweeper = setInterval(() => this.sweep(), every);
@@ -88,16 +88,16 @@ export class SessionManager {
   async loadStored(): Promise<number> {
     if (!this.#durable) return 0;
     const stored = await this.#durable.stored();
-    for (const { id, meta } of stored) this.#known(id, meta);
+    for (const { id, meta } of stored) this.#sessions.known(id, meta);
     return stored.length;
   }
 
   /** Creates a session; 429 when the policy's cap of live interpreters is reached. */
   async create(mode: SessionMode, options: SessionOptions = {}): Promise<SessionInfo> {
     this.#assertOpen();
-    await this.#makeRoom();
+    await this.#sessions.makeRoom(this.#policy.limits.sessions);
     const session = new Session(crypto.randomUUID(), mode, options.authorizedImports);
-    this.#sessions.set(session.id, session);
+    this.#sessions.add(session);
     if (mode === "persistent") this.#boot(session);
     await this.#durable?.created(session);
     return this.#info(session);
@@ -105,7 +105,7 @@ export class SessionManager {
 
   /** Details of one session; 404 when unknown. */
   async get(id: string): Promise<SessionInfo> {
-    return this.#info(await this.#find(id));
+    return this.#info(await this.#sessions.find(id));
   }
 
   list(): SessionInfo[] {
@@ -140,7 +140,7 @@ export class SessionManager {
   /** The session, if the server is open and its queue has room (429 otherwise). */
   async #enqueue(id: string): Promise<Session> {
     this.#assertOpen();
-    const session = await this.#find(id);
+    const session = await this.#sessions.find(id);
     if (session.queue.size > this.#policy.limits.queuedCalls) {
       throw new TooManyRequests(
         `Session '${id}' already has ${session.queue.size - 1} calls waiting behind the running ` +
@@ -165,7 +165,7 @@ export class SessionManager {
 
   /** Gives the session a clean interpreter, after the calls already queued. */
   async reset(id: string): Promise<SessionInfo> {
-    const session = await this.#find(id);
+    const session = await this.#sessions.find(id);
     return await session.queue.run(() => {
       this.#discard(session, "the session was reset");
       session.lost = undefined;
@@ -179,7 +179,7 @@ export class SessionManager {
 
   /** Deletes a session and terminates its interpreter, even mid-call. */
   async delete(id: string): Promise<void> {
-    const session = await this.#find(id);
+    const session = await this.#sessions.find(id);
     this.#remove(session, "the session was deleted");
   }
 
@@ -236,13 +236,7 @@ export class SessionManager {
 
   /** Live interpreters and hibernated sessions, for the metrics. */
   counts(): { live: number; hibernated: number } {
-    let live = 0;
-    let hibernated = 0;
-    for (const s of this.#sessions.values()) {
-      if (s.slot) live++;
-      else if (s.hibernated) hibernated++;
-    }
-    return { live, hibernated };
+    return this.#sessions.counts();
   }
 
   async #run(session: Session, request: CallRequest): Promise<Answer> {
@@ -278,24 +272,10 @@ export class SessionManager {
       durationMs,
       memoryBytes: interpreter.memoryBytes,
       packages,
-      extra: this.#durableFields(session, checkpoint),
+      extra: answerFields(session, checkpoint),
     });
     this.#onCall(session.id, answer, request.code);
     return answer;
-  }
-
-  /** `restored` and `restoreMs` after a restore, `checkpoint` when one failed (PROTOCOL §5). */
-  #durableFields(session: Session, checkpoint?: CheckpointReport): Record<string, unknown> {
-    const fields: Record<string, unknown> = {};
-    const restored = session.durable.restored;
-    if (restored) {
-      session.durable.restored = undefined;
-      fields.restored = true;
-      fields.restoreMs = Math.round(restored.ms * 10) / 10;
-      if (restored.lost.length) fields.lost = restored.lost;
-    }
-    if (checkpoint && !checkpoint.ok) fields.checkpoint = checkpoint;
-    return fields;
   }
 
   /** The answer for a call on a session whose interpreter was lost while it was idle. */
@@ -314,14 +294,14 @@ export class SessionManager {
     interpreter.terminate();
     session.slot = undefined;
     session.packages.clear();
-    if (session.mode === "persistent" && this.#sessions.get(session.id) === session) {
+    if (session.mode === "persistent" && this.#sessions.holds(session)) {
       this.#boot(session);
     }
   }
 
   /** An interpreter that dies while its session is idle is replaced, and the next call told. */
   #onDeath(session: Session, interpreter: Interpreter, reason: KillReason, detail: string): void {
-    if (session.interpreter !== interpreter || this.#sessions.get(session.id) !== session) return;
+    if (session.interpreter !== interpreter || !this.#sessions.holds(session)) return;
     if (session.queue.running) return; // the running call reports it
     session.lost = { reason, detail };
     this.#replace(session, interpreter);
@@ -363,61 +343,9 @@ export class SessionManager {
 
   /** Forgets a session here and in the store; the default session starts again, empty. */
   #remove(session: Session, why: string): void {
-    if (this.#sessions.get(session.id) === session) this.#sessions.delete(session.id);
+    this.#sessions.remove(session);
     this.#discard(session, why);
     this.#durable?.removed(session).catch(() => {});
-    if (session.id === DEFAULT_SESSION) {
-      this.#sessions.set(DEFAULT_SESSION, new Session(DEFAULT_SESSION, "persistent"));
-    }
-  }
-
-  /**
-   * At the cap of live interpreters, hibernates the least recently used idle session to make
-   * room (durable sessions), else 429.
-   */
-  async #makeRoom(except?: Session): Promise<void> {
-    const cap = this.#policy.limits.sessions;
-    const all = [...this.#sessions.values()];
-    const live = this.#durable ? all.filter((s) => s.slot && s !== except) : all;
-    if (live.length < cap) return;
-    const idle = live.filter((s) => s.queue.size === 0 && s.slot && s.mode === "persistent")
-      .sort((a, b) => a.lastUsed - b.lastUsed);
-    for (const candidate of this.#durable ? idle : []) {
-      if (await candidate.queue.run(() => this.#durable!.hibernate(candidate))) return;
-    }
-    throw new TooManyRequests(
-      `The server holds its maximum of ${cap} sessions${
-        this.#durable ? " with every one busy" : ""
-      }; ` +
-        `delete one (DELETE /v1/sessions/{id}) or wait for idle ones to expire`,
-    );
-  }
-
-  /** A session known here, or in the store (restored on its first call); 404 otherwise. */
-  async #find(id: string): Promise<Session> {
-    const session = this.#sessions.get(id);
-    if (session) return session;
-    const meta = await this.#durable?.lookup(id);
-    if (!meta) throw new SessionNotFound(id);
-    return this.#known(id, meta);
-  }
-
-  /** Registers a stored session as hibernated here. */
-  #known(id: string, meta: SessionMeta): Session {
-    const existing = this.#sessions.get(id);
-    const session = existing && !existing.slot && !existing.durable.stored
-      ? existing
-      : existing ?? new Session(id, meta.mode);
-    if (session.slot) return session;
-    session.created = meta.created;
-    session.lastUsed = meta.lastUsed;
-    session.calls = meta.calls;
-    session.authorizedImports = meta.authorizedImports as string[] | undefined;
-    session.durable.stored = true;
-    session.durable.seq = 0; // nothing here matches a checkpoint: restore on use
-    for (const name of meta.packages) session.packages.add(name);
-    this.#sessions.set(id, session);
-    return session;
   }
 
   #assertOpen(): void {
