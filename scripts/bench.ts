@@ -6,6 +6,7 @@
  *   deno task bench            # the full run (about two minutes)
  *   deno task bench --quick    # fewer repetitions
  *   deno task bench --mcp      # only MCP's run_python_code against the HTTP API
+ *   deno task bench --durable  # only the durable sessions' rows (checkpoints, restores)
  */
 import { LimitsSchema } from "../src/policy/schema.ts";
 import { Interpreter } from "../src/sandbox/interpreter.ts";
@@ -45,11 +46,16 @@ function percentile(values: number[], p: number): number {
 const ms = (n: number) => n < 10 ? `${n.toFixed(2)} ms` : `${Math.round(n)} ms`;
 const sleep = (n: number) => new Promise((r) => setTimeout(r, n));
 
-async function call(server: TestServer, code: string, session?: string) {
+async function call(
+  server: TestServer,
+  code: string,
+  session?: string,
+  extra: Record<string, unknown> = {},
+) {
   const path = session ? `/v1/sessions/${session}` : "/";
   const res = await server.request(path, {
     method: "POST",
-    body: JSON.stringify({ code, packages: [] }),
+    body: JSON.stringify({ code, packages: [], ...extra }),
   });
   const body = await res.json();
   if (res.status !== 200 || body.error) throw new Error(`${code}: ${JSON.stringify(body)}`);
@@ -258,6 +264,403 @@ async function serverPhases(): Promise<void> {
   });
 }
 
+/** One series of the server's Prometheus text (`name` or `name{labels}`), summed over labels. */
+function metric(text: string, series: string): number {
+  let total = 0;
+  for (const line of text.split("\n")) {
+    if (line.startsWith("#")) continue;
+    const space = line.lastIndexOf(" ");
+    const key = line.slice(0, space);
+    if (key === series || (!series.includes("{") && key.startsWith(`${series}{`))) {
+      total += Number(line.slice(space + 1));
+    }
+  }
+  return total;
+}
+
+async function scrape(server: TestServer): Promise<string> {
+  const res = await server.request("/metrics");
+  if (res.status !== 200) throw new Error(`GET /metrics: HTTP ${res.status}`);
+  return await res.text();
+}
+
+/**
+ * Waits until no checkpoint has been written for 2.5 s: the coalesced ones are done (one takes
+ * up to a second or more on a loaded machine, and the count moves only when it lands).
+ */
+async function checkpointsQuiet(server: TestServer): Promise<void> {
+  let last = -1;
+  let since = performance.now();
+  for (let i = 0; i < 120; i++) {
+    const now = metric(await scrape(server), "moat_checkpoints_total");
+    if (now !== last) [last, since] = [now, performance.now()];
+    else if (performance.now() - since >= 2500) return;
+    await sleep(250);
+  }
+}
+
+const mb = (bytes: number) =>
+  bytes < 1024 * 1024
+    ? `${(bytes / 1024).toFixed(1)} KB`
+    : `${(bytes / 1024 / 1024).toFixed(2)} MB`;
+
+/** What the durable rows found wrong (answers with errors, failed restores), printed at the end. */
+const problems: string[] = [];
+const problem = (what: string) => {
+  problems.push(what);
+  say(`  PROBLEM: ${what}`);
+};
+
+/** Ten calls the way smolagents' remote executor makes them: tools, then variables, then steps. */
+function smolagentsCalls(): string[] {
+  const variables = JSON.stringify({
+    task: "Find the three cheapest items and report their mean price.",
+    rows: Array.from({ length: 200 }, (_, i) => ({
+      id: i,
+      name: `item ${i}`,
+      price: Math.round(((i * 7919) % 1000) * 1.5) / 10,
+      tags: ["a", "b", "c"].slice(0, 1 + (i % 3)),
+    })),
+    queries: ["cheapest items", "mean price", "item catalogue"],
+  });
+  return [
+    `class Tool:
+    name = ""
+    description = ""
+    inputs = {}
+    output_type = "string"
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+class FinalAnswerTool(Tool):
+    name = "final_answer"
+    description = "Provides a final answer to the given problem."
+    inputs = {"answer": {"type": "any", "description": "The final answer to the problem"}}
+    output_type = "any"
+    def forward(self, answer):
+        return answer
+
+class WebSearchTool(Tool):
+    name = "web_search"
+    description = "Searches the web and returns the top results as text."
+    inputs = {"query": {"type": "string", "description": "The query"}}
+    def forward(self, query):
+        return f"## Results for {query}\\n" + "\\n".join(f"{i}. page {i}" for i in range(5))
+
+final_answer = FinalAnswerTool()
+web_search = WebSearchTool()`,
+    `import json\nlocals().update(json.loads(${JSON.stringify(variables)}))`,
+    `import math, re, statistics\nprint(task)`,
+    `results = [web_search(q) for q in queries]\nprint(results[0][:40])`,
+    `cheap = sorted(rows, key=lambda r: r["price"])[:3]\nprint([r["name"] for r in cheap])`,
+    `mean_price = statistics.mean(r["price"] for r in cheap)\nmean_price`,
+    `def by_tag(tag):\n    return [r for r in rows if tag in r["tags"]]\nlen(by_tag("b"))`,
+    `counts = {t: len(by_tag(t)) for t in "abc"}\nnumbers = re.findall(r"\\d+", " ".join(results))\ncounts`,
+    `locals().update(json.loads('{"step": 9, "notes": ["cheap", "mean"]}'))\nmath.sqrt(sum(counts.values()))`,
+    `final_answer(f"mean price {mean_price:.2f} over {len(cheap)} items")`,
+  ];
+}
+
+// 300 such lists are 4.6 MB in Pyodide (wasm32: 4-byte pointers, 16-byte ints), so 650.
+const TEN_MB = "data = [list(range(1000)) for _ in range(650)]";
+const SIZE_OF_TEN_MB = "import sys\n" +
+  "sum(sys.getsizeof(l) + sum(sys.getsizeof(i) for i in l if i > 256) for l in data)";
+
+/**
+ * One session's checkpoint, several times over: size and write time from the /metrics
+ * histograms (the delta of one `checkpoint: "sync"` call), and what the sync call adds to a
+ * plain one's round trip.
+ */
+async function checkpointCost(server: TestServer, id: string, what: string): Promise<void> {
+  const bytes: number[] = [];
+  const writes: number[] = [];
+  const syncs: number[] = [];
+  // A sync call schedules no coalesced checkpoint: once those of earlier calls are done, each
+  // sync call's delta in /metrics is its own checkpoint.
+  await checkpointsQuiet(server);
+  for (let i = 0; i < (quick ? 3 : 6); i++) {
+    const before = await scrape(server);
+    const t = performance.now();
+    const body = await call(server, "1", id, { checkpoint: "sync" });
+    syncs.push(performance.now() - t);
+    const after = await scrape(server);
+    if (body.checkpoint && body.checkpoint.ok === false) {
+      problem(`${what}: sync checkpoint failed: ${JSON.stringify(body.checkpoint)}`);
+    }
+    const d = (name: string) => metric(after, name) - metric(before, name);
+    const count = d("moat_checkpoint_bytes_count");
+    if (count !== 1) {
+      say(`  (${what}: ${count} checkpoints written during one sync call; using their mean)`);
+    }
+    if (count < 1) continue;
+    bytes.push(d("moat_checkpoint_bytes_sum") / count);
+    writes.push(d("moat_checkpoint_duration_seconds_sum") / count * 1000);
+  }
+  const plain: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t = performance.now();
+    await call(server, "1", id);
+    plain.push(performance.now() - t);
+  }
+  const added = syncs.map((s) => s - percentile(plain, 0.5));
+  if (!bytes.length) {
+    problem(`${what}: no checkpoint appeared in /metrics after checkpoint: "sync" calls`);
+    return;
+  }
+  record({
+    what: `checkpoint of ${what} (size, write p50; sync call adds)`,
+    value: `${mb(percentile(bytes, 0.5))}, ${ms(percentile(writes, 0.5))}; +${
+      ms(percentile(added, 0.5))
+    } (${bytes.length} runs)`,
+  });
+}
+
+async function checkpointSizes(): Promise<void> {
+  say("checkpoint size and time (kv store, sync checkpoints, /metrics deltas)…");
+  await using server = await startServer({ policyText: POLICY });
+  const empty = (await server.post("/v1/sessions", {})).body.id;
+  await call(server, "1", empty);
+  await checkpointCost(server, empty, "an empty session");
+
+  const big = (await server.post("/v1/sessions", {})).body.id;
+  await call(server, TEN_MB, big);
+  const size = (await call(server, SIZE_OF_TEN_MB, big)).result;
+  await checkpointCost(server, big, `a session with ${mb(size)} of Python lists`);
+
+  const agent = (await server.post("/v1/sessions", {})).body.id;
+  for (const code of smolagentsCalls()) await call(server, code, agent);
+  await checkpointCost(server, agent, "a smolagents-style session after 10 calls");
+}
+
+async function untilHibernated(server: TestServer, ids: string[], timeoutMs: number) {
+  const until = performance.now() + timeoutMs;
+  for (const id of ids) {
+    for (;;) {
+      const res = await server.request(`/v1/sessions/${id}`);
+      const body = await res.json();
+      if (body.state === "hibernated") break;
+      if (performance.now() > until) {
+        throw new Error(`${id} did not hibernate: ${JSON.stringify(body)}`);
+      }
+      await sleep(200);
+    }
+  }
+}
+
+async function restores(): Promise<void> {
+  say("restores of hibernated sessions (hibernateAfterSeconds: 1)…");
+  await using server = await startServer({
+    policyText: POLICY.replace("limits:\n", "limits:\n  hibernateAfterSeconds: 1\n"),
+  });
+  const n = quick ? 5 : 12;
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const id = (await server.post("/v1/sessions", {})).body.id;
+    await call(server, `state = {"step": ${i}, "xs": list(range(1000))}`, id);
+    ids.push(id);
+  }
+  const big = (await server.post("/v1/sessions", {})).body.id;
+  await call(server, TEN_MB, big);
+  const agent = (await server.post("/v1/sessions", {})).body.id;
+  for (const code of smolagentsCalls()) await call(server, code, agent);
+
+  const restoreOne = async (id: string, code: string, expect: unknown) => {
+    await untilHibernated(server, [id], 60_000);
+    const t = performance.now();
+    const body = await call(server, code, id);
+    const wall = performance.now() - t;
+    if (body.restored !== true || typeof body.restoreMs !== "number") {
+      problem(`no restore reported for ${id}: ${JSON.stringify(body).slice(0, 400)}`);
+    } else if (JSON.stringify(body.result) !== JSON.stringify(expect)) {
+      problem(`restored ${id} answered ${JSON.stringify(body.result)}, not ${expect}`);
+    }
+    if (body.lost?.length) problem(`restore of ${id} lost: ${JSON.stringify(body.lost)}`);
+    return { restoreMs: body.restoreMs as number, wall };
+  };
+  const times: number[] = [];
+  const walls: number[] = [];
+  for (const [i, id] of ids.entries()) {
+    const r = await restoreOne(id, `state["step"] + len(state["xs"])`, i + 1000);
+    if (typeof r.restoreMs === "number") times.push(r.restoreMs);
+    walls.push(r.wall);
+  }
+  const p50 = percentile(times, 0.5);
+  record({
+    what: `restore of a hibernated session (restoreMs p50 / max, ${times.length} sessions)`,
+    value: `${ms(p50)} / ${ms(Math.max(...times))} (whole call p50 ${ms(percentile(walls, 0.5))})`,
+    target: "p50 ≤ 150 ms",
+    met: p50 <= 150,
+  });
+  const bigR = await restoreOne(big, "len(data) * len(data[0])", 650_000);
+  const agentR = await restoreOne(agent, "mean_price > 0 and final_answer('x') == 'x'", true);
+  record({
+    what: "restore: ~10 MB of lists / smolagents-style session (restoreMs)",
+    value: `${ms(bigR.restoreMs)} / ${ms(agentR.restoreMs)}`,
+  });
+}
+
+/** Calls per second for `seconds`, 8 sessions in parallel, and checkpoints written meanwhile. */
+async function throughput(server: TestServer, seconds: number) {
+  const eight: string[] = [];
+  for (let i = 0; i < 8; i++) eight.push((await server.post("/v1/sessions", {})).body.id);
+  // Warm up for a second, not a number of calls: with checkpoints on, a call may wait seconds.
+  const warm = performance.now() + 1000;
+  await Promise.all(eight.map(async (id) => {
+    while (performance.now() < warm) await call(server, "1", id);
+  }));
+  const until = performance.now() + seconds * 1000;
+  let calls = 0;
+  const checkpoints0 = metric(await scrape(server), "moat_checkpoints_total");
+  const busy0 = metric(await scrape(server), "moat_checkpoint_duration_seconds_sum");
+  const t0 = performance.now();
+  await Promise.all(eight.map(async (id) => {
+    while (performance.now() < until) {
+      await call(server, "1", id);
+      calls++;
+    }
+  }));
+  const rate = calls / ((performance.now() - t0) / 1000);
+  const text = await scrape(server);
+  const checkpoints = metric(text, "moat_checkpoints_total") - checkpoints0;
+  const checkpointMs = checkpoints
+    ? (metric(text, "moat_checkpoint_duration_seconds_sum") - busy0) / checkpoints * 1000
+    : 0;
+  for (const id of eight) {
+    const res = await server.request(`/v1/sessions/${id}`, { method: "DELETE" });
+    await res.body?.cancel();
+  }
+  return { rate, checkpoints, checkpointMs };
+}
+
+/** Round trips and throughput with checkpoints (kv store) against MOAT_STORE=memory. */
+async function checkpointOverhead(): Promise<void> {
+  say("round trips and calls/s: kv store (checkpoints on) against MOAT_STORE=memory…");
+  await using kv = await startServer({ policyText: POLICY });
+  await using memory = await startServer({ policyText: POLICY, env: { MOAT_STORE: "memory" } });
+  for (let i = 0; i < 200; i++) {
+    await call(kv, "1");
+    await call(memory, "1");
+  }
+  const onKv: number[] = [];
+  const inMemory: number[] = [];
+  const checkpoints0 = metric(await scrape(kv), "moat_checkpoints_total");
+  for (let i = 0; i < N(3000); i++) {
+    let t = performance.now();
+    await call(kv, "1");
+    onKv.push(performance.now() - t);
+    t = performance.now();
+    await call(memory, "1");
+    inMemory.push(performance.now() - t);
+  }
+  const checkpoints = metric(await scrape(kv), "moat_checkpoints_total") - checkpoints0;
+  const p = (v: number[]) => `${ms(percentile(v, 0.5))} / ${ms(percentile(v, 0.99))}`;
+  const diff = percentile(onKv, 0.5) - percentile(inMemory, 0.5);
+  record({
+    what: "trivial call round trip, kv store vs memory (p50 / p99)",
+    value: `${p(onKv)} vs ${p(inMemory)}: p50 ${diff >= 0 ? "+" : ""}${diff.toFixed(2)} ms ` +
+      `(${checkpoints} checkpoints meanwhile)`,
+    target: "p50 within 0.1 ms",
+    met: Math.abs(diff) <= 0.1,
+  });
+
+  const seconds = quick ? 2 : 5;
+  const a = await throughput(kv, seconds);
+  const b = await throughput(memory, seconds);
+  record({
+    what: "calls per second, 8 sessions in parallel, kv store vs memory",
+    value: `${Math.round(a.rate)} /s (${a.checkpoints} checkpoints meanwhile, ${
+      ms(a.checkpointMs)
+    } each) vs ${Math.round(b.rate)} /s`,
+    target: "≥ 2000 /s",
+    met: a.rate >= 2000,
+  });
+}
+
+/** Resident memory of many hibernated sessions: each made live by one call, then pushed out. */
+async function hibernatedMemory(): Promise<void> {
+  const want = quick ? 150 : 1000;
+  const budgetMs = quick ? 45_000 : 240_000;
+  say(`resident memory of up to ${want} hibernated sessions (at most ${budgetMs / 1000} s)…`);
+  await using server = await startServer({
+    policyText: `
+limits:
+  sessions: 8
+  poolSize: 1
+  hibernateAfterSeconds: 20
+  storedSessions: ${want + 100}
+  idleTtlSeconds: 3600
+packages:
+  preload: []
+`,
+  });
+  const pid = server.pid!;
+  await poolFull(server, 1);
+  await sleep(2000);
+  const empty = await rssBytes(pid);
+  const ids: string[] = [];
+  const each: number[] = [];
+  const started = performance.now();
+  while (ids.length < want && performance.now() - started < budgetMs) {
+    const t = performance.now();
+    const created = await server.post("/v1/sessions", {});
+    if (created.status !== 201) {
+      problem(
+        `creating session ${ids.length + 1}: HTTP ${created.status} ${
+          JSON.stringify(created.body)
+        }`,
+      );
+      await sleep(500);
+      continue;
+    }
+    await call(server, `x = ${ids.length}`, created.body.id);
+    each.push(performance.now() - t);
+    ids.push(created.body.id);
+  }
+  const made = ids.length;
+  const creating = (performance.now() - started) / 1000;
+  // The last 8 stay live until hibernateAfterSeconds: wait for them too.
+  for (let i = 0; i < 120; i++) {
+    if (metric(await scrape(server), 'moat_sessions{state="live"}') === 0) break;
+    await sleep(500);
+  }
+  await poolFull(server, 1);
+  await sleep(3000);
+  const text = await scrape(server);
+  const hibernated = metric(text, 'moat_sessions{state="hibernated"}');
+  const live = metric(text, 'moat_sessions{state="live"}');
+  const above = (await rssBytes(pid) - empty) / (1024 * 1024);
+  const perSession = above / made;
+  const label = made < 1000
+    ? `${above.toFixed(0)} MB above empty for ${made} (${(perSession * 1024).toFixed(0)} KB each: ${
+      (perSession * 1000).toFixed(0)
+    } MB for 1000, extrapolated)`
+    : `${above.toFixed(0)} MB above empty (${(perSession * 1024).toFixed(0)} KB each)`;
+  record({
+    what: `resident memory, ${made} hibernated sessions vs an empty server`,
+    value: `${label}; ${hibernated} hibernated, ${live} live; made in ${creating.toFixed(0)} s, ` +
+      `${ms(percentile(each, 0.5))} each (p50)`,
+    target: "≤ 200 MB for 1000",
+    met: perSession * 1000 <= 200,
+  });
+  // The first ones made must still come back.
+  for (const [i, id] of ids.slice(0, 3).entries()) {
+    const body = await call(server, "x", id);
+    if (body.restored !== true || body.result !== i) {
+      problem(`hibernated session ${i} came back as ${JSON.stringify(body).slice(0, 400)}`);
+    }
+  }
+}
+
+async function durablePhases(): Promise<void> {
+  await checkpointSizes();
+  await restores();
+  await checkpointOverhead();
+  await hibernatedMemory();
+  if (problems.length) {
+    say(`durable sessions: ${problems.length} problem(s):\n${problems.join("\n")}`);
+  }
+}
+
 async function nativePython(loop: string): Promise<{ ms: number; version: string } | undefined> {
   const script = `${loop}
 import sys, time
@@ -290,9 +693,12 @@ const loadBefore = await load();
 if (Deno.args.includes("--mcp")) {
   await using server = await startServer({ policyText: POLICY });
   await mcpTrips(server);
+} else if (Deno.args.includes("--durable")) {
+  await durablePhases();
 } else {
   await boots();
   await serverPhases();
+  await durablePhases();
 }
 
 const width = Math.max(...rows.map((r) => r.what.length));
@@ -304,3 +710,4 @@ for (const row of rows) {
   const verdict = row.target ? `  target ${row.target}: ${row.met ? "met" : "NOT met"}` : "";
   console.log(`${row.what.padEnd(width)}  ${row.value}${verdict}`);
 }
+if (problems.length) console.log(`\nproblems seen:\n${problems.join("\n")}`);

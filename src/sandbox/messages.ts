@@ -193,7 +193,7 @@ export const ReplySchemas = {
     /** The checkpoint, compressed; opaque to the host (`checkpoint/format.ts`). */
     bytes: z.instanceof(Uint8Array),
     lost: z.array(lostSchema),
-    /** Size of the interpreter's memory, and how many 64 KiB chunks differ from the base. */
+    /** Size of the interpreter's memory, and how many 4 KiB pages differ from the base. */
     imageBytes: z.number(),
     chunks: z.number(),
     ms: z.number(),

@@ -72,15 +72,17 @@ export class Checkpoints {
     Deno.unrefTimer(this.#renewer);
   }
 
-  /** Stores the boot snapshot once (content-addressed), so checkpoints survive an upgrade. */
-  #storeBase(): Promise<void> {
-    this.#baseStored ??= (async () => {
-      const id = await this.baseId;
-      if (!await this.store.hasBase(id)) await this.store.putBase(id, this.#base);
-    })();
-    // A failure is tried again with the next checkpoint.
-    this.#baseStored.catch(() => this.#baseStored = undefined);
-    return this.#baseStored;
+  /**
+   * Stores the base once (content-addressed), so checkpoints survive a restart and an upgrade;
+   * asked again at every checkpoint, since a store may forget (a Redis without persistence).
+   */
+  async #storeBase(): Promise<void> {
+    const id = await this.baseId;
+    if (await this.store.hasBase(id)) return;
+    this.#baseStored ??= this.store.putBase(id, this.#base).finally(() => {
+      this.#baseStored = undefined;
+    });
+    await this.#baseStored;
   }
 
   /** Sessions the store holds, for a server that starts (listed lazily, restored on use). */
@@ -166,11 +168,11 @@ export class Checkpoints {
     }
   }
 
-  /** Stores a session that has no interpreter state worth a snapshot (ephemeral, or new). */
+  /** Stores a session that has no interpreter state yet (new, or ephemeral): `empty`. */
   async saveMeta(session: Session): Promise<void> {
     const seq = session.durable.seq + 1;
     await this.store.putCheckpoint(session.id, {
-      meta: this.#meta(session, seq, await this.baseId),
+      meta: { ...this.#meta(session, seq, await this.baseId), empty: true },
       delta: new Uint8Array(),
     });
     session.durable.seq = seq;

@@ -86,8 +86,10 @@ export class DurableSessions {
   /** A new session: take its lease and store it, so other instances and restarts know it. */
   async created(session: Session): Promise<void> {
     await this.checkpoints.acquire(session, performance.now()).catch(() => false);
+    // Known to the store at once (other instances, restarts); its state follows with the
+    // first checkpoint.
+    await this.checkpoints.saveMeta(session).catch(() => {});
     if (session.mode === "persistent") this.schedule(session);
-    else await this.checkpoints.saveMeta(session).catch(() => {});
   }
 
   /**
@@ -100,28 +102,40 @@ export class DurableSessions {
     const d = session.durable;
     // Holding the lease all along: nobody else ran the session.
     if (d.leased && checkpoints.holds(session.id) && (session.slot || !d.stored)) return;
-    if (!await checkpoints.acquire(session, deadline).catch(() => undefined)) {
-      if (session.slot && !checkpoints.store.shared) return; // the store is down: keep serving
+    let leased: boolean;
+    let meta: SessionMeta | undefined;
+    try {
+      leased = await checkpoints.acquire(session, deadline);
+      if (leased) meta = await checkpoints.meta(session.id);
+    } catch (err) {
+      // The store is down: nobody else can take the lease either; a live session keeps serving.
+      if (session.slot || !d.stored) return;
+      throw new Unavailable(`Session '${session.id}' cannot be restored now: ${messageOf(err)}`);
+    }
+    if (!leased) {
       throw new Unavailable(
         `Session '${session.id}' is running on another instance and was not released within ` +
           `the call's time limit; try again`,
       );
     }
-    let meta: SessionMeta | undefined;
-    try {
-      meta = await checkpoints.meta(session.id);
-    } catch (err) {
-      if (session.slot || !d.stored) return; // store failures never fail a live session
-      throw new Unavailable(`Session '${session.id}' cannot be restored now: ${messageOf(err)}`);
-    }
     if (!meta) {
-      if (!d.stored) return; // new here, never checkpointed yet
+      // The store forgot it (e.g. a Redis without persistence restarted): what is live here is
+      // the latest state, and is stored again.
+      if (session.slot || !d.stored) {
+        d.stored = false;
+        if (session.slot) this.schedule(session);
+        return;
+      }
       throw new SessionLostError(
         `Session '${session.id}' cannot be restored: the store no longer holds its checkpoint`,
       );
     }
     if (session.slot && meta.seq === d.seq) return;
     if (session.slot) this.hooks.discard(session, "another instance ran the session since");
+    d.seq = meta.seq;
+    d.stored = true;
+    // Stored with no state yet (just created elsewhere): a fresh interpreter is its state.
+    if (meta.empty) return;
     await this.#restore(session);
   }
 
@@ -162,7 +176,7 @@ export class DurableSessions {
       return session.durable.failure ? { ok: false, reason: session.durable.failure } : undefined;
     }
     this.#clearTimer(session);
-    return await this.checkpoint(session);
+    return await this.checkpoint(session, true);
   }
 
   /**
@@ -181,7 +195,10 @@ export class DurableSessions {
       Math.min(checkpointDelayMs, Math.max(0, d.dirtySince + checkpointMaxMs - now));
     d.quietTimer = setTimeout(() => {
       d.quietTimer = undefined;
-      session.queue.run(() => this.checkpoint(session)).catch(() => {});
+      // Calls waiting go first (each re-dirties the session), unless checkpointMaxMs is up.
+      const overdue = performance.now() - (d.dirtySince ?? now) >= checkpointMaxMs;
+      if (session.queue.size > 0 && !overdue) return this.schedule(session, checkpointDelayMs);
+      session.queue.run(() => this.checkpoint(session), true).catch(() => {});
     }, wait);
   }
 
@@ -190,19 +207,29 @@ export class DurableSessions {
     session.durable.quietTimer = undefined;
   }
 
-  /** Checkpoints the session now if it changed (call it inside the session's queue). */
-  async checkpoint(session: Session): Promise<CheckpointReport> {
+  /**
+   * Checkpoints the session now if it changed (call it inside the session's queue; `inCall`
+   * when that is a call's own task). With a shared store the lease is then given back unless
+   * calls are waiting, so other instances can run the session between calls.
+   */
+  async checkpoint(session: Session, inCall = false): Promise<CheckpointReport> {
     const interpreter = await session.slot?.ready.catch(() => undefined);
     const d = session.durable;
-    if (!interpreter?.alive || !d.dirty) return { ok: true };
+    const release = async () => {
+      const waiting = session.queue.size - (inCall ? 1 : 0);
+      if (this.checkpoints.store.shared && waiting === 0 && d.stored && !d.dirty) {
+        await this.checkpoints.release(session);
+      }
+    };
+    if (!interpreter?.alive || !d.dirty) {
+      await release();
+      return { ok: true };
+    }
     d.dirtySince = undefined;
     const result = await this.checkpoints.save(session, interpreter);
     if (result.ok) {
       this.#retries.delete(session.id);
-      // A shared store lets other instances run the session between calls.
-      if (this.checkpoints.store.shared && session.queue.waiting === 0) {
-        await this.checkpoints.release(session);
-      }
+      await release();
     } else {
       // Checkpoints resume when the store returns.
       const tries = (this.#retries.get(session.id) ?? 0) + 1;

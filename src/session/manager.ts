@@ -158,7 +158,7 @@ export class SessionManager {
       await this.#durable.ensureRunner(session, performance.now() + timeoutMs);
     } catch (err) {
       if (!(err instanceof SessionLostError)) throw err;
-      this.#remove(session, "its state was lost");
+      await this.#remove(session, "its state was lost");
       throw new SessionLost(err.message);
     }
   }
@@ -180,7 +180,7 @@ export class SessionManager {
   /** Deletes a session and terminates its interpreter, even mid-call. */
   async delete(id: string): Promise<void> {
     const session = await this.#sessions.find(id);
-    this.#remove(session, "the session was deleted");
+    await this.#remove(session, "the session was deleted");
   }
 
   /** Removes sessions unused for the idle TTL, and hibernates those idle for hibernateAfter. */
@@ -192,7 +192,7 @@ export class SessionManager {
       if (session.id !== DEFAULT_SESSION && idle > idleTtlSeconds * 1000) {
         this.#remove(session, "the session expired");
       } else if (this.#durable && session.slot && idle > hibernateAfterSeconds * 1000) {
-        session.queue.run(() => this.#durable!.hibernate(session)).catch(() => {});
+        session.queue.run(() => this.#durable!.hibernate(session), true).catch(() => {});
       }
     }
     this.#durable?.sweepStore(now, (id) => id === DEFAULT_SESSION || this.#sessions.has(id))
@@ -214,7 +214,7 @@ export class SessionManager {
         await s.queue.run(async () => {
           await durable.checkpoint(s);
           await durable.checkpoints.release(s);
-        });
+        }, true);
       }
     });
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -342,10 +342,10 @@ export class SessionManager {
   }
 
   /** Forgets a session here and in the store; the default session starts again, empty. */
-  #remove(session: Session, why: string): void {
+  async #remove(session: Session, why: string): Promise<void> {
     this.#sessions.remove(session);
     this.#discard(session, why);
-    this.#durable?.removed(session).catch(() => {});
+    await this.#durable?.removed(session).catch(() => {});
   }
 
   #assertOpen(): void {

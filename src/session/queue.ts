@@ -5,11 +5,12 @@
 export class SerialQueue {
   #tail: Promise<unknown> = Promise.resolve();
   #size = 0;
+  #background = 0;
   #running = false;
 
-  /** Tasks added and not yet finished, the running one included. */
+  /** Tasks added and not yet finished, the running one included (background tasks aside). */
   get size(): number {
-    return this.#size;
+    return this.#size - this.#background;
   }
 
   /** A task is running now. */
@@ -19,12 +20,16 @@ export class SerialQueue {
 
   /** Tasks waiting behind the running one. */
   get waiting(): number {
-    return this.#size - (this.#running ? 1 : 0);
+    return Math.max(0, this.#size - (this.#running ? 1 : 0));
   }
 
-  /** Runs `task` after every task added before it; settles as `task` does. */
-  run<T>(task: () => Promise<T> | T): Promise<T> {
+  /**
+   * Runs `task` after every task added before it; settles as `task` does. A `background` task
+   * (a checkpoint) is not counted in `size`, so it never makes a caller's call refused.
+   */
+  run<T>(task: () => Promise<T> | T, background = false): Promise<T> {
     this.#size++;
+    if (background) this.#background++;
     const result = this.#tail.then(async () => {
       this.#running = true;
       try {
@@ -32,6 +37,7 @@ export class SerialQueue {
       } finally {
         this.#running = false;
         this.#size--;
+        if (background) this.#background--;
       }
     });
     this.#tail = result.catch(() => {});

@@ -80,12 +80,15 @@ export class Registry {
   async makeRoom(cap: number, except?: Session): Promise<void> {
     const { durable } = this;
     const all = [...this.#sessions.values()];
-    const live = durable ? all.filter((s) => s.slot && s !== except) : all;
+    // Hibernated sessions hold no interpreter; ephemeral ones take one for every call.
+    const live = durable
+      ? all.filter((s) => (s.slot || s.mode === "ephemeral") && s !== except)
+      : all;
     if (live.length < cap) return;
     const idle = live.filter((s) => s.queue.size === 0 && s.slot && s.mode === "persistent")
       .sort((a, b) => a.lastUsed - b.lastUsed);
     for (const candidate of durable ? idle : []) {
-      if (await candidate.queue.run(() => durable!.hibernate(candidate))) return;
+      if (await candidate.queue.run(() => durable!.hibernate(candidate), true)) return;
     }
     throw new TooManyRequests(
       `The server holds its maximum of ${cap} sessions${durable ? " with every one busy" : ""}; ` +

@@ -1,11 +1,11 @@
 /**
- * A checkpoint's memory image stored as its difference from the boot snapshot's: only the 64 KiB
- * chunks that differ are kept, so a session that changed little costs kilobytes instead of the
+ * A checkpoint's memory image stored as its difference from the boot snapshot's: only the 4 KiB
+ * pages that differ are kept, so a session that changed little costs kilobytes instead of the
  * whole 30 MB image. Pure: no Pyodide, no I/O; used by the worker (diff, apply) and the host.
  */
 
-/** The unit of comparison: a wasm page, so a grown memory adds whole chunks. */
-export const CHUNK_BYTES = 64 * 1024;
+/** The unit of comparison: a memory page; a call dirties few of them (64 KiB chunks: 15× more bytes). */
+export const CHUNK_BYTES = 4 * 1024;
 
 const DELTA_MAGIC = 0x314c444d; // "MDL1", little-endian
 const HEADER_WORDS = 4;
