@@ -2,10 +2,12 @@
  * Moat: reads the MOAT_* settings and the policy, makes the snapshot, warms the pool, serves
  * HTTP (or, with `--stdio`, MCP on stdin/stdout), and shuts down cleanly on SIGINT/SIGTERM.
  */
-import { auditToStderr, callLogger, logSecurity } from "./src/audit.ts";
+import { auditInstance, auditToStderr, callLogger, logEvent, logSecurity } from "./src/audit.ts";
 import { CACHE_DIR, PYODIDE_DIR } from "./src/paths.ts";
 import { readConfig } from "./src/config.ts";
+import { proveWorkersNarrowed, writableCacheDir } from "./src/deploy/startup.ts";
 import { createApp } from "./src/http/app.ts";
+import { readiness } from "./src/http/ready.ts";
 import { McpHttp } from "./src/mcp/http.ts";
 import { serveStdio } from "./src/mcp/stdio.ts";
 import { broaderThanNeeded } from "./src/permissions/check.ts";
@@ -62,12 +64,28 @@ async function main(): Promise<void> {
     Deno.exit(1);
   }
   const { policy } = policyFile;
-  await selfCheck(policy, {
-    host: config.host,
-    port: config.port,
-    policyPath: policyFile.path,
-    store: config.store,
-  });
+  const mode = config.deploy ? "deploy" : "local";
+  auditInstance(config.instanceId);
+  metrics.instance(config.instanceId, mode);
+  // Deploy mode: the platform runs every app with --allow-all and takes no flags, so instead of
+  // refusing broad permissions, start-up proves that no worker inherits them.
+  if (config.deploy) {
+    try {
+      await proveWorkersNarrowed(policy.network.allow, say);
+    } catch (err) {
+      say(`cannot start: ${(err as Error).message}`);
+      Deno.exit(1);
+    }
+  } else {
+    await selfCheck(policy, {
+      host: config.host,
+      port: config.port,
+      policyPath: policyFile.path,
+      store: config.store,
+    });
+  }
+  // Deno Deploy's app directory may be read-only: the snapshot and wheels then go to /tmp.
+  const cacheDir = config.deploy ? await writableCacheDir() : CACHE_DIR;
   // Opened and reported here; the session manager does not use it yet (issue 10).
   let store;
   try {
@@ -75,7 +93,8 @@ async function main(): Promise<void> {
       setting: config.store,
       key: config.storeKey,
       prefix: config.storePrefix,
-      cacheDir: CACHE_DIR,
+      cacheDir,
+      platformKv: config.deploy,
       log: say,
       onRejected: (err) =>
         logSecurity("checkpoint-rejected", { record: err.record, reason: err.reason }),
@@ -88,7 +107,7 @@ async function main(): Promise<void> {
     () => "",
     (err) => ` (not reachable now: ${err.message})`,
   );
-  say(describeStore(config.store, CACHE_DIR, config.storePrefix) + reachable);
+  say(describeStore(config.store, cacheDir, config.storePrefix, config.deploy) + reachable);
   let mounts;
   try {
     mounts = await readMounts(policy.mounts, policy.limits.memoryMb * 1024 * 1024 / 2);
@@ -101,7 +120,7 @@ async function main(): Promise<void> {
   try {
     packages = await PackageLoader.create(policy.packages, {
       pyodideDir: PYODIDE_DIR,
-      cacheDir: `${CACHE_DIR}packages/`,
+      cacheDir: `${cacheDir}packages/`,
       log: say,
     });
   } catch (err) {
@@ -110,7 +129,7 @@ async function main(): Promise<void> {
   }
   const preload = await fetchPreload(packages, say);
 
-  const snapshot = await loadSnapshot(say);
+  const snapshot = await loadSnapshot(say, cacheDir === CACHE_DIR ? undefined : cacheDir);
   const pool = new Pool(
     policy.limits.poolSize,
     {
@@ -131,6 +150,7 @@ async function main(): Promise<void> {
     onCall: callLogger(policy.audit),
     loader: packages,
     log: say,
+    instance: config.instanceId,
   });
   // Hibernated sessions are counted once durable sessions keep checkpoints without interpreters.
   metrics.observe({
@@ -156,20 +176,37 @@ async function main(): Promise<void> {
     metrics,
     mcp,
     health: () => ({ poolReady: pool.ready, sessions: sessions.list().length }),
+    ready: readiness({
+      pool: () => ({ ready: pool.ready, size: policy.limits.poolSize }),
+      ping: () => store.ping(),
+      instance: config.instanceId,
+    }),
   });
 
   const server = Deno.serve({
-    hostname: config.host,
-    port: config.port,
+    // Deploy mode without MOAT_HOST/MOAT_PORT: Deno's defaults (or PORT), where the platform
+    // routes traffic.
+    ...(config.host === undefined ? {} : { hostname: config.host }),
+    ...(config.port === undefined ? {} : { port: config.port }),
     onListen: ({ hostname, port }) => {
       const ms = Math.round(performance.now() - started);
       if (config.tokenGenerated) say(`MOAT_TOKEN was not set; this run's token is ${config.token}`);
+      const policyName = policyFile.path.split("/").pop();
+      const snapshotFrom = snapshot.cached ? "from cache" : "made now";
       say(
         `ready at http://${hostname}:${port}/ in ${ms} ms ` +
-          `(policy ${policyFile.path.split("/").pop()}, snapshot ${
-            snapshot.cached ? "from cache" : "made now"
-          }, ${pool.ready} interpreters warm)`,
+          `(${
+            config.deploy ? "deploy mode, " : ""
+          }policy ${policyName}, snapshot ${snapshotFrom}, ` +
+          `${pool.ready} interpreters warm, instance ${config.instanceId})`,
       );
+      logEvent("start", {
+        mode: config.deploy ? "deploy mode" : "local",
+        policy: policyName,
+        snapshot: snapshotFrom,
+        ms,
+        ...(config.deploy ? { workers: "narrowed permissions checked" } : {}),
+      });
     },
   }, app.fetch);
 

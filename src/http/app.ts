@@ -8,6 +8,7 @@ import type { Policy } from "../policy/schema.ts";
 import type { SessionManager } from "../session/manager.ts";
 import { requireToken } from "./auth.ts";
 import { docsRoutes } from "./docs.ts";
+import { type Readiness, readyRoutes } from "./ready.ts";
 import { metricsRoutes } from "./metrics.ts";
 import { json, openApiDocument, serve } from "./openapi.ts";
 import { HealthSchema } from "./schemas.ts";
@@ -27,6 +28,8 @@ export interface AppOptions {
   mcp?: McpHttp;
   /** Facts for `/health`, e.g. interpreters ready in the pool. */
   health: () => Record<string, unknown>;
+  /** What `GET /health/ready` reports (see `readiness` in src/http/ready.ts). */
+  ready?: () => Promise<Readiness>;
 }
 
 /**
@@ -38,7 +41,7 @@ export function createApp(options: AppOptions): OpenAPIHono {
   const { sessions, policy } = options;
   const app = new OpenAPIHono();
 
-  // Routes that need no token (`GET /health/ready` belongs here too).
+  // Routes that need no token.
   serve(app, {
     method: "get",
     path: "/health",
@@ -53,6 +56,7 @@ export function createApp(options: AppOptions): OpenAPIHono {
     const status = sessions.closing ? "stopping" : "ok";
     return c.json({ status, ...options.health() }, sessions.closing ? 503 : 200);
   });
+  if (options.ready) app.route("/", readyRoutes(options.ready, () => sessions.closing));
   app.route("/", docsRoutes(() => openApiDocument(app)));
   app.route(
     "/",

@@ -6,6 +6,7 @@ import type { Pool } from "../sandbox/pool.ts";
 import { type Answer, serialize } from "./answer.ts";
 import { classify } from "./outcome.ts";
 import { emptyReport, loadPackages } from "./packages.ts";
+import { assertPackageCount } from "../packages/limit.ts";
 import { SerialQueue } from "./queue.ts";
 import { MemoryWatchdog } from "./watchdog.ts";
 
@@ -33,6 +34,8 @@ export interface SessionInfo {
   memoryBytes: number;
   /** Packages loaded into the session's interpreter. */
   packages: string[];
+  /** `MOAT_INSTANCE_ID` of the instance that holds the session (PROTOCOL.md §5). */
+  instance: string;
 }
 
 /** One call as the manager receives it, validated at the HTTP edge. */
@@ -82,6 +85,8 @@ export interface SessionManagerOptions {
   /** Resolves and fetches the packages calls ask for; calls load nothing without it. */
   loader?: PackageLoader;
   log?: (line: string) => void;
+  /** `MOAT_INSTANCE_ID`, shown in session details. @default {"local"} */
+  instance?: string;
 }
 
 /** Creates, finds, queues calls for, expires and shuts down sessions. */
@@ -93,6 +98,7 @@ export class SessionManager {
   readonly #pool: Pool;
   readonly #onCall: NonNullable<SessionManagerOptions["onCall"]>;
   readonly #loader?: PackageLoader;
+  readonly #instance: string;
   #closing = false;
 
   constructor(options: SessionManagerOptions) {
@@ -101,6 +107,7 @@ export class SessionManager {
     this.#pool = options.pool;
     this.#onCall = options.onCall ?? (() => {});
     this.#loader = options.loader;
+    this.#instance = options.instance ?? "local";
     this.#sessions.set(DEFAULT_SESSION, new Session(DEFAULT_SESSION, "persistent"));
     const every = Math.min(30_000, policy.limits.idleTtlSeconds * 250);
     this.#sweeper = setInterval(() => this.sweep(), every);
@@ -139,6 +146,7 @@ export class SessionManager {
   /** Runs a call after the calls already queued on that session. */
   exec(id: string, request: CallRequest): Promise<Answer> {
     this.#assertOpen();
+    assertPackageCount(request.packages, this.#policy.packages.maxPerCall);
     const session = this.#find(id);
     if (session.queue.size > this.#policy.limits.queuedCalls) {
       throw new TooManyRequests(
@@ -314,6 +322,7 @@ export class SessionManager {
       queued: s.queue.waiting,
       memoryBytes: s.interpreter?.memoryBytes ?? s.memoryBytes,
       packages: [...s.packages],
+      instance: this.#instance,
     };
   }
 }
