@@ -57,7 +57,11 @@ async function main(): Promise<void> {
   const started = performance.now();
   let config, policyFile;
   try {
-    config = readConfig((name) => Deno.env.get(name));
+    // A compiled binary bakes in `--policy=NAME`, the policy its flags were derived for.
+    const baked = Deno.args.find((a) => a.startsWith("--policy="))?.slice("--policy=".length);
+    config = readConfig((name) =>
+      Deno.env.get(name) ?? (name === "MOAT_POLICY" ? baked : undefined)
+    );
     policyFile = await loadPolicy(config.policy);
   } catch (err) {
     say(`cannot start: ${(err as Error).message}`);

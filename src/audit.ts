@@ -37,7 +37,7 @@ export function auditToStderr(): void {
  * arguments first, which took a sixth of a trivial call's main-thread time.)
  */
 export function logEvent(event: string, fields: Record<string, unknown>): void {
-  const line = JSON.stringify({ time: new Date().toISOString(), event, instance, ...fields });
+  const line = JSON.stringify({ time: new Date().toISOString(), event, ...fields, instance });
   const bytes = encoder.encode(`${line}\n`);
   for (let at = 0; at < bytes.length;) at += sink.writeSync(bytes.subarray(at));
 }

@@ -1,6 +1,6 @@
 /** The Pyodide memory snapshot every interpreter boots from: made once, cached, shared. */
 import { sha256Hex } from "../digest.ts";
-import { CACHE_DIR, PYODIDE_DIR, WORKER_DIR } from "../paths.ts";
+import { CACHE_DIR, PYODIDE_DIR, SHIPPED_CACHE_DIR, WORKER_DIR } from "../paths.ts";
 import { messageOf } from "../worker/errors.ts";
 import { Interpreter } from "./interpreter.ts";
 
@@ -21,7 +21,9 @@ export async function loadSnapshot(
 ): Promise<{ bytes: Uint8Array; cached: boolean; path?: string }> {
   const name = `snapshot-${await snapshotKey()}.bin`;
   const dirs = fallbackDir ? [CACHE_DIR, fallbackDir.replace(/\/?$/, "/")] : [CACHE_DIR];
-  for (const dir of dirs) {
+  // A compiled binary also looks in the snapshot it embeds (read-only there).
+  const readFrom = [...new Set([...dirs, SHIPPED_CACHE_DIR])];
+  for (const dir of readFrom) {
     try {
       return {
         bytes: shared(await Deno.readFile(`${dir}${name}`)),
