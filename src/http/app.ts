@@ -32,6 +32,17 @@ export interface AppOptions {
   ready?: () => Promise<Readiness>;
 }
 
+/** Readiness when start-up gave no check (unit tests of the routes): never ready. */
+function notConfigured(): Promise<Readiness> {
+  return Promise.resolve({
+    status: "not-ready",
+    notReady: ["no readiness check is configured"],
+    poolReady: 0,
+    store: "unreachable",
+    instance: "local",
+  });
+}
+
 /**
  * The Hono app: health, docs, metrics, auth, body limit, routes; every failure becomes a JSON
  * error body. Every route is defined with `serve` (openapi.ts), so `/openapi.json` lists it;
@@ -56,7 +67,7 @@ export function createApp(options: AppOptions): OpenAPIHono {
     const status = sessions.closing ? "stopping" : "ok";
     return c.json({ status, ...options.health() }, sessions.closing ? 503 : 200);
   });
-  if (options.ready) app.route("/", readyRoutes(options.ready, () => sessions.closing));
+  app.route("/", readyRoutes(options.ready ?? notConfigured, () => sessions.closing));
   app.route("/", docsRoutes(() => openApiDocument(app)));
   app.route(
     "/",

@@ -42,6 +42,8 @@ export interface StartOptions {
    * apply). @default {MOAT_TEST_DEPLOY=1 in the test's environment}
    */
   deploy?: boolean;
+  /** The Moat directory to start in (a copy, for tests that change its files). @default {ROOT} */
+  root?: string;
 }
 
 /** The test run simulates Deno Deploy (`MOAT_TEST_DEPLOY=1`, the second pass of `.ci/run`). */
@@ -149,7 +151,7 @@ export class TestServer implements AsyncDisposable {
     }
     this.#child = new Deno.Command(Deno.execPath(), {
       args,
-      cwd: ROOT,
+      cwd: this.options.root ?? ROOT,
       env,
       stdin: "null",
       stdout: "piped",
