@@ -6,6 +6,7 @@ import { auditInstance, auditToStderr, callLogger, logEvent, logSecurity } from 
 import { CACHE_DIR, PYODIDE_DIR } from "./src/paths.ts";
 import { readConfig } from "./src/config.ts";
 import { proveWorkersNarrowed, writableCacheDir } from "./src/deploy/startup.ts";
+import { applyMemoryFlags } from "./src/deploy/v8_flags.ts";
 import { createApp } from "./src/http/app.ts";
 import { readiness } from "./src/http/ready.ts";
 import { McpHttp } from "./src/mcp/http.ts";
@@ -74,6 +75,7 @@ async function main(): Promise<void> {
   // Deploy mode: the platform runs every app with --allow-all and takes no flags, so instead of
   // refusing broad permissions, start-up proves that no worker inherits them.
   if (config.deploy) {
+    applyMemoryFlags(); // before the first worker
     try {
       await proveWorkersNarrowed(policy.network.allow, say);
     } catch (err) {

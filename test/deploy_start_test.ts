@@ -18,7 +18,7 @@ Deno.test("a deploy-mode instance boots from the shipped snapshot, or makes one 
     startServer({ deploy: true, root: app, env: { TMPDIR: tmp, MOAT_POLICY: "deploy" } });
   try {
     await t.step(
-      "without a snapshot and a writable app directory, one is made in TMPDIR",
+      "without a snapshot or a writable app directory, one is made in TMPDIR",
       async () => {
         await Deno.writeTextFile(`${app}.moat-cache`, "not a directory");
         await using server = await start();
