@@ -19,8 +19,11 @@ import { PackageLoader } from "./src/packages/loader.ts";
 import { fetchPreload } from "./src/packages/preload.ts";
 import type { Policy } from "./src/policy/schema.ts";
 import { readMounts } from "./src/sandbox/mounts.ts";
+import { loadDeltaBase } from "./src/sandbox/delta_base.ts";
+import { Interpreter } from "./src/sandbox/interpreter.ts";
 import { Pool } from "./src/sandbox/pool.ts";
 import { loadSnapshot } from "./src/sandbox/snapshot.ts";
+import { Checkpoints } from "./src/session/checkpoints.ts";
 import { SessionManager } from "./src/session/manager.ts";
 import { describeStore, openStore } from "./src/store/open.ts";
 
@@ -92,7 +95,6 @@ async function main(): Promise<void> {
   }
   // Deno Deploy's app directory may be read-only: the snapshot and wheels then go to /tmp.
   const cacheDir = config.deploy ? await writableCacheDir() : CACHE_DIR;
-  // Opened and reported here; the session manager does not use it yet (issue 10).
   let store;
   try {
     store = await openStore({
@@ -136,32 +138,51 @@ async function main(): Promise<void> {
   const preload = await fetchPreload(packages, say);
 
   const snapshot = await loadSnapshot(say, cacheDir === CACHE_DIR ? undefined : cacheDir);
+  const boot = {
+    limits: policy.limits,
+    snapshot: snapshot.bytes,
+    network: policy.network.allow,
+    mounts,
+  };
+  const fresh = { ...boot, preload: preload.wheels, preloadUnavailable: preload.unavailable };
+  // Durable sessions, unless MOAT_STORE=memory: checkpoints are deltas against an idle session.
+  const base = store.kind === "memory" ? undefined : await loadDeltaBase(fresh, say);
   const pool = new Pool(
     policy.limits.poolSize,
-    {
-      limits: policy.limits,
-      snapshot: snapshot.bytes,
-      preload: preload.wheels,
-      preloadUnavailable: preload.unavailable,
-      network: policy.network.allow,
-      mounts,
-    },
+    { ...fresh, deltaBase: base?.bytes },
     say,
     (ms) => metrics.boot(ms),
   );
   await pool.warm();
+  const checkpoints = base && new Checkpoints({
+    store,
+    instanceId: config.instanceId,
+    limits: policy.limits,
+    base: base.bytes,
+    log: say,
+  });
   const sessions = new SessionManager({
     policy,
     pool,
     onCall: callLogger(policy.audit),
     loader: packages,
     log: say,
-    instance: config.instanceId,
+    instanceId: config.instanceId,
+    checkpoints,
+    // A restored checkpoint already holds its packages: no preload.
+    restore: (loaded) =>
+      Interpreter.start({ ...boot, deltaBase: loaded.base, checkpoint: loaded.checkpoint }),
   });
-  // Hibernated sessions are counted once durable sessions keep checkpoints without interpreters.
+  const stored = await sessions.loadStored().catch((err) => {
+    say(
+      `could not list the sessions in the store (${err.message}); each restores on its first call`,
+    );
+    return 0;
+  });
+  if (stored) say(`${stored} sessions in the store, each restored on its first call`);
   metrics.observe({
     poolReady: () => pool.ready,
-    sessions: () => ({ live: sessions.list().length, hibernated: 0 }),
+    sessions: () => sessions.counts(),
   });
   if (STDIO) {
     const stdio = await serveStdio({ sessions, policy, returnMode: config.mcpReturnMode });

@@ -17,8 +17,6 @@ export interface Config {
    * gets its narrowed permissions (src/deploy/).
    */
   deploy: boolean;
-  /** `MOAT_INSTANCE_ID`: names this process in session details, the audit log and metrics. */
-  instanceId: string;
   /** Bearer token clients must send; generated when `MOAT_TOKEN` is unset. */
   token: string;
   /** Whether `token` was generated here, so start-up prints it once. */
@@ -33,6 +31,8 @@ export interface Config {
   storeKey?: string;
   /** `MOAT_STORE_PREFIX`: key prefix, so deployments can share one Redis. @default {"moat"} */
   storePrefix: string;
+  /** `MOAT_INSTANCE_ID`: this instance's name in leases, session details and logs. @default random */
+  instanceId: string;
   /** How `run_python_code` writes its result, as mcp-run-python's `--return-mode`. @default {"xml"} */
   mcpReturnMode: "xml" | "json";
 }
@@ -53,13 +53,13 @@ const EnvSchema = z.object({
   }),
   MOAT_STORE_KEY: z.string().min(16, "must be at least 16 characters (openssl rand -base64 32)")
     .optional(),
+  MOAT_INSTANCE_ID: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1-64 of A-Z a-z 0-9 . _ -")
+    .optional(),
   MOAT_STORE_PREFIX: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1-64 of A-Z a-z 0-9 . _ -")
     .default("moat"),
   MOAT_MCP_RETURN_MODE: z.enum(["xml", "json"], { error: "must be 'xml' or 'json'" }).default(
     "xml",
   ),
-  MOAT_INSTANCE_ID: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1-64 of A-Z a-z 0-9 . _ -")
-    .optional(),
   DENO_DEPLOY: z.string().optional(),
   PORT: z.coerce.number().int().min(0).max(65535).optional(),
 }).refine((env) => env.MOAT_STORE.kind !== "redis" || env.MOAT_STORE_KEY, {
@@ -96,7 +96,6 @@ export function readConfig(get: (name: string) => string | undefined): Config {
     host: deploy && raw.MOAT_HOST === undefined ? undefined : env.MOAT_HOST,
     port: deploy && raw.MOAT_PORT === undefined ? env.PORT : env.MOAT_PORT,
     deploy,
-    instanceId: env.MOAT_INSTANCE_ID ?? crypto.randomUUID().slice(0, 8),
     token,
     tokenGenerated: env.MOAT_TOKEN === undefined,
     policy: env.MOAT_POLICY ?? (deploy ? "deploy" : "default"),
@@ -104,6 +103,7 @@ export function readConfig(get: (name: string) => string | undefined): Config {
     store: env.MOAT_STORE,
     storeKey: env.MOAT_STORE_KEY,
     storePrefix: env.MOAT_STORE_PREFIX,
+    instanceId: env.MOAT_INSTANCE_ID ?? `moat-${crypto.getRandomValues(new Uint8Array(4)).toHex()}`,
     mcpReturnMode: env.MOAT_MCP_RETURN_MODE,
   };
 }

@@ -3,7 +3,7 @@
  * in `http/app.ts` is the one place that turns them into a response.
  */
 export class MoatError extends Error {
-  constructor(readonly status: 400 | 401 | 404 | 413 | 429 | 503, message: string) {
+  constructor(readonly status: 400 | 401 | 404 | 409 | 410 | 413 | 429 | 503, message: string) {
     super(message);
   }
 }
@@ -13,6 +13,17 @@ export class SessionNotFound extends MoatError {
   override name = "SessionNotFound";
   constructor(id: string) {
     super(404, `No session '${id}': it never existed, expired, or was deleted`);
+  }
+}
+
+/**
+ * A durable session whose state cannot be restored (its checkpoint is missing, refused or does
+ * not boot): the call was not run, and the id is gone, never silently given a fresh interpreter.
+ */
+export class SessionLost extends MoatError {
+  override name = "SessionLost";
+  constructor(message: string) {
+    super(410, `${message}. The call was not run; create a new session and send what it needs.`);
   }
 }
 

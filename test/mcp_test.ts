@@ -3,6 +3,8 @@
  * `/mcp` and over stdio (`deno task mcp`). The same steps run over both transports.
  */
 import assert from "node:assert/strict";
+// @ts-types="@modelcontextprotocol/sdk/types"
+import { LoggingMessageNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
 import { type Client, httpClient, stdioArgs, stdioClient, stdioEnv } from "./helpers/mcp.ts";
 import { startServer } from "./helpers/server.ts";
 import { assertNothingLeaked, SECRET_TOKEN } from "./security/attempts.ts";
@@ -60,6 +62,31 @@ async function commonSteps(t: Deno.TestContext, client: Client): Promise<void> {
     const caps = client.getServerCapabilities();
     assert.ok(caps?.tools && caps?.logging, JSON.stringify(caps));
   });
+
+  await t.step(
+    "a long call's output arrives as logging notifications before its result",
+    async () => {
+      const seen: { logger?: string; data: unknown; beforeResult: boolean }[] = [];
+      let answered = false;
+      client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => {
+        seen.push({ logger: n.params.logger, data: n.params.data, beforeResult: !answered });
+      });
+      const code =
+        "import sys, time\nfor i in range(3):\n    print(f'tick {i}')\n    time.sleep(0.3)\n" +
+        "print('late', file=sys.stderr)";
+      const { text } = await run(client, code);
+      answered = true;
+      assert.match(text, /<status>success<\/status>/);
+      // One notification per tick: each was sent as it was printed, not all at the end.
+      assert.deepEqual(seen, [
+        { logger: "stdout", data: "tick 0\n", beforeResult: true },
+        { logger: "stdout", data: "tick 1\n", beforeResult: true },
+        { logger: "stdout", data: "tick 2\n", beforeResult: true },
+        { logger: "stderr", data: "late\n", beforeResult: true },
+      ]);
+      client.removeNotificationHandler("notifications/message");
+    },
+  );
 
   await t.step("run_python_code has mcp-run-python's schema and first sentence", async () => {
     const { tools } = await client.listTools();

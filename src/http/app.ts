@@ -2,12 +2,14 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { errorBody, MoatError } from "../errors.ts";
+import { SessionFiles } from "../files/ops.ts";
 import type { Metrics } from "../metrics.ts";
 import type { McpHttp } from "../mcp/http.ts";
 import type { Policy } from "../policy/schema.ts";
 import type { SessionManager } from "../session/manager.ts";
 import { requireToken } from "./auth.ts";
 import { docsRoutes } from "./docs.ts";
+import { fileRoutes } from "./files.ts";
 import { type Readiness, readyRoutes } from "./ready.ts";
 import { metricsRoutes } from "./metrics.ts";
 import { json, openApiDocument, serve } from "./openapi.ts";
@@ -92,12 +94,12 @@ export function createApp(options: AppOptions): OpenAPIHono {
         ),
     }),
   );
-  // Routes behind the token. Each area is an OpenAPIHono of `serve`d routes, mounted here:
-  // the files API (`/v1/sessions/{id}/files/...`, `/files/...`) and `/mcp` join these.
+  // Routes behind the token. Each area is an OpenAPIHono of `serve`d routes, mounted here.
   const mcp = options.mcp;
   if (mcp) app.all("/mcp", (c) => mcp.handle(c.req.raw));
   app.route("/", smolagentsRoutes(sessions));
   app.route("/", sessionRoutes(sessions));
+  app.route("/", fileRoutes(new SessionFiles(sessions, policy.limits), policy.limits.fileBytes));
 
   app.notFound((c) =>
     c.json(errorBody("NotFound", `No route ${c.req.method} ${new URL(c.req.url).pathname}`), 404)

@@ -19,6 +19,15 @@ export async function readJson<T extends z.ZodType>(c: Context, schema: T): Prom
   throw new BadRequest(describeIssue(issue, { noun: "Field", whole: "The request body" }));
 }
 
+/** Module names and `pkg.*` patterns, as smolagents writes them, or `*` for no rule. */
+export const AuthorizedImportsSchema = z.array(
+  z.string({ error: "must be a list of module names" }).regex(
+    /^(\*|[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*(\.\*)?)$/,
+    "must be a list of module names ('numpy', 'numpy.linalg'), patterns ('numpy.*') or '*'",
+  ),
+  { error: "must be a list of module names" },
+).max(1000, "must list at most 1000 names");
+
 /** The body of an execute call (PROTOCOL.md §1); its examples are in the OpenAPI document. */
 export const ExecBodySchema = z.object({
   code: z.string({
@@ -32,11 +41,20 @@ export const ExecBodySchema = z.object({
   }),
   timeoutMs: z.number({ error: "must be a number of milliseconds" }).int().positive().optional()
     .meta({ description: "Time limit of this call, up to the policy's `limits.maxTimeoutMs`." }),
+  authorizedImports: AuthorizedImportsSchema.optional().meta({
+    description: "Modules (and `pkg.*` patterns) the code may import beyond smolagents' " +
+      "standard ones, enforced in the sandbox; overrides the session's list; `['*']`: no rule.",
+  }),
+  checkpoint: z.literal("sync", { error: "must be 'sync' when given" }).optional().meta({
+    description: "`sync`: answer only once the session's checkpoint with this call's state is " +
+      "stored (durable sessions); otherwise checkpoints are taken soon after, off the answer's path.",
+  }),
 }, { error: "must be a JSON object" }).meta({
   id: "ExecRequest",
   examples: [
     { code: 'x = 6 * 7\nprint("hi")\nx', packages: [] },
     { code: "import math\nmath.factorial(30)", packages: ["math", "numpy.*"] },
     { code: "sum(range(10**6))", timeoutMs: 5000 },
+    { code: "state = {'step': 1}", checkpoint: "sync" },
   ],
 });

@@ -21,13 +21,20 @@ export const BEARER = "bearer";
 const TAGS = [
   { name: "smolagents", description: "The protocol of smolagents' former WasmExecutor." },
   { name: "sessions", description: "Creating, listing, resetting and deleting sessions." },
-  // Files (`/v1/sessions/{id}/files/{path}`) and MCP (`/mcp`) add their tags here.
+  {
+    name: "files",
+    description: "Files in a session's working directory, which is Python's cwd.",
+  },
+  // MCP (`/mcp`) adds its tag here.
   { name: "operations", description: "Health, metrics and this API's own description." },
 ];
 
-/** `/v1/sessions/{id}` (OpenAPI) → `/v1/sessions/:id` (Hono). */
+/**
+ * `/v1/sessions/{id}` (OpenAPI) → `/v1/sessions/:id` (Hono). A `{path}` parameter spans
+ * segments (`/files/{path}` → `/files/:path{[\s\S]+}`: a file path inside the working directory).
+ */
 export function honoPath(path: string): string {
-  return path.replace(/\{(\w+)\}/g, ":$1");
+  return path.replace("{path}", ":path{[\\s\\S]+}").replace(/\{(\w+)\}/g, ":$1");
 }
 
 /** Serves `handlers` (middleware first) at the route's method and path, and documents it. */
@@ -62,8 +69,14 @@ const ERRORS = {
     "SessionNotFound",
     "No session 'abc': it never existed, expired, or was deleted",
   ],
+  409: [
+    "The file name clashes with one the code made (another Unicode normalisation form), or the " +
+    "working directory was replaced.",
+    "Conflict",
+    "'résumé.txt' differs only by Unicode normalisation from an existing name in the working directory (made by the code); rename that one from Python",
+  ],
   413: [
-    "The body is larger than the policy's `limits.bodyBytes`.",
+    "The body is larger than the policy's `limits.bodyBytes` (a file: `limits.fileBytes`).",
     "PayloadTooLarge",
     "The request body exceeds the policy's limit of 16777216 bytes",
   ],

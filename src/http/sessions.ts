@@ -1,7 +1,7 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { z } from "zod";
 import type { SessionManager } from "../session/manager.ts";
-import { readJson } from "./body.ts";
+import { AuthorizedImportsSchema, readJson } from "./body.ts";
 import { errors, json, jsonBody, serve } from "./openapi.ts";
 import { SessionIdParams, SessionInfoSchema } from "./schemas.ts";
 
@@ -11,6 +11,10 @@ export const CreateBodySchema = z.object({
     error: "must be 'persistent' or 'ephemeral'",
   }).default("persistent").meta({
     description: "`persistent` keeps state between calls; `ephemeral` starts each call clean.",
+  }),
+  authorizedImports: AuthorizedImportsSchema.optional().meta({
+    description: "Modules (and `pkg.*` patterns) every call may import beyond smolagents' " +
+      "standard ones, enforced in the sandbox; absent or `['*']`: no rule.",
   }),
 }, { error: "must be a JSON object" }).meta({
   id: "CreateSessionRequest",
@@ -36,7 +40,10 @@ export function sessionRoutes(sessions: SessionManager): OpenAPIHono {
     const hasBody = (c.req.header("content-length") ?? "0") !== "0" ||
       c.req.header("transfer-encoding") !== undefined;
     const body = hasBody ? await readJson(c, CreateBodySchema) : CreateBodySchema.parse({});
-    return c.json(sessions.create(body.mode), 201);
+    return c.json(
+      await sessions.create(body.mode, { authorizedImports: body.authorizedImports }),
+      201,
+    );
   });
   serve(app, {
     method: "get",
@@ -66,9 +73,9 @@ export function sessionRoutes(sessions: SessionManager): OpenAPIHono {
       200: json(z.object({ deleted: z.string() }), "The session is gone."),
       ...errors(401, 404),
     },
-  }, (c) => {
+  }, async (c) => {
     const id = c.req.param("id")!;
-    sessions.delete(id);
+    await sessions.delete(id);
     return c.json({ deleted: id });
   });
   return app;

@@ -1,14 +1,28 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
+import { z } from "zod";
 import { DEFAULT_SESSION, type SessionManager } from "../session/manager.ts";
 import { ExecBodySchema, readJson } from "./body.ts";
 import { errors, json, jsonBody, serve } from "./openapi.ts";
 import { AnswerSchema, SessionIdParams, SessionInfoSchema } from "./schemas.ts";
+import { streamCall, wantsStream } from "./stream.ts";
 
 const checkResponses = { 200: json(SessionInfoSchema, "The session exists."), ...errors(401, 404) };
 const execRequest = jsonBody(ExecBodySchema, "Python code to run (any content type is read).");
 const execResponses = {
-  200: json(AnswerSchema, "Every Python-level outcome, success or exception."),
+  200: {
+    description: "Every Python-level outcome, success or exception. With " +
+      "`Accept: text/event-stream`: `stdout`/`stderr` events (data: the text as a JSON string) " +
+      "as the code prints, then one `result` event whose data is this JSON answer.",
+    content: {
+      ...json(AnswerSchema, "").content,
+      "text/event-stream": {
+        schema: z.string().meta({
+          examples: ['event: stdout\ndata: "hi\\n"\n\nevent: result\ndata: {"result":42,…}\n\n'],
+        }),
+      },
+    },
+  },
   ...errors(400, 401, 404, 413, 429, 503),
 };
 
@@ -17,6 +31,9 @@ export function smolagentsRoutes(sessions: SessionManager): OpenAPIHono {
   const app = new OpenAPIHono();
   const exec = async (c: Context, id: string) => {
     const body = await readJson(c, ExecBodySchema);
+    if (wantsStream(c)) {
+      return streamCall(c, (onOutput) => sessions.exec(id, { ...body, onOutput }));
+    }
     const answer = await sessions.exec(id, body);
     return c.body(answer.body, 200, { "content-type": "application/json; charset=utf-8" });
   };
@@ -27,7 +44,7 @@ export function smolagentsRoutes(sessions: SessionManager): OpenAPIHono {
     tags,
     summary: "Health check of the default session",
     responses: checkResponses,
-  }, (c) => c.json(sessions.get(DEFAULT_SESSION)));
+  }, async (c) => c.json(await sessions.get(DEFAULT_SESSION)));
   serve(app, {
     method: "post",
     path: "/",
@@ -43,7 +60,7 @@ export function smolagentsRoutes(sessions: SessionManager): OpenAPIHono {
     summary: "A session's details (also smolagents' health check)",
     request: { params: SessionIdParams },
     responses: checkResponses,
-  }, (c) => c.json(sessions.get(c.req.param("id")!)));
+  }, async (c) => c.json(await sessions.get(c.req.param("id")!)));
   serve(app, {
     method: "post",
     path: "/v1/sessions/{id}",

@@ -39,7 +39,7 @@ export class MoatSessionBinding implements CallRunner {
 
   async exec(request: CallRequest): Promise<Answer> {
     if (this.#closed) throw new SessionNotFound("(this MCP session has ended)");
-    const id = this.#id ??= this.sessions.create("persistent").id;
+    const id = this.#id ??= (await this.sessions.create("persistent")).id;
     try {
       return await this.sessions.exec(id, request);
     } catch (err) {
@@ -65,10 +65,6 @@ export class MoatSessionBinding implements CallRunner {
     const id = this.#id;
     this.#id = undefined;
     if (id === undefined) return;
-    try {
-      this.sessions.delete(id);
-    } catch {
-      // already expired
-    }
+    this.sessions.delete(id).catch(() => {}); // already expired
   }
 }

@@ -22,9 +22,9 @@ export const ENV_NAMES = [
   "MOAT_STORE",
   "MOAT_STORE_KEY",
   "MOAT_STORE_PREFIX",
+  "MOAT_INSTANCE_ID",
   "MOAT_ALLOW_BROAD_PERMISSIONS",
   "MOAT_MCP_RETURN_MODE",
-  "MOAT_INSTANCE_ID",
   // Deploy mode's switch (set by Deno Deploy) and the port it may name (src/config.ts).
   "DENO_DEPLOY",
   "PORT",

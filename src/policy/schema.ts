@@ -18,6 +18,13 @@ export const LimitsSchema = z.object({
   resultBytes: z.number().int().positive().default(4 * 1024 * 1024),
   /** Largest accepted HTTP request body. */
   bodyBytes: z.number().int().positive().default(16 * 1024 * 1024),
+  /** Largest file one upload may write into a session's working directory (413 past it). */
+  fileBytes: z.number().int().positive().default(16 * 1024 * 1024),
+  /**
+   * Bytes of files a session's working directory may hold after an upload (what the code wrote
+   * counts too). Files live in the interpreter's memory, so this is part of `memoryMb`.
+   */
+  filesBytes: z.number().int().positive().default(64 * 1024 * 1024),
   /** Sessions that may exist at once, the default session included. */
   sessions: z.number().int().positive().default(32),
   /** Seconds a session may stay unused before it is removed. */
@@ -31,6 +38,14 @@ export const LimitsSchema = z.object({
    * memory is stopped, so that the kernel never kills the server and every session with it.
    */
   serverMemoryMb: z.number().int().min(256).default(8192),
+  /** A persistent session is checkpointed once it has been quiet this long after a call. */
+  checkpointDelayMs: z.number().int().min(0).default(250),
+  /** While calls keep coming, a session is checkpointed at least this often. */
+  checkpointMaxMs: z.number().int().positive().default(2000),
+  /** A persistent session idle this long is checkpointed and its interpreter stopped. */
+  hibernateAfterSeconds: z.number().int().positive().default(300),
+  /** Sessions the store keeps (live and hibernated); past it the least recently used goes. */
+  storedSessions: z.number().int().positive().default(1000),
 }).strict();
 
 /** Which Python packages sessions may load, and from where. */
@@ -93,6 +108,21 @@ export const PolicySchema = z.object({
       code: "custom",
       path: ["limits", "timeoutMs"],
       message: `must not exceed limits.maxTimeoutMs (${p.limits.maxTimeoutMs})`,
+    });
+  }
+  if (p.limits.fileBytes > p.limits.filesBytes) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["limits", "fileBytes"],
+      message: `must not exceed limits.filesBytes (${p.limits.filesBytes})`,
+    });
+  }
+  if (p.limits.filesBytes > p.limits.memoryMb * 1024 * 1024) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["limits", "filesBytes"],
+      message: `must not exceed limits.memoryMb (${p.limits.memoryMb} MiB): ` +
+        "files are held in the interpreter's memory",
     });
   }
 });

@@ -10,6 +10,7 @@ import { messageOf } from "../worker/errors.ts";
 import {
   type BootRequest,
   type ExecReply,
+  type FileKind,
   type HostMessage,
   type InstallResult,
   type MountEntry,
@@ -17,10 +18,15 @@ import {
   ReplySchemas,
   type RequestKind,
   type Requests,
+  type Restored,
   type Unavailable,
   type WheelBytes,
   WorkerEnvelopeSchema,
 } from "./messages.ts";
+import { LiveOutput, type OutputHook } from "./live_output.ts";
+
+export type { OutputHook };
+import { checkBase } from "./delta_base.ts";
 import { pyodideModule, pythonSources } from "./sources.ts";
 
 /** How long installing the preload list into a fresh interpreter may take. */
@@ -54,6 +60,10 @@ export interface InterpreterOptions {
   preloadUnavailable?: Unavailable[];
   /** The worker module; tests substitute one that dies on purpose. @default {worker/main.ts} */
   workerUrl?: URL;
+  /** Restore this checkpoint (authenticated by the store) instead of a fresh session. */
+  checkpoint?: Uint8Array<ArrayBuffer>;
+  /** The image checkpoints are deltas against (see `delta_base.ts`); `snapshot` when absent. */
+  deltaBase?: Uint8Array;
 }
 
 /** The host's end of the lifeline: a node-style port, whose `close` event Deno does emit. */
@@ -85,9 +95,15 @@ export class Interpreter {
     { kind: RequestKind; settle: (reply: unknown, error?: Error) => void }
   >();
   #nextId = 1;
+  /** The running call's live output, when it asked for it. */
+  #live?: LiveOutput;
+  /** The policy's output caps, which bound live output too (the worker applies them first). */
+  #caps = { stdoutBytes: 0, stderrBytes: 0 };
   /** Canonical names of the packages installed in this interpreter. */
   readonly packages = new Set<string>();
   bootMs = 0;
+  /** Set when this interpreter was restored from a checkpoint: what could not be restored. */
+  restored?: Restored;
   /**
    * Called once when the worker dies by itself or is killed (not on `terminate()`), also while
    * it is idle, so its owner can replace it at once.
@@ -121,7 +137,9 @@ export class Interpreter {
 
   /** Boots an interpreter; resolves once it can take calls. */
   static async start(options: InterpreterOptions): Promise<Interpreter> {
+    if (options.checkpoint) await checkBase(options.checkpoint, options.deltaBase);
     const interpreter = new Interpreter(options.network, options.workerUrl);
+    interpreter.#caps = options.limits;
     try {
       const ready = await interpreter.#request(
         "boot",
@@ -130,14 +148,18 @@ export class Interpreter {
       );
       interpreter.bootMs = ready.bootMs;
       interpreter.#memoryBytes = ready.memoryBytes;
+      interpreter.restored = ready.restored;
+      for (const name of ready.restored?.packages ?? []) interpreter.packages.add(name);
     } catch (err) {
       interpreter.terminate();
       throw new BootError(messageOf(err));
     }
-    if (options.preload?.length || options.preloadUnavailable?.length) {
+    // A restored image already holds the preload it was checkpointed with.
+    const preload = (options.preload ?? []).filter((w) => !interpreter.packages.has(w.name));
+    if (preload.length || options.preloadUnavailable?.length) {
       // A wheel that fails here is simply not marked loaded: the call that asks for it reports why.
       const results = await interpreter.install(
-        options.preload ?? [],
+        preload,
         options.preloadUnavailable ?? [],
         PRELOAD_TIMEOUT_MS,
       );
@@ -203,8 +225,15 @@ export class Interpreter {
   /**
    * Runs code. After `timeoutMs` the host raises KeyboardInterrupt in Python; if the code has
    * not stopped `graceMs` later, the worker is terminated. Always settles within both.
+   * `onOutput` receives the output while the call runs, all of it before this settles.
    */
-  async exec(code: string, timeoutMs: number, graceMs: number): Promise<ExecEnd> {
+  async exec(
+    code: string,
+    timeoutMs: number,
+    graceMs: number,
+    authorizedImports?: string[],
+    onOutput?: OutputHook,
+  ): Promise<ExecEnd> {
     if (this.#death) return this.#killed();
     let interrupted = false;
     let grace: ReturnType<typeof setTimeout> | undefined;
@@ -217,7 +246,8 @@ export class Interpreter {
     try {
       // A flag set just as the previous call ended must not interrupt this one.
       Atomics.store(this.#interrupt, 0, 0);
-      const reply = await this.#request("exec", { code });
+      this.#live = onOutput && new LiveOutput(onOutput, this.#caps);
+      const reply = await this.#request("exec", { code, authorizedImports, stream: !!onOutput });
       this.#memoryBytes = reply.memoryBytes;
       if (reply.fatal) {
         this.#die("fatal", reply.fatal, false);
@@ -228,9 +258,24 @@ export class Interpreter {
       this.#die("crashed", messageOf(err));
       return this.#killed();
     } finally {
+      this.#live = undefined;
       clearTimeout(timer);
       clearTimeout(grace);
     }
+  }
+
+  /** A files API request (`src/files/ops.ts`), answered between calls. */
+  file<K extends FileKind>(kind: K, body: Requests[K], transfer: Transferable[] = []) {
+    return this.#request(kind, body, transfer);
+  }
+
+  /**
+   * Checkpoints the interpreter between calls (never while a call runs): its delta against the
+   * base whose sha256 is `baseId`, compressed. The interpreter keeps working.
+   */
+  async checkpoint(baseId: string): Promise<Reply<"checkpoint">> {
+    if (this.#death) throw new Error(this.#death.detail);
+    return await this.#request("checkpoint", { baseId });
   }
 
   /** Stops the worker at once, e.g. when the server runs short of memory; owners are told. */
@@ -266,6 +311,8 @@ export class Interpreter {
       },
       network: options.network ?? [],
       mounts: options.mounts ?? [],
+      checkpoint: options.checkpoint,
+      deltaBase: options.deltaBase,
     };
   }
 
@@ -288,7 +335,7 @@ export class Interpreter {
 
   #receive(data: unknown): void {
     const envelope = WorkerEnvelopeSchema.safeParse(data);
-    if (!envelope.success) return; // not something the host asked for
+    if (!envelope.success) return this.#live?.receive(data);
     const pending = this.#pending.get(envelope.data.id);
     if (!pending) return;
     this.#pending.delete(envelope.data.id);

@@ -43,6 +43,8 @@ export interface PythonSources {
   lockdown: string;
   /** The finder that explains packages that could not be had. */
   unavailable: string;
+  /** Authorized imports (smolagents' rule), installed by the lockdown. */
+  imports: string;
 }
 
 /** How Pyodide is found: its directory and the wasm module the host compiled once. */
@@ -74,11 +76,46 @@ export interface BootRequest extends PyodideFiles {
   network: string[];
   /** Policy mounts, read by the host and copied in at boot. */
   mounts: MountEntry[];
+  /** A checkpoint to restore instead of starting a fresh session (its delta is against `deltaBase`). */
+  checkpoint?: Uint8Array<ArrayBuffer>;
+  /** The image checkpoints are deltas against, in Pyodide's snapshot layout; `snapshot` if absent. */
+  deltaBase?: Uint8Array;
+}
+
+/** Take a checkpoint of the idle interpreter: its delta against the base whose id is given. */
+export interface CheckpointRequest {
+  /** sha256 (hex) of the delta base, written into the checkpoint. */
+  baseId: string;
 }
 
 /** Run one call. */
 export interface ExecRequest {
   code: string;
+  /** The call's authorized imports (module names, `pkg.*`); absent for no rule. */
+  authorizedImports?: string[];
+  /** Post `output` notices while the call runs (a streaming client or MCP host is waiting). */
+  stream?: boolean;
+}
+
+/** Write a file into the working directory (path checked by `src/files/path.ts`). */
+export interface FilePutRequest {
+  path: string;
+  bytes: Uint8Array;
+  /** The policy's `limits.fileBytes`, `limits.filesBytes`, and the interpreter's memory cap. */
+  fileBytes: number;
+  filesBytes: number;
+  memoryBytes: number;
+}
+
+/** Read, or delete, one file of the working directory. */
+export interface FilePathRequest {
+  path: string;
+}
+
+/** List the working directory's files. */
+export interface FileListRequest {
+  /** Stop after this many files (the listing says it was cut). */
+  max: number;
 }
 
 /** Install wheels (bytes the host fetched) and explain the ones that failed. */
@@ -93,16 +130,50 @@ export interface Requests {
   boot: BootRequest;
   exec: ExecRequest;
   install: InstallRequest;
+  checkpoint: CheckpointRequest;
+  "files.put": FilePutRequest;
+  "files.get": FilePathRequest;
+  "files.list": FileListRequest;
+  "files.delete": FilePathRequest;
 }
 
 export type RequestKind = keyof Requests;
 
 const installResult = z.object({ name: z.string(), error: z.string().optional() });
+/** Something a checkpoint could not carry over, by name, and why. */
+const lostSchema = z.object({ what: z.string(), why: z.string() });
+/** How a restore went: what could not be restored, and the packages the image holds. */
+const restored = z.object({
+  prepareMs: z.number(),
+  lost: z.array(lostSchema),
+  packages: z.array(z.string()),
+  adoptMs: z.number(),
+});
+
+/** One file of the working directory. */
+const fileInfo = z.object({
+  /** Relative to the working directory, `/`-separated. */
+  path: z.string(),
+  size: z.number().int().nonnegative(),
+  /** Modification time, ms since the epoch. */
+  modifiedMs: z.number(),
+});
+
+/** Why the worker refused a file request: what the client asked for, with its HTTP status. */
+const fileRefusal = z.object({
+  refused: z.object({
+    status: z.union([z.literal(400), z.literal(404), z.literal(409), z.literal(413)]),
+    message: z.string(),
+  }),
+});
+
+/** A file request's reply: the refusal, or `ok`. */
+const fileReply = <T extends z.ZodRawShape>(ok: T) => z.union([fileRefusal, z.object(ok)]);
 
 /** The reply to each request kind, checked by the host before it is used. */
 export const ReplySchemas = {
   snapshot: z.object({ bytes: z.instanceof(Uint8Array) }),
-  boot: z.object({ bootMs: z.number(), memoryBytes: z.number() }),
+  boot: z.object({ bootMs: z.number(), memoryBytes: z.number(), restored: restored.optional() }),
   exec: z.object({
     /** JSON text of the result, kept as text so big integers survive. */
     result: z.string(),
@@ -118,11 +189,33 @@ export const ReplySchemas = {
     denied: z.array(z.string()).optional(),
   }),
   install: z.object({ results: z.array(installResult), memoryBytes: z.number() }),
+  checkpoint: z.object({
+    /** The checkpoint, compressed; opaque to the host (`checkpoint/format.ts`). */
+    bytes: z.instanceof(Uint8Array),
+    lost: z.array(lostSchema),
+    /** Size of the interpreter's memory, and how many 64 KiB chunks differ from the base. */
+    imageBytes: z.number(),
+    chunks: z.number(),
+    ms: z.number(),
+  }),
+  "files.put": fileReply({ file: fileInfo, created: z.boolean() }),
+  "files.get": fileReply({ file: fileInfo, bytes: z.instanceof(Uint8Array) }),
+  "files.list": fileReply({
+    files: z.array(fileInfo),
+    totalBytes: z.number().int().nonnegative(),
+    truncated: z.boolean(),
+  }),
+  "files.delete": fileReply({ file: fileInfo }),
 } satisfies Record<RequestKind, z.ZodType>;
 
 export type Reply<K extends RequestKind> = z.infer<(typeof ReplySchemas)[K]>;
 export type InstallResult = z.infer<typeof installResult>;
+export type Restored = z.infer<typeof restored>;
 export type ExecReply = Reply<"exec">;
+export type FileInfo = z.infer<typeof fileInfo>;
+export type FileRefusal = z.infer<typeof fileRefusal>["refused"];
+/** The request kinds of the files API. */
+export type FileKind = "files.put" | "files.get" | "files.list" | "files.delete";
 
 /** Host → worker: a request with its correlation id, or the notice that time is up. */
 export type HostMessage =
@@ -137,3 +230,14 @@ export const WorkerEnvelopeSchema = z.discriminatedUnion("ok", [
 ]);
 
 export type WorkerEnvelope = z.infer<typeof WorkerEnvelopeSchema>;
+
+/**
+ * Worker → host, no reply: output the running call printed, in order, posted while it runs
+ * (batched) when its request asked to `stream`. Only the kept part (within the caps) is sent.
+ */
+export const WorkerNoticeSchema = z.object({
+  notice: z.literal("output"),
+  chunks: z.array(z.tuple([z.enum(["stdout", "stderr"]), z.string()])),
+});
+
+export type WorkerNotice = z.infer<typeof WorkerNoticeSchema>;

@@ -17,6 +17,13 @@ let sources: Promise<PythonSources> | undefined;
 /** The Python a worker runs (`src/worker/python/`), read once. */
 export function pythonSources(): Promise<PythonSources> {
   const read = (name: string) => Deno.readTextFile(`${WORKER_DIR}python/${name}.py`);
-  return sources ??= Promise.all([read("runner"), read("lockdown"), read("unavailable")])
-    .then(([runner, lockdown, unavailable]) => ({ runner, lockdown, unavailable }));
+  const names = ["runner", "lockdown", "unavailable", "imports"] as const;
+  return sources ??= Promise.all(names.map(read)).then((
+    [runner, lockdown, unavailable, imports],
+  ) => ({
+    runner,
+    lockdown,
+    unavailable,
+    imports,
+  }));
 }

@@ -20,6 +20,8 @@ export interface AnswerContext {
   durationMs: number;
   memoryBytes: number;
   packages?: PackagesReport;
+  /** Fields added to the body (durable sessions: `restored`, `restoreMs`, `checkpoint`). */
+  extra?: Record<string, unknown>;
 }
 
 /** Builds the HTTP body; `result` stays raw JSON text so big integers keep every digit. */
@@ -40,6 +42,7 @@ export function serialize(outcome: Outcome, ctx: AnswerContext): Answer {
     packages: ctx.packages ?? emptyReport(),
     durationMs,
     resources: { durationMs, memoryBytes: ctx.memoryBytes, limit, cut },
+    ...ctx.extra,
   }).slice(1);
   return {
     body,

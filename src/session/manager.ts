@@ -1,80 +1,33 @@
-import { SessionNotFound, TooManyRequests, Unavailable } from "../errors.ts";
-import type { Policy } from "../policy/schema.ts";
+import { SessionLost, TooManyRequests, Unavailable } from "../errors.ts";
 import type { PackageLoader } from "../packages/loader.ts";
+import type { Policy } from "../policy/schema.ts";
 import type { ExecEnd, Interpreter, KillReason } from "../sandbox/interpreter.ts";
 import type { Pool } from "../sandbox/pool.ts";
 import { type Answer, serialize } from "./answer.ts";
+import type { Checkpoints, Loaded } from "./checkpoints.ts";
+import { answerFields, DurableSessions, SessionLostError } from "./durable.ts";
 import { classify } from "./outcome.ts";
 import { emptyReport, loadPackages } from "./packages.ts";
 import { assertPackageCount } from "../packages/limit.ts";
-import { SerialQueue } from "./queue.ts";
+import {
+  type CallRequest,
+  DEFAULT_SESSION,
+  Session,
+  type SessionInfo,
+  type SessionMode,
+  type SessionOptions,
+  type Slot,
+} from "./session.ts";
+import { Registry } from "./registry.ts";
 import { MemoryWatchdog } from "./watchdog.ts";
 
-/** `persistent` keeps state between calls; `ephemeral` gives every call a clean interpreter. */
-export type SessionMode = "persistent" | "ephemeral";
-
-/** The id of the session served at `/`. */
-export const DEFAULT_SESSION = "default";
-
-/** What `GET /v1/sessions/{id}` reports. */
-export interface SessionInfo {
-  id: string;
-  mode: SessionMode;
-  /** ISO 8601 times. */
-  created: string;
-  lastUsed: string;
-  /** When the session is removed if it stays unused; null for the default session. */
-  expires: string | null;
-  calls: number;
-  /** A call is running now. */
-  busy: boolean;
-  /** Calls waiting behind the running one. */
-  queued: number;
-  /** Linear memory of the session's interpreter (what the policy's memoryMb caps). */
-  memoryBytes: number;
-  /** Packages loaded into the session's interpreter. */
-  packages: string[];
-  /** `MOAT_INSTANCE_ID` of the instance that holds the session (PROTOCOL.md §5). */
-  instance: string;
-}
-
-/** One call as the manager receives it, validated at the HTTP edge. */
-export interface CallRequest {
-  code: string;
-  packages?: string[];
-  timeoutMs?: number;
-  /**
-   * Called with output as the code prints it, while the call runs (the MCP server sends it as
-   * logging notifications). Not wired yet: the worker reports output only with the answer.
-   */
-  onOutput?: (stream: "stdout" | "stderr", text: string) => void;
-}
-
-/** The session's one interpreter: a boot under way, then the interpreter once it is there. */
-interface Slot {
-  ready: Promise<Interpreter>;
-  interpreter?: Interpreter;
-}
-
-class Session {
-  readonly created = Date.now();
-  lastUsed = Date.now();
-  calls = 0;
-  memoryBytes = 0;
-  /** The interpreter, booting or booted; none until needed, or after it was dropped. */
-  slot?: Slot;
-  /** Why the interpreter was lost while no call ran; the next call is told instead of run. */
-  lost?: { reason: KillReason; detail: string };
-  /** Calls (and resets) run one at a time, in arrival order. */
-  readonly queue = new SerialQueue();
-  readonly packages = new Set<string>();
-  constructor(readonly id: string, readonly mode: SessionMode) {}
-
-  /** The interpreter, once booted. */
-  get interpreter(): Interpreter | undefined {
-    return this.slot?.interpreter;
-  }
-}
+export {
+  type CallRequest,
+  DEFAULT_SESSION,
+  type SessionInfo,
+  type SessionMode,
+  type SessionOptions,
+};
 
 /** What the session manager works with. */
 export interface SessionManagerOptions {
@@ -85,19 +38,24 @@ export interface SessionManagerOptions {
   /** Resolves and fetches the packages calls ask for; calls load nothing without it. */
   loader?: PackageLoader;
   log?: (line: string) => void;
-  /** `MOAT_INSTANCE_ID`, shown in session details. @default {"local"} */
-  instance?: string;
+  /** This instance's id (`MOAT_INSTANCE_ID`), in session details. @default {"local"} */
+  instanceId?: string;
+  /** Durable sessions (checkpoints in a store); without it sessions live in memory only. */
+  checkpoints?: Checkpoints;
+  /** Boots an interpreter from a checkpoint; required with `checkpoints`. */
+  restore?: (loaded: Loaded) => Promise<Interpreter>;
 }
 
-/** Creates, finds, queues calls for, expires and shuts down sessions. */
+/** Creates, finds, queues calls for, checkpoints, expires and shuts down sessions. */
 export class SessionManager {
-  readonly #sessions = new Map<string, Session>();
+  readonly #sessions = new Registry();
   readonly #sweeper: ReturnType<typeof setInterval>;
   readonly #watchdog: MemoryWatchdog;
   readonly #policy: Policy;
   readonly #pool: Pool;
   readonly #onCall: NonNullable<SessionManagerOptions["onCall"]>;
   readonly #loader?: PackageLoader;
+  readonly #durable?: DurableSessions;
   readonly #instance: string;
   #closing = false;
 
@@ -107,9 +65,18 @@ export class SessionManager {
     this.#pool = options.pool;
     this.#onCall = options.onCall ?? (() => {});
     this.#loader = options.loader;
-    this.#instance = options.instance ?? "local";
-    this.#sessions.set(DEFAULT_SESSION, new Session(DEFAULT_SESSION, "persistent"));
-    const every = Math.min(30_000, policy.limits.idleTtlSeconds * 250);
+    if (options.checkpoints && options.restore) {
+      this.#durable = new DurableSessions(options.checkpoints, policy.limits, {
+        restore: options.restore,
+        adopt: (session, interpreter) => this.#adopt(session, interpreter),
+        discard: (session, why) => this.#discard(session, why),
+        makeRoom: (session) => this.#sessions.makeRoom(policy.limits.sessions, session),
+      });
+    }
+    this.#instance = options.instanceId ?? options.checkpoints?.instanceId ?? "local";
+    this.#sessions.durable = this.#durable;
+    const { idleTtlSeconds, hibernateAfterSeconds } = policy.limits;
+    const every = Math.min(30_000, idleTtlSeconds * 250, hibernateAfterSeconds * 250);
     this.#sweeper = setInterval(() => this.sweep(), every);
     this.#watchdog = new MemoryWatchdog(
       policy.limits.serverMemoryMb * 1024 * 1024,
@@ -118,25 +85,28 @@ export class SessionManager {
     );
   }
 
-  /** Creates a session; 429 when the policy's session cap is reached. */
-  create(mode: SessionMode): SessionInfo {
+  /** Learns the sessions the store holds (a restarted server); each restores on first use. */
+  async loadStored(): Promise<number> {
+    if (!this.#durable) return 0;
+    const stored = await this.#durable.stored();
+    for (const { id, meta } of stored) this.#sessions.known(id, meta);
+    return stored.length;
+  }
+
+  /** Creates a session; 429 when the policy's cap of live interpreters is reached. */
+  async create(mode: SessionMode, options: SessionOptions = {}): Promise<SessionInfo> {
     this.#assertOpen();
-    const { sessions } = this.#policy.limits;
-    if (this.#sessions.size >= sessions) {
-      throw new TooManyRequests(
-        `The server holds its maximum of ${sessions} sessions; ` +
-          `delete one (DELETE /v1/sessions/{id}) or wait for idle ones to expire`,
-      );
-    }
-    const session = new Session(crypto.randomUUID(), mode);
-    this.#sessions.set(session.id, session);
+    await this.#sessions.makeRoom(this.#policy.limits.sessions);
+    const session = new Session(crypto.randomUUID(), mode, options.authorizedImports);
+    this.#sessions.add(session);
     if (mode === "persistent") this.#boot(session);
+    await this.#durable?.created(session);
     return this.#info(session);
   }
 
   /** Details of one session; 404 when unknown. */
-  get(id: string): SessionInfo {
-    return this.#info(this.#find(id));
+  async get(id: string): Promise<SessionInfo> {
+    return this.#info(await this.#sessions.find(id));
   }
 
   list(): SessionInfo[] {
@@ -144,10 +114,35 @@ export class SessionManager {
   }
 
   /** Runs a call after the calls already queued on that session. */
-  exec(id: string, request: CallRequest): Promise<Answer> {
-    this.#assertOpen();
+  async exec(id: string, request: CallRequest): Promise<Answer> {
     assertPackageCount(request.packages, this.#policy.packages.maxPerCall);
-    const session = this.#find(id);
+    const session = await this.#enqueue(id);
+    return await session.queue.run(() => this.#run(session, request));
+  }
+
+  /**
+   * Runs `task` with the session's interpreter in the session's queue, so it never meets a
+   * running call: it waits behind the calls already queued (the files API). A task that
+   * `changes` the interpreter's state gets it checkpointed like a call.
+   */
+  async withInterpreter<T>(
+    id: string,
+    task: (interpreter: Interpreter) => Promise<T>,
+    changes = false,
+  ): Promise<T> {
+    const session = await this.#enqueue(id);
+    return await session.queue.run(async () => {
+      await this.#runner(session, this.#policy.limits.timeoutMs);
+      const result = await task(await (session.slot ?? this.#boot(session)).ready);
+      if (changes) await this.#durable?.afterCall(session, false);
+      return result;
+    });
+  }
+
+  /** The session, if the server is open and its queue has room (429 otherwise). */
+  async #enqueue(id: string): Promise<Session> {
+    this.#assertOpen();
+    const session = await this.#sessions.find(id);
     if (session.queue.size > this.#policy.limits.queuedCalls) {
       throw new TooManyRequests(
         `Session '${id}' already has ${session.queue.size - 1} calls waiting behind the running ` +
@@ -155,54 +150,82 @@ export class SessionManager {
       );
     }
     session.lastUsed = Date.now();
-    return session.queue.run(() => this.#run(session, request));
+    return session;
+  }
+
+  /** Durable sessions: this instance runs the session, with its latest state (or SessionLost). */
+  async #runner(session: Session, timeoutMs: number): Promise<void> {
+    if (!this.#durable || session.mode !== "persistent") return;
+    try {
+      await this.#durable.ensureRunner(session, performance.now() + timeoutMs);
+    } catch (err) {
+      if (!(err instanceof SessionLostError)) throw err;
+      this.#remove(session, "its state was lost");
+      throw new SessionLost(err.message);
+    }
   }
 
   /** Gives the session a clean interpreter, after the calls already queued. */
-  reset(id: string): Promise<SessionInfo> {
-    const session = this.#find(id);
-    return session.queue.run(() => {
+  async reset(id: string): Promise<SessionInfo> {
+    const session = await this.#sessions.find(id);
+    return await session.queue.run(() => {
       this.#discard(session, "the session was reset");
       session.lost = undefined;
-      if (session.mode === "persistent") this.#boot(session);
+      if (session.mode === "persistent") {
+        this.#boot(session);
+        this.#durable?.schedule(session);
+      }
       return this.#info(session);
     });
   }
 
   /** Deletes a session and terminates its interpreter, even mid-call. */
-  delete(id: string): void {
-    const session = this.#find(id);
-    this.#sessions.delete(id);
-    this.#discard(session, "the session was deleted");
-    if (id === DEFAULT_SESSION) {
-      this.#sessions.set(DEFAULT_SESSION, new Session(DEFAULT_SESSION, "persistent"));
-    }
+  async delete(id: string): Promise<void> {
+    const session = await this.#sessions.find(id);
+    this.#remove(session, "the session was deleted");
   }
 
-  /** Removes sessions unused for longer than the policy's idle TTL. */
+  /** Removes sessions unused for the idle TTL, and hibernates those idle for hibernateAfter. */
   sweep(now = Date.now()): void {
-    const ttl = this.#policy.limits.idleTtlSeconds * 1000;
+    const { idleTtlSeconds, hibernateAfterSeconds } = this.#policy.limits;
     for (const session of this.#sessions.values()) {
-      if (session.id === DEFAULT_SESSION || session.queue.size > 0) continue;
-      if (now - session.lastUsed > ttl) {
-        this.#sessions.delete(session.id);
-        this.#discard(session, "the session expired");
+      if (session.queue.size > 0) continue;
+      const idle = now - session.lastUsed;
+      if (session.id !== DEFAULT_SESSION && idle > idleTtlSeconds * 1000) {
+        this.#remove(session, "the session expired");
+      } else if (this.#durable && session.slot && idle > hibernateAfterSeconds * 1000) {
+        session.queue.run(() => this.#durable!.hibernate(session)).catch(() => {});
       }
     }
+    this.#durable?.sweepStore(now, (id) => id === DEFAULT_SESSION || this.#sessions.has(id))
+      .catch(() => {});
   }
 
-  /** Refuses new work, lets running calls finish within `graceMs`, then stops every worker. */
+  /**
+   * Refuses new work, lets running calls finish and checkpoints every live session, all within
+   * `graceMs`, then stops every worker.
+   */
   async shutdown(graceMs: number): Promise<void> {
     this.#closing = true;
     clearInterval(this.#sweeper);
     this.#watchdog.stop();
-    const running = [...this.#sessions.values()].map((s) => s.queue.idle());
+    const durable = this.#durable;
+    const finish = [...this.#sessions.values()].map(async (s) => {
+      await s.queue.idle();
+      if (durable && s.slot) {
+        await s.queue.run(async () => {
+          await durable.checkpoint(s);
+          await durable.checkpoints.release(s);
+        });
+      }
+    });
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
-      Promise.allSettled(running),
+      Promise.allSettled(finish),
       new Promise((r) => timer = setTimeout(r, graceMs)),
     ]);
     clearTimeout(timer);
+    durable?.close(this.#sessions.values());
     for (const session of this.#sessions.values()) {
       this.#discard(session, "the server is shutting down");
     }
@@ -213,12 +236,18 @@ export class SessionManager {
     return this.#closing;
   }
 
+  /** Live interpreters and hibernated sessions, for the metrics. */
+  counts(): { live: number; hibernated: number } {
+    return this.#sessions.counts();
+  }
+
   async #run(session: Session, request: CallRequest): Promise<Answer> {
     const { limits } = this.#policy;
     const timeoutMs = Math.min(request.timeoutMs ?? limits.timeoutMs, limits.maxTimeoutMs);
     if (session.lost) return this.#tellLost(session, timeoutMs, request.code);
-    const interpreter = await (session.slot ?? this.#boot(session)).ready;
     const started = performance.now();
+    await this.#runner(session, timeoutMs);
+    const interpreter = await (session.slot ?? this.#boot(session)).ready;
     let packages = emptyReport();
     // Packages load first, inside the call's time limit; the code gets what is left.
     if (this.#loader) {
@@ -227,17 +256,26 @@ export class SessionManager {
     for (const name of interpreter.packages) session.packages.add(name);
     const left = Math.max(1, timeoutMs - (performance.now() - started));
     const end: ExecEnd = interpreter.alive
-      ? await interpreter.exec(request.code, left, limits.graceMs)
+      ? await interpreter.exec(
+        request.code,
+        left,
+        limits.graceMs,
+        request.authorizedImports ?? session.authorizedImports,
+        request.onOutput,
+      )
       : { kind: "killed", reason: "timeout", detail: "loading packages used up the time limit" };
-    const answer = serialize(classify(end, timeoutMs), {
-      durationMs: performance.now() - started,
-      memoryBytes: interpreter.memoryBytes,
-      packages,
-    });
     session.calls++;
     session.memoryBytes = interpreter.memoryBytes;
     session.lastUsed = Date.now();
     if (session.mode === "ephemeral" || !interpreter.alive) this.#replace(session, interpreter);
+    const durationMs = performance.now() - started;
+    const checkpoint = await this.#durable?.afterCall(session, request.checkpoint === "sync");
+    const answer = serialize(classify(end, timeoutMs), {
+      durationMs,
+      memoryBytes: interpreter.memoryBytes,
+      packages,
+      extra: answerFields(session, checkpoint),
+    });
     this.#onCall(session.id, answer, request.code);
     return answer;
   }
@@ -258,14 +296,14 @@ export class SessionManager {
     interpreter.terminate();
     session.slot = undefined;
     session.packages.clear();
-    if (session.mode === "persistent" && this.#sessions.get(session.id) === session) {
+    if (session.mode === "persistent" && this.#sessions.holds(session)) {
       this.#boot(session);
     }
   }
 
   /** An interpreter that dies while its session is idle is replaced, and the next call told. */
   #onDeath(session: Session, interpreter: Interpreter, reason: KillReason, detail: string): void {
-    if (session.interpreter !== interpreter || this.#sessions.get(session.id) !== session) return;
+    if (session.interpreter !== interpreter || !this.#sessions.holds(session)) return;
     if (session.queue.running) return; // the running call reports it
     session.lost = { reason, detail };
     this.#replace(session, interpreter);
@@ -276,9 +314,7 @@ export class SessionManager {
     const slot: Slot = {
       ready: this.#pool.take().then(
         (interpreter) => {
-          if (session.slot === slot) slot.interpreter = interpreter;
-          interpreter.onDeath = (reason, detail) =>
-            this.#onDeath(session, interpreter, reason, detail);
+          if (session.slot === slot) this.#adopt(session, interpreter, slot);
           return interpreter;
         },
         (err) => {
@@ -292,6 +328,14 @@ export class SessionManager {
     return slot;
   }
 
+  /** Makes `interpreter` the session's, watching for its death. */
+  #adopt(session: Session, interpreter: Interpreter, slot?: Slot): void {
+    const held = slot ?? { ready: Promise.resolve(interpreter) };
+    held.interpreter = interpreter;
+    session.slot = held;
+    interpreter.onDeath = (reason, detail) => this.#onDeath(session, interpreter, reason, detail);
+  }
+
   #discard(session: Session, why: string): void {
     const slot = session.slot;
     session.slot = undefined;
@@ -299,10 +343,11 @@ export class SessionManager {
     slot?.ready.then((interpreter) => interpreter.terminate(why), () => {});
   }
 
-  #find(id: string): Session {
-    const session = this.#sessions.get(id);
-    if (!session) throw new SessionNotFound(id);
-    return session;
+  /** Forgets a session here and in the store; the default session starts again, empty. */
+  #remove(session: Session, why: string): void {
+    this.#sessions.remove(session);
+    this.#discard(session, why);
+    this.#durable?.removed(session).catch(() => {});
   }
 
   #assertOpen(): void {
@@ -314,6 +359,8 @@ export class SessionManager {
     return {
       id: s.id,
       mode: s.mode,
+      state: s.hibernated ? "hibernated" : "live",
+      instance: this.#instance,
       created: new Date(s.created).toISOString(),
       lastUsed: new Date(s.lastUsed).toISOString(),
       expires: s.id === DEFAULT_SESSION ? null : new Date(s.lastUsed + ttl).toISOString(),
@@ -322,7 +369,7 @@ export class SessionManager {
       queued: s.queue.waiting,
       memoryBytes: s.interpreter?.memoryBytes ?? s.memoryBytes,
       packages: [...s.packages],
-      instance: this.#instance,
+      authorizedImports: s.authorizedImports ?? null,
     };
   }
 }

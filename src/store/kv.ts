@@ -193,6 +193,13 @@ export class KvBackend implements Backend {
     });
   }
 
+  getMeta(id: string): Promise<Uint8Array | undefined> {
+    return this.#run("getMeta", async () => {
+      const entry = await this.kv.get<Manifest>(this.#manifestKey("cp", id));
+      return entry.value ? entry.value.meta ?? new Uint8Array() : undefined;
+    });
+  }
+
   deleteSession(id: string): Promise<boolean> {
     return this.#run("deleteSession", async () => {
       const key = this.#manifestKey("cp", id);

@@ -22,6 +22,10 @@ export class MemoryBackend implements Backend {
     return Promise.resolve(record && { meta: record.meta.slice(), body: record.body.slice() });
   }
 
+  getMeta(id: string): Promise<Uint8Array | undefined> {
+    return Promise.resolve(this.#checkpoints.get(id)?.meta.slice());
+  }
+
   deleteSession(id: string): Promise<boolean> {
     return Promise.resolve(this.#checkpoints.delete(id));
   }

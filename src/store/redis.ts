@@ -150,6 +150,13 @@ export class RedisBackend implements Backend {
     });
   }
 
+  getMeta(id: string): Promise<Uint8Array | undefined> {
+    return this.#run("getMeta", async () => {
+      const [meta] = await this.#bin.hmGet(this.#key("cp", id), ["meta"]);
+      return bytes(meta);
+    });
+  }
+
   deleteSession(id: string): Promise<boolean> {
     return this.#run("deleteSession", async () => {
       const [removed] = await this.#client.multi()

@@ -43,7 +43,7 @@ function parseJson(bytes: Uint8Array): unknown {
 /** A `Store` whose records are sealed under `key` and kept by `backend`. */
 export function sealedStore(backend: Backend, key: StoreKey, options: SealedOptions = {}): Store {
   const sealAs = (kind: RecordKind, name: string, bytes: Uint8Array, extra?: Uint8Array) =>
-    seal(key, kind, name, bytes, { extra, compress: kind !== "meta" });
+    seal(key, kind, name, bytes, { extra, compress: kind === "base" });
   return {
     kind: backend.kind,
     shared: backend.shared,
@@ -58,6 +58,10 @@ export function sealedStore(backend: Backend, key: StoreKey, options: SealedOpti
       const meta = await openMeta(key, id, raw.meta);
       const delta = await unseal(key, "checkpoint", id, raw.body, { extra: raw.meta });
       return { meta, delta };
+    },
+    async getMeta(id: string): Promise<SessionMeta | undefined> {
+      const meta = await backend.getMeta(id);
+      return meta && await openMeta(key, id, meta);
     },
     deleteSession: (id) => backend.deleteSession(id),
     async listSessions(): Promise<StoredSession[]> {

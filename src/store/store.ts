@@ -86,6 +86,8 @@ export interface Store extends Leases {
   putCheckpoint(sessionId: string, checkpoint: Checkpoint): Promise<void>;
   /** The session's last checkpoint, or undefined when the store has none. */
   getCheckpoint(sessionId: string): Promise<Checkpoint | undefined>;
+  /** The metadata of the session's last checkpoint (not its bytes), or undefined. */
+  getMeta(sessionId: string): Promise<SessionMeta | undefined>;
   /** Removes the session's checkpoint (not its lease: leases expire); returns whether it had one. */
   deleteSession(sessionId: string): Promise<boolean>;
   /**
@@ -121,6 +123,8 @@ export interface Backend extends Leases {
   /** Replaces the session's record atomically (meta and body together). */
   putCheckpoint(sessionId: string, record: RawCheckpoint): Promise<void>;
   getCheckpoint(sessionId: string): Promise<RawCheckpoint | undefined>;
+  /** The sealed metadata of the session's record alone. */
+  getMeta(sessionId: string): Promise<Uint8Array | undefined>;
   deleteSession(sessionId: string): Promise<boolean>;
   /** Every session's sealed metadata. */
   listMeta(): Promise<{ id: string; meta: Uint8Array }[]>;

@@ -5,11 +5,29 @@
  */
 import { loadPyodide, type PyodideAPI } from "pyodide";
 import type { PyProxy } from "pyodide/ffi";
-import type { BootRequest, OutputCaps, SnapshotRequest } from "../sandbox/messages.ts";
+import type {
+  BootRequest,
+  OutputCaps,
+  Reply,
+  Restored,
+  SnapshotRequest,
+} from "../sandbox/messages.ts";
+import { withAllocatorHook } from "./checkpoint/dylibs.ts";
+import {
+  adoptRestored,
+  prepareRestore,
+  rememberBoot,
+  type RestorePlan,
+  restoringModule,
+  setMounts,
+  takeCheckpoint,
+} from "./checkpoint/snapshot.ts";
 import { Output } from "./capture.ts";
+import { makeWorkDir } from "./files.ts";
 import { writeMounts } from "./fs.ts";
-import { capMemory } from "./limits.ts";
+import { capBuffers, capMemory } from "./limits.ts";
 import { dropPermissions, lockDown } from "./lockdown.ts";
+import { fetchJson } from "./network.ts";
 import { Packages } from "./packages.ts";
 import { collectGarbage, leanPyodideModule, withCompiled } from "./pyodide.ts";
 
@@ -26,6 +44,8 @@ export interface Live {
   cancel: () => void;
   /** The lockdown's `take_denied()`: what it refused since the last call. */
   takeDenied: () => PyProxy;
+  /** The lockdown's `set_authorized(json)`: the call's authorized imports, or `null`. */
+  setAuthorized: (json: string) => void;
   packages: Packages;
   output: Output;
   caps: OutputCaps;
@@ -44,21 +64,30 @@ const SNAPSHOT_IMPORTS = [
 /** What Python may see of its process: nothing of the host's (see `hideHost`). */
 const SANDBOX_EXECUTABLE = "/usr/bin/python3";
 
+/**
+ * Loads Pyodide. Every interpreter may be checkpointed (`_makeSnapshot`), and every boot, the
+ * one that makes the boot snapshot included, hooks the allocator so that a restore can load
+ * compiled libraries at the places they had (see `checkpoint/dylibs.ts`).
+ */
 function load(
   msg: { indexPath: string; wasmModule?: WebAssembly.Module },
-  options: { makeSnapshot?: boolean; snapshot?: Uint8Array },
+  options: { snapshot?: Uint8Array; plan?: RestorePlan },
 ): Promise<PyodideAPI> {
+  const { plan } = options;
   return withCompiled(msg.wasmModule, () =>
-    loadPyodide({
-      createPyodideModule: leanPyodideModule,
-      indexURL: msg.indexPath,
-      jsglobals: Object.create(null),
-      env: { HOME: "/home/pyodide" },
-      stdout: () => {},
-      stderr: () => {},
-      _makeSnapshot: options.makeSnapshot,
-      _loadSnapshot: options.snapshot,
-    }));
+    withAllocatorHook(() =>
+      loadPyodide({
+        createPyodideModule: restoringModule(leanPyodideModule, plan),
+        indexURL: msg.indexPath,
+        jsglobals: Object.create(null),
+        env: { HOME: "/home/pyodide" },
+        stdout: () => {},
+        stderr: () => {},
+        _makeSnapshot: true,
+        _loadSnapshot: plan?.snapshot ?? options.snapshot,
+        _snapshotDeserializer: plan?.deserialize,
+      })
+    ));
 }
 
 /**
@@ -79,7 +108,7 @@ os.environ.pop("_", None)
 
 /** Boots cold and returns the memory snapshot every later boot restores. */
 export async function makeSnapshot(msg: SnapshotRequest): Promise<Uint8Array<ArrayBuffer>> {
-  const py = await load(msg, { makeSnapshot: true });
+  const py = await load(msg, {});
   for (const line of SNAPSHOT_IMPORTS) py.runPython(line);
   hideHost(py);
   const bytes = py.makeMemorySnapshot() as Uint8Array<ArrayBuffer>;
@@ -115,16 +144,32 @@ async function warmUp(live: Live, runnerGlobals: PyProxy): Promise<void> {
   collectGarbage?.();
 }
 
-/** Boots a session's interpreter; from its end on, the worker holds no permission. */
-export async function boot(msg: BootRequest): Promise<Live> {
+/** `moat.fetch` in an interpreter restored under a policy without network hosts. */
+function noNetwork(): Promise<string> {
+  return Promise.resolve(JSON.stringify({ error: "network.allow is empty in this policy" }));
+}
+
+/**
+ * Boots a session's interpreter, fresh or restored from a checkpoint; from its end on, the
+ * worker holds no permission.
+ */
+export async function boot(msg: BootRequest): Promise<{ live: Live; restored?: Restored }> {
   capMemory(msg.memoryBytes, new Int32Array(msg.stats));
-  const py = await load(msg, { snapshot: msg.snapshot });
+  // A restore rebuilds the full image from the delta base and the checkpoint's delta.
+  const base = msg.deltaBase ?? msg.snapshot;
+  const plan = msg.checkpoint && base
+    ? await prepareRestore(msg.checkpoint, base, msg.memoryBytes, {
+      fetch: () => msg.network.length ? fetchJson(msg.network, msg.memoryBytes / 4) : noNetwork,
+    })
+    : undefined;
+  const py = await load(msg, { snapshot: msg.snapshot, plan });
   dropPermissions(msg.network.length > 0);
   const output = new Output();
   py.setStdout({ write: (b: Uint8Array) => output.stdout.write(b) });
   py.setStderr({ write: (b: Uint8Array) => output.stderr.write(b) });
   const interrupt = new Int32Array(msg.interrupt);
   py.setInterruptBuffer(interrupt);
+  if (plan) return adopt(py, msg, plan, { base, output, interrupt });
   hideHost(py);
   // Every interpreter restored from one snapshot shares its random state; give each its own.
   py.runPython("import sys\nif 'random' in sys.modules: sys.modules['random'].seed()");
@@ -134,8 +179,12 @@ export async function boot(msg: BootRequest): Promise<Live> {
   const namespace = runnerGlobals.get("new_namespace")();
   const cancel = runnerGlobals.get("cancel");
   writeMounts(py, msg.mounts);
-  const takeDenied = lockDown(py, {
+  makeWorkDir(py);
+  setMounts(msg.mounts.map((m) => m.path));
+  rememberBoot(py, base); // before the lockdown hides Pyodide's modules
+  const { takeDenied, setAuthorized } = lockDown(py, {
     source: msg.python.lockdown,
+    imports: msg.python.imports,
     network: msg.network,
     memoryBytes: msg.memoryBytes,
   });
@@ -146,6 +195,7 @@ export async function boot(msg: BootRequest): Promise<Live> {
     namespace,
     cancel,
     takeDenied,
+    setAuthorized,
     packages,
     output,
     caps: msg.caps,
@@ -153,7 +203,59 @@ export async function boot(msg: BootRequest): Promise<Live> {
   };
   await warmUp(live, runnerGlobals);
   runnerGlobals.destroy();
-  return live;
+  return { live };
+}
+
+/**
+ * A restored image holds the runner, the lockdown and the session: the worker takes its handles
+ * back, and re-attaches what lives outside the image (mounts, the buffer caps).
+ */
+function adopt(
+  py: PyodideAPI,
+  msg: BootRequest,
+  plan: RestorePlan,
+  parts: { base?: Uint8Array; output: Output; interrupt: Int32Array },
+): { live: Live; restored: Restored } {
+  const started = performance.now();
+  const handles = adoptRestored(py, plan);
+  rememberBoot(py, parts.base);
+  setMounts(msg.mounts.map((m) => m.path));
+  writeMounts(py, msg.mounts);
+  makeWorkDir(py);
+  capBuffers(msg.memoryBytes, 2 * msg.memoryBytes + 256 * 1024 * 1024);
+  const live: Live = {
+    py,
+    run: handles.run as unknown as RunCode,
+    namespace: handles.namespace,
+    cancel: handles.cancel as unknown as () => void,
+    takeDenied: handles.takeDenied as unknown as () => PyProxy,
+    setAuthorized: handles.setAuthorized as unknown as (json: string) => void,
+    packages: new Packages(py, msg.python.unavailable),
+    output: parts.output,
+    caps: msg.caps,
+    interrupt: parts.interrupt,
+  };
+  const restored = {
+    prepareMs: plan.prepareMs,
+    lost: plan.lost,
+    packages: Object.keys(plan.meta.packages),
+    adoptMs: performance.now() - started,
+  };
+  return { live, restored };
+}
+
+/** Takes a checkpoint of the idle interpreter (only ever between calls). */
+export async function checkpoint(live: Live, baseId: string): Promise<Reply<"checkpoint">> {
+  const started = performance.now();
+  const handles = {
+    run: live.run as unknown as PyProxy,
+    namespace: live.namespace,
+    cancel: live.cancel as unknown as PyProxy,
+    takeDenied: live.takeDenied as unknown as PyProxy,
+    setAuthorized: live.setAuthorized as unknown as PyProxy,
+  };
+  const taken = await takeCheckpoint(live.py, handles, baseId);
+  return { ...taken, ms: performance.now() - started };
 }
 
 /** Linear memory of the interpreter, in bytes. */

@@ -1,4 +1,5 @@
 /** A call's stdout and stderr, captured through Pyodide's output hooks and cut at their caps. */
+import type { Streamer } from "./stream.ts";
 
 const decoder = new TextDecoder();
 
@@ -7,7 +8,11 @@ export class Capture {
   #chunks: Uint8Array[] = [];
   #kept = 0;
   cut = false;
-  constructor(private readonly cap: number) {}
+  /** `onKept` sees every part that is kept, as it is written (for live output). */
+  constructor(
+    private readonly cap: number,
+    private readonly onKept?: (part: Uint8Array) => void,
+  ) {}
 
   write = (buf: Uint8Array): number => {
     const room = this.cap - this.#kept;
@@ -16,6 +21,7 @@ export class Capture {
       const part = buf.slice(0, Math.min(room, buf.length));
       this.#chunks.push(part);
       this.#kept += part.length;
+      this.onKept?.(part);
     }
     return buf.length;
   };
@@ -37,9 +43,9 @@ export class Output {
   stdout = new Capture(0);
   stderr = new Capture(0);
 
-  /** Starts a call's capture with fresh, capped streams. */
-  begin(caps: { stdoutBytes: number; stderrBytes: number }): void {
-    this.stdout = new Capture(caps.stdoutBytes);
-    this.stderr = new Capture(caps.stderrBytes);
+  /** Starts a call's capture with fresh, capped streams; `live` also posts them as they come. */
+  begin(caps: { stdoutBytes: number; stderrBytes: number }, live?: Streamer): void {
+    this.stdout = new Capture(caps.stdoutBytes, live && ((b) => live.add("stdout", b)));
+    this.stderr = new Capture(caps.stderrBytes, live && ((b) => live.add("stderr", b)));
   }
 }

@@ -3,9 +3,10 @@
  * check the JSON it produced, and say what the lockdown refused meanwhile.
  */
 import type { PyProxy } from "pyodide/ffi";
-import type { Reply } from "../sandbox/messages.ts";
+import type { ExecRequest, Reply } from "../sandbox/messages.ts";
 import { type Live, memoryBytes } from "./boot.ts";
 import { messageOf, pythonError } from "./errors.ts";
+import type { Streamer } from "./stream.ts";
 
 /** The answer of an abandoned call: a KeyboardInterrupt, which the host reports as a timeout. */
 const INTERRUPTED_ERROR = JSON.stringify(pythonError("KeyboardInterrupt", ""));
@@ -46,19 +47,24 @@ function takeDenied(live: Live): string[] | undefined {
 
 /**
  * Runs one call. `abandoned` settles with ABANDONED when the host's interrupt could not reach
- * an awaiting cell, which then ends as interrupted.
+ * an awaiting cell, which then ends as interrupted. `streamer`, when given, posts the output
+ * while the call runs; its last notice goes before the reply.
  */
 export async function exec(
   live: Live,
-  code: string,
+  request: ExecRequest,
   abandoned: Promise<typeof ABANDONED>,
+  streamer?: Streamer,
 ): Promise<Reply<"exec">> {
-  live.output.begin(live.caps);
+  const { code } = request;
+  live.output.begin(live.caps, streamer);
   let result = "null";
   let error = "null";
   let resultCut = false;
   let fatal: string | undefined;
   try {
+    // JSON text, so no JavaScript object reaches Python.
+    live.setAuthorized(JSON.stringify(request.authorizedImports ?? null));
     let out: PyProxy | undefined = live.run(code, live.namespace, live.caps.resultBytes);
     if (typeof out?.then === "function") {
       const pending = out;
@@ -77,6 +83,7 @@ export async function exec(
     fatal = err instanceof Error ? `${err.name}: ${err.message}` : messageOf(err);
   } finally {
     Atomics.store(live.interrupt, 0, 0);
+    streamer?.end();
   }
   const { stdout, stderr } = live.output;
   return {

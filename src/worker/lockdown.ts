@@ -4,6 +4,7 @@
  */
 import type { PyodideAPI } from "pyodide";
 import type { PyProxy } from "pyodide/ffi";
+import { knownObject } from "./checkpoint/snapshot.ts";
 import { capBuffers } from "./limits.ts";
 import { fetchJson } from "./network.ts";
 
@@ -20,27 +21,38 @@ export function dropPermissions(keepNet: boolean): void {
 export interface LockdownOptions {
   /** Source of `python/lockdown.py`. */
   source: string;
+  /** Source of `python/imports.py` (authorized imports), which the lockdown installs. */
+  imports: string;
   /** Hosts `moat.fetch` may reach; none: `moat` does not exist. */
   network: string[];
   /** The interpreter's memory cap, which also bounds JavaScript buffers. */
   memoryBytes: number;
 }
 
-/**
- * Runs `python/lockdown.py`; from here on Python code has no handle on this worker's JS.
- * Returns the lockdown's `take_denied()`: what it refused since it was last asked.
- */
-export function lockDown(pyodide: PyodideAPI, options: LockdownOptions): () => PyProxy {
+/** What the lockdown leaves the worker: its two handles, held in closures Python cannot reach. */
+export interface Locked {
+  /** `take_denied()`: what the lockdown refused since it was last asked. */
+  takeDenied: () => PyProxy;
+  /** `set_authorized(json)`: the running call's authorized imports, or `null` for no rule. */
+  setAuthorized: (json: string) => void;
+}
+
+/** Runs `python/lockdown.py`; from here on Python code has no handle on this worker's JS. */
+export function lockDown(pyodide: PyodideAPI, options: LockdownOptions): Locked {
   pyodide.unregisterJsModule("js");
   pyodide.unregisterJsModule("pyodide_js");
   const scope = pyodide.globals.get("dict")();
   pyodide.runPython(options.source, { globals: scope, filename: "<moat-lockdown>" });
   const install = scope.get("install");
+  const importsScope = pyodide.globals.get("dict")();
+  pyodide.runPython(options.imports, { globals: importsScope, filename: "<moat-imports>" });
+  const guardImports = importsScope.get("install");
   const { network, memoryBytes } = options;
   const fetcher = network.length ? fetchJson(network, memoryBytes / 4) : undefined;
-  const takeDenied = install(fetcher);
-  install.destroy();
-  scope.destroy();
+  if (fetcher) knownObject(fetcher, "fetch"); // a checkpoint names it; a restore rebuilds it
+  const installed = install(fetcher, guardImports);
+  const locked = { takeDenied: installed.get(0), setAuthorized: installed.get(1) };
+  for (const proxy of [installed, guardImports, importsScope, install, scope]) proxy.destroy();
   capBuffers(memoryBytes, 2 * memoryBytes + 256 * 1024 * 1024);
-  return takeDenied;
+  return locked;
 }

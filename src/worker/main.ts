@@ -8,9 +8,11 @@
 // First, so nothing can compile code from strings here even without the V8 flag (Deno Deploy).
 import "./no_codegen.ts";
 import type { HostMessage, Reply, RequestKind, WorkerEnvelope } from "../sandbox/messages.ts";
-import { boot, type Live, makeSnapshot, memoryBytes } from "./boot.ts";
+import { boot, checkpoint, type Live, makeSnapshot, memoryBytes } from "./boot.ts";
 import { messageOf } from "./errors.ts";
 import { ABANDONED, exec } from "./exec.ts";
+import { deleteFile, getFile, listFiles, putFile } from "./files.ts";
+import { Streamer } from "./stream.ts";
 
 let live: Live | undefined;
 /**
@@ -49,16 +51,23 @@ async function handle(msg: HostMessage): Promise<void> {
     case "boot": {
       const started = performance.now();
       held.push(msg.lifeline);
-      live = await boot(msg);
+      const made = await boot(msg);
+      live = made.live;
       const bootMs = performance.now() - started;
-      return reply<"boot">(msg.id, { bootMs, memoryBytes: memoryBytes(live) });
+      const { restored } = made;
+      return reply<"boot">(msg.id, { bootMs, memoryBytes: memoryBytes(live), restored });
+    }
+    case "checkpoint": {
+      const taken = await checkpoint(booted(), msg.baseId);
+      return reply<"checkpoint">(msg.id, taken, [taken.bytes.buffer]);
     }
     case "exec": {
       const abandoned = new Promise<typeof ABANDONED>((resolve) => {
         abandonCall = () => resolve(ABANDONED);
       });
       try {
-        return reply<"exec">(msg.id, await exec(booted(), msg.code, abandoned));
+        const streamer = msg.stream ? new Streamer((n) => self.postMessage(n)) : undefined;
+        return reply<"exec">(msg.id, await exec(booted(), msg, abandoned, streamer));
       } finally {
         abandonCall = undefined;
       }
@@ -74,6 +83,18 @@ async function handle(msg: HostMessage): Promise<void> {
       }
       return reply<"install">(msg.id, { results, memoryBytes: memoryBytes(target) });
     }
+    case "files.put": {
+      const target = booted();
+      return reply<"files.put">(msg.id, putFile(target.py, memoryBytes(target), msg));
+    }
+    case "files.get": {
+      const answer = getFile(booted().py, msg);
+      return reply<"files.get">(msg.id, answer, "bytes" in answer ? [answer.bytes.buffer] : []);
+    }
+    case "files.list":
+      return reply<"files.list">(msg.id, listFiles(booted().py, msg));
+    case "files.delete":
+      return reply<"files.delete">(msg.id, deleteFile(booted().py, msg));
     case "interrupt": {
       // No Python is running while a message is handled: the flag would only hit the event
       // loop's next step, so it is cleared and the awaiting cell is cancelled instead.

@@ -116,11 +116,15 @@ export class TestServer implements AsyncDisposable {
   /** Starts the server and resolves when it prints its ready line. */
   async start(timeoutMs = 120_000): Promise<this> {
     let policy = this.options.policy ?? "default";
+    this.#tmp = await Deno.makeTempDir({ prefix: "moat-test-" });
     if (this.options.policyText !== undefined) {
-      this.#tmp = await Deno.makeTempDir({ prefix: "moat-test-" });
       policy = `${this.#tmp}/policy.yaml`;
       await Deno.writeTextFile(policy, this.options.policyText);
     }
+    // Each server gets a session store of its own unless the test shares one (restarts).
+    const store: Record<string, string> = this.options.env?.MOAT_STORE
+      ? {}
+      : { MOAT_STORE: `kv:${this.#tmp}/store.kv` };
     const env = {
       ...(await startEnv()).env,
       MOAT_HOST: "127.0.0.1",
@@ -128,6 +132,7 @@ export class TestServer implements AsyncDisposable {
       MOAT_TOKEN: this.token,
       MOAT_POLICY: policy,
       NO_COLOR: "1",
+      ...store,
       ...this.options.env,
     };
     let args: string[];
@@ -226,13 +231,14 @@ export class TestServer implements AsyncDisposable {
   /** Executes code in a session (default: `/`) and expects HTTP 200. */
   async exec(
     code: string,
-    options: { session?: string; packages?: string[]; timeoutMs?: number } = {},
+    options: { session?: string; packages?: string[]; timeoutMs?: number; sync?: boolean } = {},
   ): Promise<ExecAnswer> {
     const path = options.session ? `/v1/sessions/${options.session}` : "/";
     const { status, body } = await this.post(path, {
       code,
       packages: options.packages ?? [],
       ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
+      ...(options.sync ? { checkpoint: "sync" } : {}),
     });
     if (status !== 200) throw new Error(`HTTP ${status}: ${JSON.stringify(body)}`);
     return body;

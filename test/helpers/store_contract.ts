@@ -73,10 +73,12 @@ export async function storeContract(t: Deno.TestContext, fixture: StoreFixture):
       const second = checkpoint(2, 0);
       await store.putCheckpoint("s-1", second);
       assert.deepEqual(await store.getCheckpoint("s-1"), second);
+      assert.deepEqual(await store.getMeta("s-1"), second.meta);
       assert.deepEqual(await store.listSessions(), [{ id: "s-1", meta: second.meta }]);
       assert.equal(await store.countSessions(), 1);
       assert.equal(await store.deleteSession("s-1"), true);
       assert.equal(await store.getCheckpoint("s-1"), undefined);
+      assert.equal(await store.getMeta("s-1"), undefined);
       assert.equal(await store.deleteSession("s-1"), false);
       assert.equal(await store.countSessions(), 0);
     });

@@ -1,7 +1,9 @@
 """Starts a real Moat server for the whole test run, and gives each test a client.
 
 Nothing is mocked: the clients are only worth what they do against the server they ship with.
-Set MOAT_TEST_URL (and MOAT_TEST_TOKEN) to run against a server you started yourself.
+Its policy loads numpy and Pillow from a mirror of stand-in wheels built here (standins.py), as
+Pyodide's CDN is out of reach. Set MOAT_TEST_URL (and MOAT_TEST_TOKEN) to run against a server
+you started yourself.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from moat_client import MoatClient, MoatSession
+from standins import write_mirror, write_policy
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 START_COMMAND = ["npx", "--yes", "deno@2.9.6", "task", "start"]
@@ -40,8 +43,13 @@ def server() -> Iterator[Server]:
         return
     port = _free_port()
     token = secrets.token_urlsafe(24)
-    env = {**os.environ, "MOAT_HOST": "127.0.0.1", "MOAT_PORT": str(port), "MOAT_TOKEN": token}
-    with tempfile.TemporaryFile() as log:
+    with tempfile.TemporaryDirectory(prefix="moat-py-tests-") as tmp, tempfile.TemporaryFile() as log:
+        mirror = write_mirror(Path(tmp) / "mirror", REPO_ROOT)
+        policy = write_policy(Path(tmp) / "policy.yaml", mirror)
+        env = {
+            **os.environ, "MOAT_HOST": "127.0.0.1", "MOAT_PORT": str(port), "MOAT_TOKEN": token,
+            "MOAT_POLICY": str(policy),
+        }
         # A new process group, so the teardown stops npx, deno and every worker it started.
         process = subprocess.Popen(
             START_COMMAND, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -59,8 +67,8 @@ def server() -> Iterator[Server]:
 def numpy_and_pillow(server: Server) -> None:
     """Skips the test when this Moat cannot import numpy and Pillow in the sandbox.
 
-    Their wheels come from Pyodide's CDN; a machine without that network (CI here) has
-    neither, and smolagents' final_answer tool imports both.
+    smolagents' final_answer tool imports both. The server these tests start has them (the
+    stand-ins); one given by MOAT_TEST_URL may not.
     """
     with MoatClient(server.url, server.token).session("ephemeral") as s:
         answer = s.run("import numpy, PIL.Image", packages=["numpy", "pillow"])

@@ -131,12 +131,37 @@ def test_additional_imports_are_sent_as_packages_on_every_call(server: Server) -
 
 def test_additional_imports_make_their_package_importable(server: Server, numpy_and_pillow: None) -> None:
     with MoatExecutor(server.url, server.token, additional_imports=["numpy"]) as ex:
-        assert ex("import numpy as np\nint(np.arange(5).sum())").output == 10
+        assert ex("import numpy\nnumpy.__name__").output == "numpy"
 
 
 def test_variables_sent_before_a_run_are_globals(executor: MoatExecutor) -> None:
     executor.send_variables({"task_input": {"city": "Zürich", "days": [1, 2]}})
     assert executor("task_input['city'], sum(task_input['days'])").output == ["Zürich", 3]
+
+
+def test_stderr_reaches_the_logs_under_a_header(executor: MoatExecutor) -> None:
+    out = executor("import sys\nprint('out')\nprint('careful', file=sys.stderr)")
+    assert out.logs == "out\nPrinted to stderr:\ncareful\n"
+
+
+def test_stderr_written_before_an_error_is_in_the_error(executor: MoatExecutor) -> None:
+    with pytest.raises(AgentError) as caught:
+        executor("import sys\nprint('warned', file=sys.stderr)\n1 / 0")
+    assert str(caught.value).endswith("Printed to stderr:\nwarned\n")
+    assert "ZeroDivisionError" in str(caught.value)
+
+
+def test_authorized_imports_are_enforced_in_the_sandbox(server: Server) -> None:
+    with MoatExecutor(server.url, server.token, additional_authorized_imports=["json"]) as ex:
+        assert ex("import json\njson.dumps([1])").output == "[1]"
+        with pytest.raises(AgentError, match=r"Import of os is not allowed\. Authorized imports are: \["):
+            ex("import os")
+
+
+def test_a_star_in_authorized_imports_enforces_nothing(server: Server) -> None:
+    with MoatExecutor(server.url, server.token, additional_authorized_imports=["*"]) as ex:
+        assert ex.authorized_imports is None
+        assert ex("import os\nos.sep").output == "/"
 
 
 def test_cleanup_deletes_the_session_once(server: Server) -> None:

@@ -14,6 +14,7 @@ from langchain_core.tools import BaseTool  # noqa: E402
 from langchain_core.utils.function_calling import convert_to_openai_tool  # noqa: E402
 
 from conftest import Server  # noqa: E402
+from moat_client import MoatClient  # noqa: E402
 from moat_client.langchain_tool import MoatPythonTool  # noqa: E402
 
 
@@ -48,3 +49,44 @@ def test_the_tool_runs_asynchronously_too(tool: MoatPythonTool) -> None:
     import asyncio
 
     assert asyncio.run(tool.ainvoke("sum(range(10))")) == "45"
+
+
+def sessions_now(server: Server) -> set[str]:
+    return {s.id for s in MoatClient(server.url, server.token).list_sessions()}
+
+
+def test_a_batch_of_first_calls_shares_one_session_and_close_deletes_it(server: Server) -> None:
+    before = sessions_now(server)
+    tool = MoatPythonTool(server.url, server.token)
+    answers = tool.batch([f"{i} * 2" for i in range(6)], config={"max_concurrency": 6})
+    assert answers == [str(i * 2) for i in range(6)]
+    made = sessions_now(server) - before
+    assert made == {tool.session_id}
+    tool.close()
+    assert sessions_now(server) - before == set()
+
+
+def test_parallel_async_first_calls_share_one_session(server: Server) -> None:
+    import asyncio
+
+    before = sessions_now(server)
+    with MoatPythonTool(server.url, server.token) as tool:
+
+        async def calls() -> list[str]:
+            return await asyncio.gather(*(tool.ainvoke(f"n{i} = {i}\nn{i}") for i in range(5)))
+
+        assert asyncio.run(calls()) == [str(i) for i in range(5)]
+        assert len(sessions_now(server) - before) == 1
+        assert tool.invoke("n0 + n4") == "4", "every call ran in the same session"
+    assert sessions_now(server) - before == set(), "the with block deleted the session"
+
+
+def test_close_deletes_every_session_the_tool_made(server: Server) -> None:
+    before = sessions_now(server)
+    tool = MoatPythonTool(server.url, server.token)
+    tool.invoke("1")
+    tool.close()
+    tool.invoke("2")  # a call after close gets a new session
+    assert len(sessions_now(server) - before) == 1
+    tool.close()
+    assert sessions_now(server) - before == set()

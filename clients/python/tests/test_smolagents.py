@@ -6,6 +6,8 @@ smolagents' tool and variable shipping, its final-answer patch and the server ar
 
 from __future__ import annotations
 
+import inspect
+import io
 from collections.abc import Iterator
 
 import pytest
@@ -33,6 +35,7 @@ class ScriptedModel(Model):
         self.replies = list(code_blocks)
 
     def generate(self, messages, stop_sequences=None, **kwargs) -> ChatMessage:  # noqa: ANN001
+        self.calls = getattr(self, "calls", 0) + 1
         code = self.replies.pop(0)
         return ChatMessage(role=MessageRole.ASSISTANT, content=f"Thought: next step.\n<code>\n{code}\n</code>")
 
@@ -58,8 +61,10 @@ def executor(server: Server, numpy_and_pillow: None) -> Iterator[MoatExecutor]:
 def test_the_executor_is_a_smolagents_remote_executor(server: Server) -> None:
     with MoatExecutor(server.url, server.token, logger=AgentLogger(level=LogLevel.OFF)) as executor:
         assert isinstance(executor, RemotePythonExecutor)
-        assert MoatExecutor.send_tools is RemotePythonExecutor.send_tools, "tools ship smolagents' way"
-        assert MoatExecutor.send_variables is RemotePythonExecutor.send_variables
+        # Tools and variables ship smolagents' way: MoatExecutor only marks those calls as the
+        # program's (no import rule) and refuses managed agents before delegating.
+        assert "super().send_tools(tools)" in inspect.getsource(MoatExecutor.send_tools)
+        assert "super().send_variables(variables)" in inspect.getsource(MoatExecutor.send_variables)
         executor.send_variables({"when": (2026, 11), "tags": {"a"}})  # smolagents' SafeSerializer
         assert executor("when[0], sorted(tags)").output == [2026, ["a"]]
 
@@ -108,3 +113,138 @@ def test_agent_cleanup_deletes_the_session(server: Server, numpy_and_pillow: Non
         assert agent.run("One.") == 1
     with pytest.raises(SessionNotFoundError):
         client.get_session(executor.session_id)
+
+
+def action_steps(agent: CodeAgent) -> list[ActionStep]:
+    return [s for s in agent.memory.steps if isinstance(s, ActionStep)]
+
+
+@pytest.mark.parametrize("reset", [True, False], ids=["reset", "no-reset"])
+def test_a_second_run_on_the_same_agent_gets_its_final_answer(executor: MoatExecutor, reset: bool) -> None:
+    model = ScriptedModel(
+        "x = 20\nfinal_answer(x + 1)",
+        "final_answer(x * 2)",  # state kept in the session between runs
+        "final_answer({'third': (3,)})",
+    )
+    agent = CodeAgent(tools=[], model=model, executor=executor, verbosity_level=LogLevel.OFF)
+    assert agent.run("First.") == 21
+    assert agent.run("Second.", reset=reset) == 40
+    assert agent.run("Third.", reset=reset) == {"third": (3,)}
+    assert model.calls == 3, "each run took one step: no final answer failed"
+
+
+def test_the_agent_keeps_its_own_final_answer_tool_and_can_be_saved_after_runs(
+    executor: MoatExecutor,
+) -> None:
+    from smolagents.default_tools import FinalAnswerTool
+
+    model = ScriptedModel(*["final_answer('ok')"] * 3)
+    agent = CodeAgent(tools=[], model=model, executor=executor, verbosity_level=LogLevel.OFF)
+    for _ in range(3):
+        assert agent.run("Again.") == "ok"
+    assert type(agent.tools["final_answer"]) is FinalAnswerTool, "the patch is for the sandbox only"
+    codes = [t["code"] for t in agent.to_dict()["tools"]]
+    assert any("class FinalAnswerTool" in c and "def forward(self, answer" in c for c in codes), codes
+    assert "__source__" not in vars(FinalAnswerTool.forward)
+
+
+def test_managed_agents_under_a_moat_executor_fail_before_the_model_is_called(
+    executor: MoatExecutor,
+) -> None:
+    helper = CodeAgent(tools=[], model=ScriptedModel(), name="helper", description="Helps.")
+    model = ScriptedModel("final_answer(helper(task='hi'))")
+    manager = CodeAgent(
+        tools=[], model=model, managed_agents=[helper], executor=executor, verbosity_level=LogLevel.OFF
+    )
+    with pytest.raises(ValueError, match=r"MoatExecutor cannot run managed agents \(helper\).*own MoatExecutor"):
+        manager.run("Delegate.")
+    assert getattr(model, "calls", 0) == 0
+
+
+def test_a_managed_agent_runs_its_code_in_moat_under_a_local_manager(
+    server: Server, numpy_and_pillow: None
+) -> None:
+    with MoatExecutor(server.url, server.token) as moat:
+        helper = CodeAgent(
+            tools=[Celsius()], model=ScriptedModel("final_answer(to_celsius(fahrenheit=212))"),
+            executor=moat, name="helper", description="Converts temperatures.",
+            verbosity_level=LogLevel.OFF,
+        )
+        manager = CodeAgent(
+            tools=[], model=ScriptedModel("report = helper(task='Boil.')\nfinal_answer(report)"),
+            managed_agents=[helper], verbosity_level=LogLevel.OFF,
+        )
+        answer = manager.run("Ask the helper.")
+        assert "100.0" in answer
+        assert MoatClient(server.url, server.token).get_session(moat.session_id).details["calls"] > 0
+
+
+def test_stderr_reaches_the_model_in_the_observations(executor: MoatExecutor) -> None:
+    model = ScriptedModel(
+        "import warnings\nwarnings.warn('rounding may be off')\nprint('done')", "final_answer(1)"
+    )
+    agent = CodeAgent(tools=[], model=model, executor=executor, verbosity_level=LogLevel.OFF)
+    agent.run("Warn.")
+    observations = action_steps(agent)[0].observations
+    assert "done" in observations
+    assert "Printed to stderr:" in observations and "rounding may be off" in observations
+
+
+def test_authorized_imports_are_refused_and_allowed_in_the_sandbox(
+    server: Server, numpy_and_pillow: None
+) -> None:
+    imports = ["json"]
+    model = ScriptedModel("import os", "import json\nfinal_answer(json.dumps([1]))")
+    with MoatExecutor(server.url, server.token, additional_authorized_imports=imports) as ex:
+        agent = CodeAgent(
+            tools=[Celsius()], model=model, executor=ex, additional_authorized_imports=imports,
+            verbosity_level=LogLevel.OFF,
+        )
+        assert agent.run("Import.") == "[1]"
+    refused = str(action_steps(agent)[0].error)
+    expected = sorted({*agent.authorized_imports})
+    assert f"Import of os is not allowed. Authorized imports are: {expected}" in refused
+
+
+def test_nothing_is_printed_at_log_level_off(server: Server, numpy_and_pillow: None, capsys) -> None:  # noqa: ANN001
+    executor = MoatExecutor(server.url, server.token)
+    model = ScriptedModel("1 / 0", "import sys\nprint('x', file=sys.stderr)\nfinal_answer(2)")
+    with CodeAgent(tools=[], model=model, executor=executor, verbosity_level=LogLevel.OFF) as agent:
+        assert agent.run("Quietly.") == 2
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", "")
+
+
+def test_each_error_is_printed_once_at_log_level_info(server: Server, numpy_and_pillow: None) -> None:
+    from rich.console import Console
+
+    printed = io.StringIO()
+    logger = AgentLogger(level=LogLevel.INFO, console=Console(file=printed, width=300, color_system=None))
+    executor = MoatExecutor(server.url, server.token)
+    model = ScriptedModel("ratio = 1 / 0", "final_answer('ok')")
+    with CodeAgent(tools=[], model=model, executor=executor, logger=logger) as agent:
+        assert agent.run("Divide.") == "ok"
+    text = printed.getvalue()
+    assert text.count("ZeroDivisionError: division by zero") == 1, text
+    assert "Initializing executor" not in text and "Moat session" not in text
+
+
+def test_a_saved_agent_gets_its_moat_executor_back_when_given_one(server: Server) -> None:
+    from smolagents import InferenceClientModel
+
+    imports = ["json"]
+    with MoatExecutor(server.url, server.token, additional_authorized_imports=imports) as first:
+        agent = CodeAgent(
+            tools=[Celsius()], model=InferenceClientModel(model_id="any/model"), executor=first,
+            additional_authorized_imports=imports, verbosity_level=LogLevel.OFF,
+        )
+        saved = agent.to_dict()
+    assert saved["executor_type"] == "local", "the executor itself is not saved"
+    with MoatExecutor(
+        server.url, server.token, additional_authorized_imports=saved["authorized_imports"]
+    ) as executor:
+        loaded = CodeAgent.from_dict(saved, executor=executor)
+        assert loaded.python_executor is executor
+        assert "json" in loaded.authorized_imports and "json" in executor.authorized_imports
+        with pytest.raises(Exception, match="Import of os is not allowed"):
+            executor("import os")

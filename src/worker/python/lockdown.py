@@ -56,6 +56,10 @@ _BLOCKED_EVENTS = frozenset(
     }
 )
 
+# Events authorized imports (imports.py) also hear: fresh imports, code run by exec/eval (trusted
+# when no rule is on), and reads of its guards' `__code__`.
+_IMPORT_EVENTS = frozenset({"import", "exec", "object.__getattr__"})
+
 # Attributes that expose a suspended generator's or coroutine's frame.
 _FRAME_ATTRS = frozenset({"gi_frame", "cr_frame", "ag_frame"})
 
@@ -116,7 +120,7 @@ def _opaque_scheduler(schedule, once):
     return create_once_callable, scheduleCallback
 
 
-def _guard_imp(denied):
+def _guard_imp(denied, check_import=None):
     """Wraps `_imp.create_builtin`/`create_dynamic`, which importlib calls without the audit
     event `import` (e.g. `importlib.import_module`), so blocked C modules stay blocked.
 
@@ -152,6 +156,8 @@ def _guard_imp(denied):
         if _blocked_name(name):
             denied.append(f"import {name}")
             raise BlockedByPolicy(f"import of '{name}' is blocked by Moat's sandbox policy")
+        if check_import is not None:
+            check_import(name)  # authorized imports (imports.py), for the code that imports
         origin = getattr(spec, "origin", None)
         clean = types.SimpleNamespace(name=name, origin=origin if type(origin) is str else None)
         result, error = send((kind, clean, file))
@@ -220,12 +226,18 @@ def _fetch_module(fetch_json):
     return _stub("moat", fetch=fetch, Response=Response)
 
 
-def install(fetch_json=None):
-    """Locks the interpreter down; returns `take_denied()` for the worker (never stored here).
+def install(fetch_json=None, guard_imports=None):
+    """Locks the interpreter down; returns `(take_denied, set_authorized)` for the worker (never
+    stored here).
 
     `fetch_json`, given when the policy allows network hosts, becomes `moat.fetch`.
+    `guard_imports` is `imports.install` (imports.py): authorized imports ride on this module's
+    audit hook and `_imp` guard; `set_authorized` is None without it.
     """
     denied = []
+    audit_imports = check_import = set_authorized = None
+    if guard_imports is not None:
+        audit_imports, check_import, set_authorized = guard_imports(denied, (globals(),))
     core = sys.modules["_pyodide_core"]
     webloop = sys.modules["pyodide.webloop"]
     create_once_callable, schedule = _opaque_scheduler(
@@ -292,13 +304,15 @@ def install(fetch_json=None):
         elif event.startswith("ctypes."):
             denied.append(event)
             raise PermissionError(f"{event} is blocked by Moat's sandbox policy")
+        if audit_imports is not None and event in _IMPORT_EVENTS:
+            audit_imports(event, args)
 
     sys.addaudithook(hook)
-    _guard_imp(denied)
+    _guard_imp(denied, check_import)
 
     def take_denied():
         taken = list(denied)
         denied.clear()
         return taken
 
-    return take_denied
+    return take_denied, set_authorized

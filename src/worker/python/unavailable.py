@@ -6,9 +6,12 @@ dict of reasons (import name -> text) the worker fills and empties."""
 
 import sys
 
+# An interpreter restored from a checkpoint already has the finder: keep its reasons.
+_kept = [f for f in sys.meta_path if getattr(f, "__name__", "") == "MoatUnavailableFinder"]
+
 
 class MoatUnavailableFinder:
-    reasons = {}
+    reasons = _kept[0].reasons if _kept else {}
 
     @classmethod
     def find_spec(cls, name, path=None, target=None):
@@ -26,4 +29,5 @@ class MoatUnavailableFinder:
 
 sys.meta_path[:] = [f for f in sys.meta_path if getattr(f, "__name__", "") != "MoatUnavailableFinder"]
 sys.meta_path.append(MoatUnavailableFinder)
+del _kept
 MoatUnavailableFinder.reasons

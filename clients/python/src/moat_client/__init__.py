@@ -22,6 +22,7 @@ from .errors import (
     TooManyRequestsError,
 )
 from .results import PythonError, RunResult, SessionInfo, decode_images, image_bytes, is_image
+from .transfer import FileEntry, OutputEvent
 
 if TYPE_CHECKING:
     from .langchain_tool import MoatPythonTool
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_URL",
     "AuthenticationError",
     "BadRequestError",
+    "FileEntry",
     "MoatClient",
     "MoatConnectionError",
     "MoatError",
@@ -39,6 +41,7 @@ __all__ = [
     "MoatPythonTool",
     "MoatServerError",
     "MoatSession",
+    "OutputEvent",
     "PayloadTooLargeError",
     "PythonError",
     "RunResult",

@@ -10,12 +10,13 @@ import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from .errors import MoatConnectionError, MoatServerError, error_for_status
 from .results import RunResult, SessionInfo
+from .transfer import FileEntry, OutputEvent, files_path, list_files, send_raw, stream_run
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 """Where `deno task start` listens when MOAT_HOST and MOAT_PORT are unset."""
@@ -53,26 +54,76 @@ class MoatClient:
         *,
         session_id: str | None = None,
         timeout_ms: int | None = None,
+        authorized_imports: Sequence[str] | None = None,
     ) -> RunResult:
         """Runs `code` in a session (the default session `/` when `session_id` is None).
 
         A Python exception is not raised here: it is in `RunResult.error`, because it is
         an answer for the model. Only HTTP-level failures raise (see `moat_client.errors`).
         `packages` are import or distribution names the server loads before running.
+        `authorized_imports` (module names, `pkg.*` patterns) makes the sandbox refuse any
+        other import of this code, beyond smolagents' standard modules; `["*"]` lifts a
+        session's rule for this call; None keeps the session's.
         """
         body: dict[str, Any] = {"code": code, "packages": list(packages)}
         if timeout_ms is not None:
             body["timeoutMs"] = timeout_ms
+        if authorized_imports is not None:
+            body["authorizedImports"] = list(authorized_imports)
         wait = self.timeout if timeout_ms is None else max(self.timeout, timeout_ms / 1000 + 60)
         path = "/" if session_id is None else _session_path(session_id)
         return RunResult.from_json(self._request("POST", path, body, timeout=wait))
 
+    def run_stream(
+        self,
+        code: str,
+        packages: Sequence[str] = (),
+        *,
+        session_id: str | None = None,
+        timeout_ms: int | None = None,
+        authorized_imports: Sequence[str] | None = None,
+    ) -> Iterator[OutputEvent | RunResult]:
+        """Like `run`, but yields `OutputEvent`s as the code prints, then the `RunResult`."""
+        return stream_run(self, code, packages, session_id, timeout_ms, authorized_imports)
+
+    # -- files -------------------------------------------------------------------------
+
+    def upload(self, path: str, data: bytes | str, *, session_id: str | None = None) -> FileEntry:
+        """Writes a file into the session's working directory (Python's cwd); str is UTF-8."""
+        raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+        with send_raw(self, "PUT", files_path(session_id, path), raw, accept="application/json") as r:
+            file = json.loads(r.read())["file"]
+        return FileEntry(file["path"], int(file["size"]), file["modified"])
+
+    def download(self, path: str, *, session_id: str | None = None) -> bytes:
+        """The bytes of a file in the session's working directory."""
+        with send_raw(self, "GET", files_path(session_id, path)) as response:
+            return response.read()
+
+    def files(self, *, session_id: str | None = None) -> list[FileEntry]:
+        """The files of the session's working directory, with sizes and modification times."""
+        return list_files(self, session_id)
+
+    def delete_file(self, path: str, *, session_id: str | None = None) -> None:
+        """Deletes a file from the session's working directory."""
+        self._request("DELETE", files_path(session_id, path))
+
     # -- sessions ----------------------------------------------------------------------
 
-    def create_session(self, mode: str = "persistent", **options: Any) -> SessionInfo:
+    def create_session(
+        self,
+        mode: str = "persistent",
+        *,
+        authorized_imports: Sequence[str] | None = None,
+        **options: Any,
+    ) -> SessionInfo:
         """Creates a session. `mode` is "persistent" (state kept between calls) or
-        "ephemeral" (a clean interpreter on every call); `options` are sent as they are."""
-        return SessionInfo.from_json(self._request("POST", "/v1/sessions", {"mode": mode, **options}))
+        "ephemeral" (a clean interpreter on every call); `authorized_imports` is the import
+        rule of every call (see `run`); `options` are sent as they are."""
+        body: dict[str, Any] = {"mode": mode, **options}
+        if authorized_imports is not None:
+            body["authorizedImports"] = list(authorized_imports)
+        return SessionInfo.from_json(self._request("POST", "/v1/sessions", body))
 
     def list_sessions(self) -> list[SessionInfo]:
         """The sessions the server holds now."""
@@ -91,9 +142,12 @@ class MoatClient:
         """Stops the session's interpreter and frees its memory on the server."""
         self._request("DELETE", _session_path(session_id))
 
-    def session(self, mode: str = "persistent", **options: Any) -> MoatSession:
+    def session(
+        self, mode: str = "persistent", *, authorized_imports: Sequence[str] | None = None,
+        **options: Any,
+    ) -> MoatSession:
         """Creates a session and returns a handle that deletes it on `with` exit."""
-        return MoatSession(self, self.create_session(mode, **options))
+        return MoatSession(self, self.create_session(mode, authorized_imports=authorized_imports, **options))
 
     # -- server ------------------------------------------------------------------------
 
@@ -140,9 +194,34 @@ class MoatSession:
         self.id = info.id
 
     def run(
-        self, code: str, packages: Sequence[str] = (), *, timeout_ms: int | None = None
+        self,
+        code: str,
+        packages: Sequence[str] = (),
+        *,
+        timeout_ms: int | None = None,
+        authorized_imports: Sequence[str] | None = None,
     ) -> RunResult:
-        return self.client.run(code, packages, session_id=self.id, timeout_ms=timeout_ms)
+        return self.client.run(
+            code, packages, session_id=self.id, timeout_ms=timeout_ms,
+            authorized_imports=authorized_imports,
+        )
+
+    def run_stream(
+        self, code: str, packages: Sequence[str] = (), *, timeout_ms: int | None = None
+    ) -> Iterator[OutputEvent | RunResult]:
+        return self.client.run_stream(code, packages, session_id=self.id, timeout_ms=timeout_ms)
+
+    def upload(self, path: str, data: bytes | str) -> FileEntry:
+        return self.client.upload(path, data, session_id=self.id)
+
+    def download(self, path: str) -> bytes:
+        return self.client.download(path, session_id=self.id)
+
+    def files(self) -> list[FileEntry]:
+        return self.client.files(session_id=self.id)
+
+    def delete_file(self, path: str) -> None:
+        self.client.delete_file(path, session_id=self.id)
 
     def reset(self) -> None:
         self.client.reset_session(self.id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import weakref
 from collections.abc import Sequence
 from typing import Any, Optional
@@ -68,8 +69,9 @@ class PythonInputs(BaseModel):
 class MoatPythonTool(BaseTool):
     """Runs Python in a Moat session; replaces LangChain's `PythonREPLTool`.
 
-    The session is created at the first call and deleted by `close()` (or when the tool is
-    garbage collected). Pass `session_id` to use a session you manage yourself.
+    The session is created at the first call, once even when calls start together (`batch`,
+    `abatch`, parallel tool calls), and deleted by `close()`, the end of a `with` block, or
+    garbage collection. Pass `session_id` to use a session you manage yourself.
 
     Fields besides LangChain's: `client` (a MoatClient), `session_id`, `packages` (loaded
     before every call; only the first load costs time), `mode` ("persistent" or
@@ -85,7 +87,8 @@ class MoatPythonTool(BaseTool):
     mode: str = "persistent"
     timeout_ms: Optional[int] = None
     sanitize_input: bool = True
-    _finalizer: Any = None  # set when this tool creates its own session
+    _finalizers: Any = None  # one per session this tool created
+    _lock: Any = None  # makes concurrent first calls share one session
 
     def __init__(
         self,
@@ -97,6 +100,8 @@ class MoatPythonTool(BaseTool):
     ) -> None:
         fields.setdefault("client", MoatClient(url, token))
         super().__init__(packages=list(packages), **fields)
+        self._finalizers = []
+        self._lock = threading.Lock()
 
     def _run(self, query: str, run_manager: Any = None, **_: Any) -> str:
         """Runs `query` and returns the text the model reads."""
@@ -111,18 +116,33 @@ class MoatPythonTool(BaseTool):
         return format_for_model(answer)
 
     def _session(self) -> str:
-        if self.session_id is not None:
+        session_id = self.session_id
+        if session_id is not None:
+            return session_id
+        with self._lock:
+            if self.session_id is None:
+                created = self.client.create_session(self.mode).id
+                self._finalizers.append(
+                    weakref.finalize(self, _delete_quietly, self.client, created)
+                )
+                self.session_id = created
             return self.session_id
-        session_id = self.client.create_session(self.mode).id
-        self._finalizer = weakref.finalize(self, _delete_quietly, self.client, session_id)
-        self.session_id = session_id
-        return session_id
 
     def close(self) -> None:
-        """Deletes the session this tool created (not one passed in); idempotent."""
-        if self._finalizer is not None and self._finalizer.alive:
-            self._finalizer()
-            self.session_id = None
+        """Deletes every session this tool created (not one passed in); idempotent."""
+        with self._lock:
+            mine = [f for f in self._finalizers if f.alive]
+            if mine:
+                self.session_id = None
+            for finalizer in mine:
+                finalizer()
+            self._finalizers.clear()
+
+    def __enter__(self) -> MoatPythonTool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def format_for_model(answer: RunResult) -> str:

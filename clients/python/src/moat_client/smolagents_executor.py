@@ -21,7 +21,7 @@ from typing import Any
 
 from .client import DEFAULT_URL, MoatClient
 from .errors import MoatError, SessionNotFoundError
-from .results import decode_images
+from .results import RunResult, decode_images
 
 _log = logging.getLogger("moat_client")
 
@@ -29,6 +29,7 @@ try:
     from smolagents.local_python_executor import CodeOutput
     from smolagents.monitoring import AgentLogger, LogLevel
     from smolagents.remote_executors import RemotePythonExecutor
+    from smolagents.tools import Tool
     from smolagents.utils import AgentError
 
     SMOLAGENTS_AVAILABLE = True
@@ -53,8 +54,13 @@ except ImportError:
                 logger.log_error(message)
 
     class LogLevel:  # type: ignore[no-redef]
+        OFF = -1
         ERROR = 0
         INFO = 1
+        DEBUG = 2
+
+    class Tool:  # type: ignore[no-redef]
+        """Stands in for smolagents' Tool, so managed agents are recognised without it."""
 
     class AgentLogger:  # type: ignore[no-redef]
         """Stands in for smolagents' logger, writing to the `logging` module instead."""
@@ -63,10 +69,11 @@ except ImportError:
             self.level = level
 
         def log(self, *args: Any, level: int = LogLevel.INFO, **kwargs: Any) -> None:
-            _log.info(" ".join(str(a) for a in args))
+            if level <= self.level:
+                _log.info(" ".join(str(a) for a in args))
 
         def log_error(self, message: str) -> None:
-            _log.error(message)
+            self.log(message, level=LogLevel.ERROR)
 
     class RemotePythonExecutor:  # type: ignore[no-redef]
         """The parts of smolagents' base that make sense without smolagents' tools."""
@@ -88,6 +95,9 @@ except ImportError:
         def send_tools(self, tools: dict[str, Any]) -> None:
             if tools:
                 raise TypeError("Sending tools needs smolagents: pip install smolagents")
+
+        def _patch_final_answer_with_exception(self, final_answer_tool: Any) -> None:
+            pass
 
         def send_variables(self, variables: dict[str, Any]) -> None:
             """JSON-safe variables only: without smolagents there is no SafeSerializer."""
@@ -128,21 +138,40 @@ except ImportError:
         return {k: _from_json_safe(v) for k, v in obj.items()}
 
 
+STDERR_HEADER = "Printed to stderr:"
+"""Heads what the code wrote to stderr (warnings, `logging`) in the logs the model reads."""
+
+MANAGED_AGENTS_UNSUPPORTED = (
+    "MoatExecutor cannot run managed agents ({names}): a managed agent calls its own model from "
+    "your program, and code running in Moat cannot call back into it. Instead, keep the manager "
+    "on smolagents' local executor (CodeAgent(..., managed_agents=[...]) without executor=) and "
+    "give each managed agent its own MoatExecutor, so their code runs in Moat; or call the agents "
+    "one after the other from your program and pass results on with run(additional_args=...)."
+)
+
+
 class MoatExecutor(RemotePythonExecutor):
     """Runs a smolagents agent's code in its own Moat session.
 
     Args:
         url: Moat's base URL.
         token: the bearer token (default: the MOAT_TOKEN environment variable).
-        additional_imports: packages the server loads for every call. `CodeAgent` does not
-            pass its `additional_authorized_imports` to an executor it is given, so pass the
-            same list here when the agent's code imports more than the standard library.
-        logger: a smolagents `AgentLogger`; a new one at INFO level by default.
+        additional_imports: packages the server loads for every call, with no import rule.
+        logger: a smolagents `AgentLogger` for the executor's own messages. By default they
+            go to the `moat_client` logger of Python's `logging` and nothing is printed: the
+            agent prints what its `verbosity_level` asks for, errors included, once.
         allow_pickle: as in smolagents: accept `pickle:` final answers (trusted servers only).
+        additional_authorized_imports: the agent's `additional_authorized_imports`, which
+            `CodeAgent` does not pass to an executor it is given: Moat then refuses, inside the
+            sandbox, any import of the model's code outside this list and smolagents' standard
+            modules, with the local executor's message (`"*"` in the list: no rule), and loads
+            the listed packages. Tools and variables, sent by smolagents, are not checked.
         mode: "persistent" (the default: the agent's variables live across steps) or
             "ephemeral".
         timeout_ms: a per-call limit to ask the server for; the server's policy caps it.
         client: a `MoatClient` to reuse instead of building one from url and token.
+        stream_output: show what the code prints while it runs (through the logger, at INFO
+            level) instead of only with the answer; off by default.
     """
 
     def __init__(
@@ -153,19 +182,33 @@ class MoatExecutor(RemotePythonExecutor):
         logger: Any = None,
         allow_pickle: bool = False,
         *,
+        additional_authorized_imports: Iterable[str] | None = None,
         mode: str = "persistent",
         timeout_ms: int | None = None,
         client: MoatClient | None = None,
+        stream_output: bool = False,
     ) -> None:
-        super().__init__(list(additional_imports or []), logger or AgentLogger(), allow_pickle)
+        authorized = None if additional_authorized_imports is None else list(additional_authorized_imports)
+        packages = list(additional_imports or []) + (authorized or [])
+        super().__init__(packages, logger or AgentLogger(level=LogLevel.OFF), allow_pickle)
         self.client = client or MoatClient(url, token)
         self.timeout_ms = timeout_ms
-        self.session_id = self.client.create_session(mode).id
+        self.stream_output = stream_output
+        self.authorized_imports = None if authorized is None or "*" in authorized else authorized
+        """The import rule the model's code runs under; None when nothing is enforced."""
+        self._trusted = False  # set while smolagents sends tools or variables
+        self._patched: Any = None  # the final_answer patch to undo once the tools are sent
+        self.session_id = self.client.create_session(mode, authorized_imports=self.authorized_imports).id
         # Deletes the session even when cleanup() is never called (garbage collection or
         # interpreter exit), without keeping `self` alive.
         self._finalizer = weakref.finalize(self, _delete_quietly, self.client, self.session_id)
         self.installed_packages = self.install_packages(self.additional_imports)
-        self.logger.log(f"Moat session {self.session_id} is ready", level=LogLevel.INFO)
+        self._say(f"Moat session {self.session_id} is ready")
+
+    def _say(self, message: str) -> None:
+        """The executor's own news: to `logging`, and to a logger passed in at DEBUG level."""
+        _log.info(message)
+        self.logger.log(message, level=LogLevel.DEBUG)
 
     def install_packages(self, additional_imports: list[str]) -> list[str]:
         """Records packages instead of running `!pip install`.
@@ -175,31 +218,98 @@ class MoatExecutor(RemotePythonExecutor):
         """
         new = [p for p in dict.fromkeys(additional_imports) if p not in self.installed_packages]
         if new:
-            self.logger.log(f"Packages Moat loads for this agent: {', '.join(new)}", level=LogLevel.INFO)
+            self._say(f"Packages Moat loads for this agent: {', '.join(new)}")
         return new
+
+    def send_tools(self, tools: dict[str, Any]) -> None:
+        """smolagents' tool shipping, refusing managed agents with what to do instead."""
+        agents = [n for n, t in tools.items() if not isinstance(t, Tool)] if SMOLAGENTS_AVAILABLE else []
+        if agents:
+            raise ValueError(MANAGED_AGENTS_UNSUPPORTED.format(names=", ".join(agents)))
+        self._trusted = True
+        try:
+            super().send_tools(tools)
+        finally:
+            self._trusted = False
+            self._unpatch_final_answer()
+
+    def send_variables(self, variables: dict[str, Any]) -> None:
+        self._trusted = True
+        try:
+            super().send_variables(variables)
+        finally:
+            self._trusted = False
+
+    def _patch_final_answer_with_exception(self, final_answer_tool: Any) -> None:
+        """Patches smolagents' final_answer tool for the code sent to Moat, and only for that.
+
+        smolagents patches the agent's own tool object, again on each `agent.run()`, wrapping
+        the previous patch, and that second patch's source refers to a closure variable
+        (`allow_pickle_setting`), so it fails in any remote interpreter. It also renames the
+        source of `FinalAnswerTool.forward` itself, which breaks `to_dict()` and `save()` of
+        every agent afterwards. So any earlier patch is undone first, and this one is undone
+        (class and source) as soon as the tools are sent (`_unpatch_final_answer`).
+        """
+        while type(final_answer_tool).__name__ == "_FinalAnswerTool" and "_forward" in vars(
+            type(final_answer_tool)
+        ):
+            final_answer_tool.__class__ = type(final_answer_tool).__bases__[0]
+        original_class = type(final_answer_tool)
+        forward = original_class.forward
+        source = vars(forward).get("__source__", _NO_SOURCE)
+        super()._patch_final_answer_with_exception(final_answer_tool)
+        self._patched = (final_answer_tool, original_class, forward, source)
+
+    def _unpatch_final_answer(self) -> None:
+        patched, self._patched = self._patched, None
+        if patched is None:
+            return
+        tool, original_class, forward, source = patched
+        tool.__class__ = original_class
+        if source is _NO_SOURCE:
+            vars(forward).pop("__source__", None)
+        else:
+            forward.__source__ = source
 
     def run_code_raise_errors(self, code: str) -> CodeOutput:
         """Runs one code action; a Python exception becomes `AgentError` with its traceback,
         and smolagents' `FinalAnswerException` becomes the decoded final answer."""
+        # Tools and variables come from the program, not the model: no import rule for them.
+        rule = ["*"] if self._trusted and self.authorized_imports is not None else None
         try:
-            answer = self.client.run(
-                code, self.installed_packages, session_id=self.session_id, timeout_ms=self.timeout_ms
-            )
+            answer = self._run(code, rule)
         except MoatError as e:
-            raise AgentError(f"Moat could not run the code: {e}", self.logger) from e
+            raise AgentError(f"Moat could not run the code: {e}", _SILENT) from e
         error = answer.error
         if error is None:
-            return CodeOutput(output=decode_images(answer.result), logs=answer.stdout, is_final_answer=False)
+            logs = _with_stderr(answer.stdout, answer.stderr)
+            return CodeOutput(output=decode_images(answer.result), logs=logs, is_final_answer=False)
         if error.exception_type == self.FINAL_ANSWER_EXCEPTION and error.exception_value is not None:
             value = self._deserialize_final_answer(error.exception_value, self.allow_pickle)
-            return CodeOutput(output=value, logs=answer.stdout, is_final_answer=True)
-        raise AgentError(str(error), self.logger)
+            logs = _with_stderr(answer.stdout, answer.stderr)
+            return CodeOutput(output=value, logs=logs, is_final_answer=True)
+        # Not logged here: the agent logs the error it makes of this one, at its own verbosity.
+        raise AgentError(_with_stderr(str(error), answer.stderr), _SILENT)
+
+    def _run(self, code: str, rule: list[str] | None) -> RunResult:
+        """One call; with `stream_output`, each printed batch is logged as it arrives."""
+        args = (code, self.installed_packages)
+        options: dict[str, Any] = {
+            "session_id": self.session_id, "timeout_ms": self.timeout_ms, "authorized_imports": rule,
+        }
+        if not self.stream_output:
+            return self.client.run(*args, **options)
+        for event in self.client.run_stream(*args, **options):
+            if isinstance(event, RunResult):
+                return event
+            self.logger.log(event.text.rstrip("\n"), level=LogLevel.INFO)
+        raise AssertionError("unreachable: run_stream ends with the result")
 
     def cleanup(self) -> None:
         """Deletes this executor's session; called by `CodeAgent.cleanup()`; idempotent."""
         if self._finalizer.alive:
             self._finalizer()
-            self.logger.log(f"Moat session {self.session_id} deleted", level=LogLevel.INFO)
+            self._say(f"Moat session {self.session_id} deleted")
 
     def delete(self) -> None:
         """The name smolagents' other remote executors give to cleanup."""
@@ -210,6 +320,20 @@ class MoatExecutor(RemotePythonExecutor):
 
     def __exit__(self, *exc: object) -> None:
         self.cleanup()
+
+
+_NO_SOURCE = object()
+_SILENT = AgentLogger(level=LogLevel.OFF)
+"""The logger errors are raised with: the agent logs them itself, so each is shown once."""
+
+
+def _with_stderr(text: str, stderr: str) -> str:
+    """`text`, then what the code wrote to stderr under a short header, as the model reads it."""
+    if not stderr:
+        return text
+    if text and not text.endswith("\n"):
+        text += "\n"
+    return f"{text}{STDERR_HEADER}\n{stderr}"
 
 
 def _delete_quietly(client: MoatClient, session_id: str) -> None:

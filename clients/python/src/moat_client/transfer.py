@@ -1,0 +1,120 @@
+"""Files and live output: the parts of Moat's API that are not one JSON answer.
+
+Kept apart from `client.py` so that `MoatClient` only gains thin methods: raw bytes in and
+out of a session's working directory, and an execute call read as Server-Sent Events.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from .errors import MoatConnectionError, MoatServerError, error_for_status
+from .results import RunResult
+
+if TYPE_CHECKING:
+    from .client import MoatClient
+
+
+@dataclass(frozen=True)
+class OutputEvent:
+    """Output the code printed, as the server streamed it (`stream` is stdout or stderr)."""
+
+    stream: str
+    text: str
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a session's working directory."""
+
+    path: str
+    size: int
+    modified: str
+    """ISO 8601."""
+
+
+def files_path(session_id: str | None, path: str | None = None) -> str:
+    """`/files[/path]` for the default session, `/v1/sessions/{id}/files[/path]` otherwise.
+    Each segment is percent-encoded, so a name can never walk to another route."""
+    base = "/files" if session_id is None else "/v1/sessions/" + quote(session_id, safe="") + "/files"
+    if path is None:
+        return base
+    parts = path.split("/")
+    # URLs resolve `..` before the server sees them, so these are refused here.
+    if parts[0] == "":
+        raise ValueError(f"absolute paths are refused: {path!r} (name a file in the working directory)")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"'.', '..' and empty segments are refused: {path!r}")
+    return base + "/" + "/".join(quote(part, safe="") for part in path.split("/"))
+
+
+def send_raw(
+    client: MoatClient, method: str, path: str, data: bytes | None = None, *, accept: str = "*/*",
+    timeout: float | None = None,
+) -> Any:
+    """Sends one request with a raw body; returns the open response (the caller closes it)."""
+    from .client import USER_AGENT, _http_error
+
+    headers = {"Accept": accept, "User-Agent": USER_AGENT}
+    if client.token:
+        headers["Authorization"] = f"Bearer {client.token}"
+    if data is not None:
+        headers["Content-Type"] = "application/octet-stream"
+    request = urllib.request.Request(client.url + path, data=data, method=method, headers=headers)
+    try:
+        return urllib.request.urlopen(request, timeout=timeout or client.timeout)
+    except urllib.error.HTTPError as e:
+        raise _http_error(e.code, e.read()) from None
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise MoatConnectionError(f"{method} {client.url}{path} failed: {reason}") from e
+
+
+def stream_run(
+    client: MoatClient, code: str, packages: Sequence[str], session_id: str | None,
+    timeout_ms: int | None, authorized_imports: Sequence[str] | None = None,
+) -> Iterator[OutputEvent | RunResult]:
+    """Runs code with `Accept: text/event-stream`: yields an `OutputEvent` per batch the code
+    prints, then the `RunResult` (the same answer `run` gives). Closing the iterator early
+    does not stop the call: it finishes in its session."""
+    body: dict[str, Any] = {"code": code, "packages": list(packages)}
+    if timeout_ms is not None:
+        body["timeoutMs"] = timeout_ms
+    if authorized_imports is not None:
+        body["authorizedImports"] = list(authorized_imports)
+    wait = client.timeout if timeout_ms is None else max(client.timeout, timeout_ms / 1000 + 60)
+    path = "/" if session_id is None else "/v1/sessions/" + quote(session_id, safe="")
+    data = json.dumps(body).encode("utf-8")
+    with send_raw(client, "POST", path, data, accept="text/event-stream", timeout=wait) as response:
+        event, lines = "message", []
+        for raw in response:
+            line = raw.decode("utf-8").rstrip("\r\n")
+            if line.startswith(":"):
+                continue  # a keep-alive comment
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                lines.append(line[5:].removeprefix(" "))
+            elif line == "" and lines:
+                payload = "\n".join(lines)
+                if event in ("stdout", "stderr"):
+                    yield OutputEvent(event, json.loads(payload))
+                elif event == "result":
+                    yield RunResult.from_json(json.loads(payload))
+                    return
+                elif event == "error":
+                    error = json.loads(payload).get("error", {})
+                    raise error_for_status(503, str(error.get("name")), str(error.get("message")), payload)
+                event, lines = "message", []
+    raise MoatServerError(200, "InvalidResponse", "the event stream ended without a result")
+
+
+def list_files(client: MoatClient, session_id: str | None) -> list[FileEntry]:
+    body = client._request("GET", files_path(session_id))
+    return [FileEntry(f["path"], int(f["size"]), f["modified"]) for f in body.get("files", [])]

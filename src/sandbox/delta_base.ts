@@ -1,0 +1,102 @@
+/**
+ * The image a server's checkpoints are deltas against. Diffing against the boot snapshot keeps
+ * every chunk a session's own boot changes (the runner, the lockdown, the warm-up: about 200 of
+ * 480); diffing against an idle session's memory keeps only what the calls changed, so an empty
+ * session's checkpoint is kilobytes. The base is made once per boot snapshot and pool options,
+ * cached on disk, and stored once (content-addressed) in the session store.
+ */
+import { sha256Hex } from "../digest.ts";
+import { CACHE_DIR } from "../paths.ts";
+import { readPrefix, unpackCheckpoint } from "../worker/checkpoint/format.ts";
+import { applyDelta } from "../worker/checkpoint/delta.ts";
+import { messageOf } from "../worker/errors.ts";
+import { BootError, Interpreter, type InterpreterOptions } from "./interpreter.ts";
+
+const ids = new WeakMap<Uint8Array, Promise<string>>();
+
+/** sha256 (hex) of a snapshot's bytes, computed once per snapshot in this process. */
+export function snapshotId(snapshot: Uint8Array): Promise<string> {
+  let id = ids.get(snapshot);
+  if (!id) {
+    // WebCrypto takes no SharedArrayBuffer view: hash a copy, once.
+    id = sha256Hex(snapshot.slice());
+    ids.set(snapshot, id);
+  }
+  return id;
+}
+
+/** A delta applied to another base would be garbage memory: refuse it, saying which base. */
+export async function checkBase(checkpoint: Uint8Array, base: Uint8Array | undefined) {
+  if (!base) throw new BootError("restoring a checkpoint needs the base it was taken against");
+  let wanted: string;
+  try {
+    wanted = readPrefix(checkpoint).baseId;
+  } catch (err) {
+    throw new BootError(`the checkpoint is unreadable: ${messageOf(err)}`);
+  }
+  const have = await snapshotId(base);
+  if (wanted !== have) {
+    throw new BootError(
+      `the checkpoint was taken against base ${wanted.slice(0, 12)}, not this one ` +
+        `(${have.slice(0, 12)}): load that base to restore it`,
+    );
+  }
+}
+
+function shared(bytes: Uint8Array): Uint8Array {
+  const view = new Uint8Array(new SharedArrayBuffer(bytes.byteLength));
+  view.set(bytes);
+  return view;
+}
+
+/** What the pool boots with decides the base: the snapshot, the preload, the mounts. */
+async function baseKey(options: InterpreterOptions & { snapshot: Uint8Array }): Promise<string> {
+  const parts = {
+    snapshot: await snapshotId(options.snapshot),
+    preload: (options.preload ?? []).map((w) => w.fileName),
+    mounts: (options.mounts ?? []).map((m) => [m.path, m.bytes?.length ?? -1]),
+    memoryMb: options.limits.memoryMb,
+  };
+  return (await sha256Hex(new TextEncoder().encode(JSON.stringify(parts)))).slice(0, 24);
+}
+
+/**
+ * Boots one session with the pool's options, takes its memory and returns it in Pyodide's
+ * snapshot layout (in a SharedArrayBuffer every worker reads without a copy), with its id. Read
+ * from the cache when this snapshot and these options made one before, so the id is stable.
+ */
+export async function loadDeltaBase(
+  options: InterpreterOptions & { snapshot: Uint8Array },
+  log: (line: string) => void = () => {},
+): Promise<{ bytes: Uint8Array; id: string }> {
+  const path = `${CACHE_DIR}base-${await baseKey(options)}.bin`;
+  try {
+    const bytes = shared(await Deno.readFile(path));
+    return { bytes, id: await snapshotId(bytes) };
+  } catch {
+    // not cached yet
+  }
+  const boot = options.snapshot;
+  const interpreter = await Interpreter.start({ ...options, checkpoint: undefined });
+  let bytes: Uint8Array;
+  try {
+    const taken = await interpreter.checkpoint(await snapshotId(boot));
+    const maxBytes = 2 * options.limits.memoryMb * 1024 * 1024 + (64 << 20);
+    const { meta, sections } = await unpackCheckpoint(taken.bytes, maxBytes);
+    const start = new Uint32Array(boot.buffer, boot.byteOffset, 2)[1];
+    const image = applyDelta(boot.subarray(start), sections[meta.deltaSection]);
+    bytes = new Uint8Array(new SharedArrayBuffer(start + image.length));
+    bytes.set(boot.subarray(0, start));
+    bytes.set(image, start);
+  } finally {
+    interpreter.terminate();
+  }
+  try {
+    const tmp = `${path}.${crypto.randomUUID()}.tmp`;
+    await Deno.writeFile(tmp, bytes);
+    await Deno.rename(tmp, path);
+  } catch (err) {
+    log(`could not cache the checkpoint base in ${CACHE_DIR} (${messageOf(err)}); continuing`);
+  }
+  return { bytes, id: await snapshotId(bytes) };
+}

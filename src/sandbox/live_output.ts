@@ -1,0 +1,32 @@
+/** The running call's live output as the host receives it: checked, and bounded by the caps. */
+import { WorkerNoticeSchema } from "./messages.ts";
+
+/** Receives a call's output as it is printed (see `src/worker/stream.ts`). */
+export type OutputHook = (stream: "stdout" | "stderr", text: string) => void;
+
+/** Passes one call's `output` notices to its hook, never more of a stream than its cap. */
+export class LiveOutput {
+  readonly #room: { stdout: number; stderr: number };
+
+  constructor(
+    private readonly hook: OutputHook,
+    caps: { stdoutBytes: number; stderrBytes: number },
+  ) {
+    this.#room = { stdout: caps.stdoutBytes, stderr: caps.stderrBytes };
+  }
+
+  /**
+   * A message from the worker that is not a reply. The worker already kept only what the caps
+   * allow; counting UTF-16 units (never more than the UTF-8 bytes the worker capped) here means
+   * a worker that misbehaves cannot send more either.
+   */
+  receive(data: unknown): void {
+    const notice = WorkerNoticeSchema.safeParse(data);
+    if (!notice.success) return; // not something the host asked for
+    for (const [stream, text] of notice.data.chunks) {
+      const kept = text.slice(0, this.#room[stream]);
+      this.#room[stream] -= kept.length;
+      if (kept) this.hook(stream, kept);
+    }
+  }
+}

@@ -1,0 +1,246 @@
+/**
+ * Durable sessions seen from one instance: checkpoints written to the session store and read
+ * back, the boot snapshot they are deltas against, and the leases that keep one runner per
+ * session across instances. The manager decides when; this file does the store's side.
+ */
+import { logEvent, logSecurity } from "../audit.ts";
+import { metrics } from "../metrics.ts";
+import type { Limits } from "../policy/schema.ts";
+import { snapshotId } from "../sandbox/delta_base.ts";
+import type { Interpreter } from "../sandbox/interpreter.ts";
+import {
+  type Checkpoint,
+  CheckpointRejected,
+  type SessionMeta,
+  type Store,
+  type StoredSession,
+  StoreUnavailable,
+} from "../store/store.ts";
+import { messageOf } from "../worker/errors.ts";
+import type { Session } from "./session.ts";
+
+/** How long a lease lasts unless renewed; an instance killed with -9 frees its sessions then. */
+export const LEASE_TTL_MS = 10_000;
+/** How often held leases are renewed. */
+const RENEW_EVERY_MS = 3_000;
+/** How often a call waiting for another instance's lease asks again. */
+const LEASE_POLL_MS = 50;
+
+/** What the store could not give back: the session is gone, and the caller is told why. */
+export class SessionLostError extends Error {
+  override name = "SessionLost";
+}
+
+/** A checkpoint as read back: what the manager needs to restore the session. */
+export interface Loaded {
+  meta: SessionMeta;
+  /** The checkpoint's bytes, for `Interpreter.start({ checkpoint })`. */
+  checkpoint: Uint8Array<ArrayBuffer>;
+  /** The boot snapshot the checkpoint is a delta against. */
+  base: Uint8Array;
+}
+
+/** What `Checkpoints` works with. */
+export interface CheckpointsOptions {
+  store: Store;
+  instanceId: string;
+  limits: Limits;
+  /** The boot snapshot every pool interpreter restores; checkpoints are deltas against it. */
+  base: Uint8Array;
+  log?: (line: string) => void;
+}
+
+/** The store's side of durable sessions, for one instance. */
+export class Checkpoints {
+  readonly store: Store;
+  readonly instanceId: string;
+  readonly #base: Uint8Array;
+  /** sha256 of the boot snapshot: the base id every checkpoint of this instance names. */
+  readonly baseId: Promise<string>;
+  #baseStored?: Promise<void>;
+  readonly #held = new Set<string>();
+  readonly #renewer: ReturnType<typeof setInterval>;
+  readonly #log: (line: string) => void;
+
+  constructor(options: CheckpointsOptions) {
+    this.store = options.store;
+    this.instanceId = options.instanceId;
+    this.#base = options.base;
+    this.#log = options.log ?? (() => {});
+    this.baseId = snapshotId(options.base);
+    this.#renewer = setInterval(() => this.#renew(), RENEW_EVERY_MS);
+    Deno.unrefTimer(this.#renewer);
+  }
+
+  /** Stores the boot snapshot once (content-addressed), so checkpoints survive an upgrade. */
+  #storeBase(): Promise<void> {
+    this.#baseStored ??= (async () => {
+      const id = await this.baseId;
+      if (!await this.store.hasBase(id)) await this.store.putBase(id, this.#base);
+    })();
+    // A failure is tried again with the next checkpoint.
+    this.#baseStored.catch(() => this.#baseStored = undefined);
+    return this.#baseStored;
+  }
+
+  /** Sessions the store holds, for a server that starts (listed lazily, restored on use). */
+  list(): Promise<StoredSession[]> {
+    return this.store.listSessions();
+  }
+
+  /** The metadata of a session's checkpoint, or undefined when the store has none. */
+  meta(id: string): Promise<SessionMeta | undefined> {
+    return this.store.getMeta(id);
+  }
+
+  /**
+   * Takes the session's lease, waiting for another instance to release it or for it to expire,
+   * until `deadline` (performance.now() time). Returns whether this instance holds it now.
+   */
+  async acquire(session: Session, deadline: number): Promise<boolean> {
+    for (;;) {
+      if (await this.store.acquireLease(session.id, this.instanceId, LEASE_TTL_MS)) {
+        this.#held.add(session.id);
+        session.durable.leased = true;
+        return true;
+      }
+      if (performance.now() + LEASE_POLL_MS > deadline) return false;
+      await new Promise((r) => setTimeout(r, LEASE_POLL_MS));
+    }
+  }
+
+  /** Gives the session's lease up (after its checkpoint is stored, or when it is removed). */
+  async release(session: Session): Promise<void> {
+    session.durable.leased = false;
+    this.#held.delete(session.id);
+    await this.store.releaseLease(session.id, this.instanceId).catch(() => {});
+  }
+
+  /** Keeps held leases alive; a lease lost meanwhile makes the next call take it again. */
+  async #renew(): Promise<void> {
+    for (const id of [...this.#held]) {
+      const ok = await this.store.renewLease(id, this.instanceId, LEASE_TTL_MS).catch(() => false);
+      if (!ok) this.#held.delete(id);
+    }
+  }
+
+  /** Whether the lease of `id` is still held here (renewals may have failed). */
+  holds(id: string): boolean {
+    return this.#held.has(id);
+  }
+
+  /**
+   * Checkpoints the session's interpreter into the store. Never throws: a failure is returned
+   * (and logged) so the call that caused it, or the next one, can say so.
+   */
+  async save(
+    session: Session,
+    interpreter: Interpreter,
+  ): Promise<{ ok: boolean; reason?: string }> {
+    const started = performance.now();
+    let bytes = 0;
+    try {
+      await this.#storeBase();
+      const taken = await interpreter.checkpoint(await this.baseId);
+      bytes = taken.bytes.byteLength;
+      const seq = session.durable.seq + 1;
+      await this.store.putCheckpoint(
+        session.id,
+        {
+          meta: this.#meta(session, seq, await this.baseId),
+          delta: taken.bytes,
+        } satisfies Checkpoint,
+      );
+      session.durable.seq = seq;
+      session.durable.stored = true;
+      session.durable.dirty = false;
+      session.durable.failure = undefined;
+      metrics.checkpoint(bytes, performance.now() - started, true);
+      return { ok: true };
+    } catch (err) {
+      const reason = `the session's checkpoint could not be stored: ${messageOf(err)}`;
+      session.durable.failure = reason;
+      metrics.checkpoint(bytes, performance.now() - started, false);
+      logEvent("checkpoint", { session: session.id, ok: false, reason: messageOf(err) });
+      return { ok: false, reason };
+    }
+  }
+
+  /** Stores a session that has no interpreter state worth a snapshot (ephemeral, or new). */
+  async saveMeta(session: Session): Promise<void> {
+    const seq = session.durable.seq + 1;
+    await this.store.putCheckpoint(session.id, {
+      meta: this.#meta(session, seq, await this.baseId),
+      delta: new Uint8Array(),
+    });
+    session.durable.seq = seq;
+    session.durable.stored = true;
+  }
+
+  #meta(session: Session, seq: number, baseId: string): SessionMeta {
+    return {
+      mode: session.mode,
+      created: session.created,
+      lastUsed: session.lastUsed,
+      calls: session.calls,
+      packages: [...session.packages],
+      seq,
+      baseId,
+      instance: this.instanceId,
+      ...(session.authorizedImports ? { authorizedImports: session.authorizedImports } : {}),
+    };
+  }
+
+  /**
+   * Reads a session's last checkpoint and its base. Throws SessionLostError when it is missing
+   * or refused (a `security` event for the latter), StoreUnavailable when the store is down.
+   */
+  async load(id: string): Promise<Loaded> {
+    let found: Checkpoint | undefined;
+    try {
+      found = await this.store.getCheckpoint(id);
+    } catch (err) {
+      if (err instanceof CheckpointRejected) {
+        logSecurity("checkpoint-rejected", { session: id, reason: err.reason });
+        throw new SessionLostError(
+          `Session '${id}' cannot be restored: its checkpoint was refused (${err.reason}: it ` +
+            `failed authentication or is damaged), so its state is lost`,
+        );
+      }
+      throw err;
+    }
+    if (!found) {
+      throw new SessionLostError(
+        `Session '${id}' cannot be restored: the store holds no checkpoint of it, so its ` +
+          `state is lost`,
+      );
+    }
+    const base = found.meta.baseId === await this.baseId
+      ? this.#base
+      : await this.store.getBase(found.meta.baseId);
+    if (!base) {
+      throw new SessionLostError(
+        `Session '${id}' cannot be restored: the boot snapshot its checkpoint refers to ` +
+          `(${found.meta.baseId.slice(0, 12)}) is not in the store, so its state is lost`,
+      );
+    }
+    const checkpoint = new Uint8Array(found.delta.byteLength);
+    checkpoint.set(found.delta);
+    return { meta: found.meta, checkpoint, base };
+  }
+
+  /** Removes a session from the store (deleted or expired) and frees its lease. */
+  async remove(session: Session): Promise<void> {
+    await this.store.deleteSession(session.id).catch((err) =>
+      this.#log(`could not remove session ${session.id} from the store: ${messageOf(err)}`)
+    );
+    await this.release(session);
+  }
+
+  /** Stops renewing leases (the instance is stopping; it released them itself). */
+  close(): void {
+    clearInterval(this.#renewer);
+  }
+}
+
+export { StoreUnavailable };

@@ -1,0 +1,113 @@
+/** One session as the manager keeps it, and what the API says of it. */
+import type { Interpreter, KillReason } from "../sandbox/interpreter.ts";
+import { SerialQueue } from "./queue.ts";
+
+/** `persistent` keeps state between calls; `ephemeral` gives every call a clean interpreter. */
+export type SessionMode = "persistent" | "ephemeral";
+
+/** The id of the session served at `/`. */
+export const DEFAULT_SESSION = "default";
+
+/** What `GET /v1/sessions/{id}` reports. */
+export interface SessionInfo {
+  id: string;
+  mode: SessionMode;
+  /** `live`: an interpreter in memory; `hibernated`: only its checkpoint, restored on use. */
+  state: "live" | "hibernated";
+  /** The instance (`MOAT_INSTANCE_ID`) that answered. */
+  instance: string;
+  /** ISO 8601 times. */
+  created: string;
+  lastUsed: string;
+  /** When the session is removed if it stays unused; null for the default session. */
+  expires: string | null;
+  calls: number;
+  /** A call is running now. */
+  busy: boolean;
+  /** Calls waiting behind the running one. */
+  queued: number;
+  /** Linear memory of the session's interpreter (what the policy's memoryMb caps). */
+  memoryBytes: number;
+  /** Packages loaded into the session's interpreter. */
+  packages: string[];
+  /** The session's authorized imports (calls may override them); null when none are enforced. */
+  authorizedImports: string[] | null;
+}
+
+/** Options a session is created with, validated at the HTTP edge. */
+export interface SessionOptions {
+  /** Modules (and `pkg.*` patterns) the code may import beyond smolagents' standard ones. */
+  authorizedImports?: string[];
+}
+
+/** One call as the manager receives it, validated at the HTTP edge. */
+export interface CallRequest {
+  code: string;
+  packages?: string[];
+  timeoutMs?: number;
+  /** Overrides the session's authorized imports for this call; `["*"]` enforces none. */
+  authorizedImports?: string[];
+  /** `sync`: answer only once this call's checkpoint is stored. */
+  checkpoint?: "sync";
+  /**
+   * Called with output as the code prints it, while the call runs, batched (a streaming HTTP
+   * answer sends it as events, the MCP server as logging notifications); within the caps.
+   */
+  onOutput?: (stream: "stdout" | "stderr", text: string) => void;
+}
+
+/** The session's one interpreter: a boot under way, then the interpreter once it is there. */
+export interface Slot {
+  ready: Promise<Interpreter>;
+  interpreter?: Interpreter;
+}
+
+/** What the store knows of a session, as far as this instance has seen. */
+export interface Durability {
+  /** A checkpoint of the session is in the store. */
+  stored: boolean;
+  /** The sequence number of the checkpoint the local interpreter matches (0: none yet). */
+  seq: number;
+  /** The interpreter changed since its last checkpoint. */
+  dirty: boolean;
+  /** This instance holds the session's lease. */
+  leased: boolean;
+  /** Why the last checkpoint failed; told in the next answer, then cleared. */
+  failure?: string;
+  /** Restore facts for the next answer (time and anything that could not be restored). */
+  restored?: { ms: number; lost: { what: string; why: string }[] };
+  /** Coalescing timers: quiet for `checkpointDelayMs`, at most `checkpointMaxMs` apart. */
+  quietTimer?: ReturnType<typeof setTimeout>;
+  dirtySince?: number;
+}
+
+export class Session {
+  created = Date.now();
+  lastUsed = Date.now();
+  calls = 0;
+  memoryBytes = 0;
+  /** The interpreter, booting or booted; none until needed, or after it was dropped. */
+  slot?: Slot;
+  /** Why the interpreter was lost while no call ran; the next call is told instead of run. */
+  lost?: { reason: KillReason; detail: string };
+  /** Calls, resets and checkpoints run one at a time, in arrival order. */
+  readonly queue = new SerialQueue();
+  readonly packages = new Set<string>();
+  readonly durable: Durability = { stored: false, seq: 0, dirty: false, leased: false };
+  constructor(
+    readonly id: string,
+    readonly mode: SessionMode,
+    /** Enforced in every call that does not send its own; kept in the session's checkpoints. */
+    public authorizedImports?: string[],
+  ) {}
+
+  /** The interpreter, once booted. */
+  get interpreter(): Interpreter | undefined {
+    return this.slot?.interpreter;
+  }
+
+  /** Hibernated: no interpreter here, a checkpoint in the store. */
+  get hibernated(): boolean {
+    return !this.slot && this.durable.stored && this.mode === "persistent";
+  }
+}

@@ -1,0 +1,229 @@
+/**
+ * Durable sessions against the real server and a real store: a session's state outlives its
+ * interpreter, its process (SIGTERM, kill -9) and hibernation, and what cannot be restored is
+ * said, never replaced by a silent fresh interpreter.
+ */
+import assert from "node:assert/strict";
+import { startServer, type TestServer } from "./helpers/server.ts";
+import { DirectoryServer, type WheelSpec, writeLockIndex } from "./helpers/wheels.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const TOKEN = "durable-test-token-0123456789";
+
+/** A real compiled (wasm32) CPython extension module, from test/fixtures/fastmod.c. */
+async function fastmodSpec(): Promise<WheelSpec> {
+  const so = "fastmod.cpython-314-wasm32-emscripten.so";
+  return {
+    name: "fastmod",
+    files: { [so]: await Deno.readFile(`${ROOT}test/fixtures/${so}`) },
+    imports: ["fastmod"],
+    tag: "cp314-cp314-pyemscripten_2026_0_wasm32",
+  };
+}
+
+/** Everything an agent's session holds: variables, code, objects, modules, a wheel, a file. */
+const STATE = `
+import json, math, fastmod
+x = 41
+def add(a):
+    return a + x
+class Point:
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+    def norm(self):
+        return math.hypot(self.a, self.b)
+p = Point(3, 4)
+def counter():
+    n = 0
+    def step():
+        nonlocal n
+        n += 1
+        return n
+    return step
+tick = counter()
+tick(); tick()
+class FinalAnswerException(BaseException):
+    pass
+class Tool:
+    name = "lookup"
+    def forward(self, key):
+        return {"answer": 42}[key]
+tools = {"lookup": Tool()}
+locals().update(json.loads('{"task": "durable", "items": [1, 2, 3]}'))
+with open("notes.txt", "w") as f:
+    f.write("kept on disk")
+big = list(range(100_000))
+`;
+
+/** Checks every part of STATE in one call. */
+const CHECK = `
+[add(1), p.norm(), tick(), tools["lookup"].forward("answer"), task, items,
+ open("notes.txt").read(), len(big), fastmod.__name__, json.dumps({"a": 1}),
+ issubclass(FinalAnswerException, BaseException)]
+`;
+const EXPECTED = [
+  42,
+  5,
+  3,
+  42,
+  "durable",
+  [1, 2, 3],
+  "kept on disk",
+  100_000,
+  "fastmod",
+  '{"a": 1}',
+  true,
+];
+
+function policy(index: string, extra = ""): string {
+  return `limits:\n  poolSize: 1\n${extra}packages: ${JSON.stringify({ index, allow: ["*"] })}\n`;
+}
+
+async function withIndex(): Promise<{ dir: string; source: DirectoryServer }> {
+  const dir = await Deno.makeTempDir({ prefix: "moat-durable-" });
+  await writeLockIndex(dir, [await fastmodSpec()]);
+  return { dir, source: new DirectoryServer(dir) };
+}
+
+async function waitExit(server: TestServer): Promise<Deno.CommandStatus> {
+  return await server.exited();
+}
+
+Deno.test("a session survives a restart (SIGTERM) with everything intact", async () => {
+  const { dir, source } = await withIndex();
+  await using _source = source;
+  const store = `kv:${dir}/store.kv`;
+  const env = { MOAT_TOKEN: TOKEN, MOAT_STORE: store };
+  let id: string;
+  {
+    await using first = await startServer({ policyText: policy(source.url), env });
+    id = await first.createSession();
+    const setup = await first.exec(STATE, { session: id, packages: ["fastmod"] });
+    assert.equal(setup.error, null, setup.error?.message);
+    await first.exec("x = 41", { session: id }); // a checkpoint is coalesced from calls
+    first.kill("SIGTERM");
+    assert.equal((await waitExit(first)).code, 0);
+  }
+  await using second = await startServer({ policyText: policy(source.url), env });
+  const answer = await second.exec(CHECK, { session: id });
+  assert.equal(answer.error, null, answer.error?.message);
+  assert.deepEqual(answer.result, EXPECTED);
+  assert.equal(answer.restored, true);
+  assert.equal(typeof answer.restoreMs, "number");
+  const info = await second.request(`/v1/sessions/${id}`).then((r) => r.json());
+  assert.equal(info.state, "live");
+  assert.ok(info.calls >= 3, `calls carried over: ${info.calls}`);
+  // The next call is an ordinary one.
+  const next = await second.exec("tick()", { session: id });
+  assert.equal(next.result, 4);
+  assert.equal(next.restored, undefined);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("after kill -9 a session has what its last completed checkpoint held", async () => {
+  const { dir, source } = await withIndex();
+  await using _source = source;
+  const env = { MOAT_TOKEN: TOKEN, MOAT_STORE: `kv:${dir}/store.kv` };
+  let id: string;
+  {
+    await using first = await startServer({ policyText: policy(source.url), env });
+    id = await first.createSession();
+    const saved = await first.exec(STATE, { session: id, packages: ["fastmod"], sync: true });
+    assert.equal(saved.error, null, saved.error?.message);
+    assert.equal(saved.checkpoint, undefined, "a sync checkpoint that worked says nothing");
+    first.kill("SIGKILL");
+    await waitExit(first);
+  }
+  await using second = await startServer({ policyText: policy(source.url), env });
+  const answer = await second.exec(CHECK, { session: id });
+  assert.equal(answer.error, null, answer.error?.message);
+  assert.deepEqual(answer.result, EXPECTED);
+  assert.equal(answer.restored, true);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("the default session at / is durable too", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "moat-durable-" });
+  const env = { MOAT_TOKEN: TOKEN, MOAT_STORE: `kv:${dir}/store.kv` };
+  {
+    await using first = await startServer({ env, policyText: "limits:\n  poolSize: 1\n" });
+    await first.exec("remembered = 'at the root'", { sync: true });
+    first.kill("SIGTERM");
+    await waitExit(first);
+  }
+  await using second = await startServer({ env, policyText: "limits:\n  poolSize: 1\n" });
+  assert.equal((await second.exec("remembered")).result, "at the root");
+  await Deno.remove(dir, { recursive: true });
+});
+
+/** Resident memory of a process, from /proc. */
+async function rssBytes(pid: number): Promise<number> {
+  const { stdout } = await new Deno.Command("ps", { args: ["-o", "rss=", "-p", String(pid)] })
+    .output();
+  return Number(new TextDecoder().decode(stdout).trim()) * 1024;
+}
+
+async function until(what: string, ok: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!await ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+Deno.test("an idle session hibernates, gives its memory back, and restores on its next call", async () => {
+  await using server = await startServer({
+    env: { MOAT_TOKEN: TOKEN },
+    policyText: "limits:\n  poolSize: 0\n  hibernateAfterSeconds: 1\n",
+  });
+  const id = await server.createSession();
+  await server.exec("hoard = bytearray(120 * 1024 * 1024)\nhoard[-1] = 7\nkept = 'yes'", {
+    session: id,
+  });
+  const live = await rssBytes(server.pid!);
+  const state = async () =>
+    (await server.request(`/v1/sessions/${id}`).then((r) => r.json())).state;
+  await until("the session hibernates", async () => await state() === "hibernated");
+  await until("its memory goes back", async () => await rssBytes(server.pid!) < live - 80e6);
+  const answer = await server.exec("[kept, hoard[-1], len(hoard)]", { session: id });
+  assert.deepEqual(answer.result, ["yes", 7, 120 * 1024 * 1024]);
+  assert.equal(answer.restored, true);
+  assert.equal(await state(), "live");
+});
+
+Deno.test("a session whose checkpoint is gone answers SessionLost, never a fresh interpreter", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "moat-durable-" });
+  const store = `${dir}/store.kv`;
+  const env = { MOAT_TOKEN: TOKEN, MOAT_STORE: `kv:${store}` };
+  let id: string;
+  {
+    await using first = await startServer({ env, policyText: "limits:\n  poolSize: 1\n" });
+    id = await first.createSession();
+    await first.exec("secret_state = 1", { session: id, sync: true });
+    first.kill("SIGTERM");
+    await waitExit(first);
+  }
+  // Another program damages the store: every chunk of the session's checkpoint is rewritten.
+  const kv = await Deno.openKv(store);
+  let tampered = 0;
+  for await (const entry of kv.list({ prefix: [] })) {
+    if (entry.value instanceof Uint8Array && entry.key.includes(id)) {
+      const bytes = entry.value.slice();
+      bytes[bytes.length >> 1] ^= 0xff;
+      await kv.set(entry.key, bytes);
+      tampered++;
+    }
+  }
+  kv.close();
+  assert.ok(tampered > 0, "the test found the checkpoint's chunks");
+  await using second = await startServer({ env, policyText: "limits:\n  poolSize: 1\n" });
+  const { status, body } = await second.post(`/v1/sessions/${id}`, { code: "secret_state" });
+  assert.equal(status, 410);
+  assert.equal(body.error.name, "SessionLost");
+  assert.match(body.error.message, /refused|authentication|damaged/);
+  assert.match(second.stdout, /"kind":"checkpoint-rejected"/);
+  // Said once: the id is gone, and the server is healthy.
+  assert.equal((await second.post(`/v1/sessions/${id}`, { code: "1" })).status, 404);
+  assert.equal((await second.request("/health", { auth: false })).status, 200);
+  await Deno.remove(dir, { recursive: true });
+});
