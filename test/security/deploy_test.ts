@@ -12,7 +12,11 @@ import { DEPLOY_STORE_KEY, startServer, TestServer } from "../helpers/server.ts"
 import { expectRefused } from "./attempts.ts";
 
 Deno.test("in deploy mode the server runs under --allow-all with narrowed workers", async (t) => {
-  await using server = await startServer({ deploy: true, env: { MOAT_INSTANCE_ID: "deploy-a" } });
+  // `kv` without a path: as on Deploy, where it is the platform's database.
+  await using server = await startServer({
+    deploy: true,
+    env: { MOAT_INSTANCE_ID: "deploy-a", MOAT_STORE: "kv" },
+  });
 
   await t.step("the start line and the audit log say deploy mode", async () => {
     assert.match(server.stderr, /ready at \S+ in \d+ ms \(deploy mode, /);
