@@ -2,10 +2,13 @@
  * Moat: reads the MOAT_* settings and the policy, makes the snapshot, warms the pool, serves
  * HTTP (or, with `--stdio`, MCP on stdin/stdout), and shuts down cleanly on SIGINT/SIGTERM.
  */
-import { auditToStderr, callLogger, logSecurity } from "./src/audit.ts";
+import { auditInstance, auditToStderr, callLogger, logEvent, logSecurity } from "./src/audit.ts";
 import { CACHE_DIR, PYODIDE_DIR } from "./src/paths.ts";
 import { readConfig } from "./src/config.ts";
+import { proveWorkersNarrowed, writableCacheDir } from "./src/deploy/startup.ts";
+import { applyMemoryFlags } from "./src/deploy/v8_flags.ts";
 import { createApp } from "./src/http/app.ts";
+import { readiness } from "./src/http/ready.ts";
 import { McpHttp } from "./src/mcp/http.ts";
 import { serveStdio } from "./src/mcp/stdio.ts";
 import { broaderThanNeeded } from "./src/permissions/check.ts";
@@ -58,26 +61,48 @@ async function main(): Promise<void> {
   const started = performance.now();
   let config, policyFile;
   try {
-    config = readConfig((name) => Deno.env.get(name));
+    // A compiled binary bakes in `--policy=NAME`, the policy its flags were derived for.
+    const baked = Deno.args.find((a) => a.startsWith("--policy="))?.slice("--policy=".length);
+    config = readConfig((name) =>
+      Deno.env.get(name) ?? (name === "MOAT_POLICY" ? baked : undefined)
+    );
     policyFile = await loadPolicy(config.policy);
   } catch (err) {
     say(`cannot start: ${(err as Error).message}`);
     Deno.exit(1);
   }
   const { policy } = policyFile;
-  await selfCheck(policy, {
-    host: config.host,
-    port: config.port,
-    policyPath: policyFile.path,
-    store: config.store,
-  });
+  const mode = config.deploy ? "deploy" : "local";
+  auditInstance(config.instanceId);
+  metrics.instance(config.instanceId, mode);
+  // Deploy mode: the platform runs every app with --allow-all and takes no flags, so instead of
+  // refusing broad permissions, start-up proves that no worker inherits them.
+  if (config.deploy) {
+    applyMemoryFlags(); // before the first worker
+    try {
+      await proveWorkersNarrowed(policy.network.allow, say);
+    } catch (err) {
+      say(`cannot start: ${(err as Error).message}`);
+      Deno.exit(1);
+    }
+  } else {
+    await selfCheck(policy, {
+      host: config.host,
+      port: config.port,
+      policyPath: policyFile.path,
+      store: config.store,
+    });
+  }
+  // Deno Deploy's app directory may be read-only: the snapshot and wheels then go to /tmp.
+  const cacheDir = config.deploy ? await writableCacheDir() : CACHE_DIR;
   let store;
   try {
     store = await openStore({
       setting: config.store,
       key: config.storeKey,
       prefix: config.storePrefix,
-      cacheDir: CACHE_DIR,
+      cacheDir,
+      platformKv: config.deploy,
       log: say,
       onRejected: (err) =>
         logSecurity("checkpoint-rejected", { record: err.record, reason: err.reason }),
@@ -90,7 +115,7 @@ async function main(): Promise<void> {
     () => "",
     (err) => ` (not reachable now: ${err.message})`,
   );
-  say(describeStore(config.store, CACHE_DIR, config.storePrefix) + reachable);
+  say(describeStore(config.store, cacheDir, config.storePrefix, config.deploy) + reachable);
   let mounts;
   try {
     mounts = await readMounts(policy.mounts, policy.limits.memoryMb * 1024 * 1024 / 2);
@@ -103,7 +128,7 @@ async function main(): Promise<void> {
   try {
     packages = await PackageLoader.create(policy.packages, {
       pyodideDir: PYODIDE_DIR,
-      cacheDir: `${CACHE_DIR}packages/`,
+      cacheDir: `${cacheDir}packages/`,
       log: say,
     });
   } catch (err) {
@@ -112,7 +137,7 @@ async function main(): Promise<void> {
   }
   const preload = await fetchPreload(packages, say);
 
-  const snapshot = await loadSnapshot(say);
+  const snapshot = await loadSnapshot(say, cacheDir === CACHE_DIR ? undefined : cacheDir);
   const boot = {
     limits: policy.limits,
     snapshot: snapshot.bytes,
@@ -178,20 +203,37 @@ async function main(): Promise<void> {
     metrics,
     mcp,
     health: () => ({ poolReady: pool.ready, sessions: sessions.list().length }),
+    ready: readiness({
+      pool: () => ({ ready: pool.ready, size: policy.limits.poolSize }),
+      ping: () => store.ping(),
+      instance: config.instanceId,
+    }),
   });
 
   const server = Deno.serve({
-    hostname: config.host,
-    port: config.port,
+    // Deploy mode without MOAT_HOST/MOAT_PORT: Deno's defaults (or PORT), where the platform
+    // routes traffic.
+    ...(config.host === undefined ? {} : { hostname: config.host }),
+    ...(config.port === undefined ? {} : { port: config.port }),
     onListen: ({ hostname, port }) => {
       const ms = Math.round(performance.now() - started);
       if (config.tokenGenerated) say(`MOAT_TOKEN was not set; this run's token is ${config.token}`);
+      const policyName = policyFile.path.split("/").pop();
+      const snapshotFrom = snapshot.cached ? "from cache" : "made now";
       say(
         `ready at http://${hostname}:${port}/ in ${ms} ms ` +
-          `(policy ${policyFile.path.split("/").pop()}, snapshot ${
-            snapshot.cached ? "from cache" : "made now"
-          }, ${pool.ready} interpreters warm)`,
+          `(${
+            config.deploy ? "deploy mode, " : ""
+          }policy ${policyName}, snapshot ${snapshotFrom}, ` +
+          `${pool.ready} interpreters warm, instance ${config.instanceId})`,
       );
+      logEvent("start", {
+        mode: config.deploy ? "deploy mode" : "local",
+        policy: policyName,
+        snapshot: snapshotFrom,
+        ms,
+        ...(config.deploy ? { workers: "narrowed permissions checked" } : {}),
+      });
     },
   }, app.fetch);
 

@@ -20,6 +20,12 @@ export type SecurityKind =
 
 const encoder = new TextEncoder();
 let sink: { writeSync(bytes: Uint8Array): number } = Deno.stdout;
+let instance: string | undefined;
+
+/** Adds `instance` (`MOAT_INSTANCE_ID`) to every line, so lines of many instances can be merged. */
+export function auditInstance(id: string): void {
+  instance = id;
+}
 
 /** Sends the audit trail to stderr: as a stdio MCP server, stdout carries only the protocol. */
 export function auditToStderr(): void {
@@ -31,7 +37,7 @@ export function auditToStderr(): void {
  * arguments first, which took a sixth of a trivial call's main-thread time.)
  */
 export function logEvent(event: string, fields: Record<string, unknown>): void {
-  const line = JSON.stringify({ time: new Date().toISOString(), event, ...fields });
+  const line = JSON.stringify({ time: new Date().toISOString(), event, ...fields, instance });
   const bytes = encoder.encode(`${line}\n`);
   for (let at = 0; at < bytes.length;) at += sink.writeSync(bytes.subarray(at));
 }

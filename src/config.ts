@@ -4,15 +4,24 @@ import { parseStoreSetting, type StoreSetting } from "./store/setting.ts";
 
 /** Settings read from the `MOAT_*` environment variables, validated once at start-up. */
 export interface Config {
-  /** Address to listen on. @default {"127.0.0.1"} */
-  host: string;
-  /** Port to listen on (0 picks a free one). @default {8000} */
-  port: number;
+  /**
+   * Address to listen on. @default {"127.0.0.1"} In deploy mode: undefined unless `MOAT_HOST` is
+   * set, so `Deno.serve` listens where the platform expects.
+   */
+  host?: string;
+  /** Port to listen on (0 picks a free one). @default {8000} In deploy mode: `PORT`, or Deno's. */
+  port?: number;
+  /**
+   * Deploy mode (`DENO_DEPLOY=true`, set by Deno Deploy): the platform's sandbox is the outer
+   * layer and the process holds `--allow-all`; start-up proves instead that every worker still
+   * gets its narrowed permissions (src/deploy/).
+   */
+  deploy: boolean;
   /** Bearer token clients must send; generated when `MOAT_TOKEN` is unset. */
   token: string;
   /** Whether `token` was generated here, so start-up prints it once. */
   tokenGenerated: boolean;
-  /** Policy name in `policies/` or a path to a policy file. @default {"default"} */
+  /** Policy name in `policies/` or a path to a policy file. @default {"default"; "deploy" in deploy mode} */
   policy: string;
   /** A second token that opens only `GET /metrics`, for a scraper that must not run code. */
   metricsToken?: string;
@@ -32,7 +41,7 @@ const EnvSchema = z.object({
   MOAT_HOST: z.string().min(1).default("127.0.0.1"),
   MOAT_PORT: z.coerce.number().int().min(0).max(65535).default(8000),
   MOAT_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
-  MOAT_POLICY: z.string().min(1).default("default"),
+  MOAT_POLICY: z.string().min(1).optional(),
   MOAT_METRICS_TOKEN: z.string().min(16, "must be at least 16 characters").optional(),
   MOAT_STORE: z.string().optional().transform((value, ctx) => {
     try {
@@ -51,10 +60,17 @@ const EnvSchema = z.object({
   MOAT_MCP_RETURN_MODE: z.enum(["xml", "json"], { error: "must be 'xml' or 'json'" }).default(
     "xml",
   ),
+  DENO_DEPLOY: z.string().optional(),
+  PORT: z.coerce.number().int().min(0).max(65535).optional(),
 }).refine((env) => env.MOAT_STORE.kind !== "redis" || env.MOAT_STORE_KEY, {
   path: ["MOAT_STORE_KEY"],
   message: "must be set when MOAT_STORE is a shared Redis: every instance needs the same key " +
     "(generate one with 'openssl rand -base64 32')",
+}).refine((env) => env.DENO_DEPLOY !== "true" || env.MOAT_STORE_KEY, {
+  path: ["MOAT_STORE_KEY"],
+  message: "must be set in deploy mode (DENO_DEPLOY=true): an instance's disk is not kept, so " +
+    "the key that seals checkpoints must come from the environment, the same for every instance " +
+    "(generate one with 'openssl rand -base64 32' and add it as a secret environment variable)",
 });
 
 const ENV_KEYS = Object.keys(EnvSchema.shape);
@@ -75,12 +91,14 @@ export function readConfig(get: (name: string) => string | undefined): Config {
   }
   const env = parsed.data;
   const token = env.MOAT_TOKEN ?? randomToken();
+  const deploy = env.DENO_DEPLOY === "true";
   return {
-    host: env.MOAT_HOST,
-    port: env.MOAT_PORT,
+    host: deploy && raw.MOAT_HOST === undefined ? undefined : env.MOAT_HOST,
+    port: deploy && raw.MOAT_PORT === undefined ? env.PORT : env.MOAT_PORT,
+    deploy,
     token,
     tokenGenerated: env.MOAT_TOKEN === undefined,
-    policy: env.MOAT_POLICY,
+    policy: env.MOAT_POLICY ?? (deploy ? "deploy" : "default"),
     metricsToken: env.MOAT_METRICS_TOKEN,
     store: env.MOAT_STORE,
     storeKey: env.MOAT_STORE_KEY,

@@ -110,6 +110,13 @@ export class Metrics {
     labelNames: ["kind"] as const,
     registers: [this.registry],
   });
+  readonly instanceInfo = new Gauge({
+    name: "moat_instance_info",
+    help:
+      "Always 1; its labels name this instance (MOAT_INSTANCE_ID) and its mode (deploy, local).",
+    labelNames: ["instance", "mode"] as const,
+    registers: [this.registry],
+  });
   readonly residentMemory: Gauge = new Gauge({
     name: "process_resident_memory_bytes",
     help: "Resident memory of the server process, its interpreters included.",
@@ -128,6 +135,15 @@ export class Metrics {
       this.checkpoints.inc({ outcome }, 0);
     }
     for (const kind of SECURITY_KINDS) this.security.inc({ kind }, 0);
+  }
+
+  /**
+   * Names this instance, in one info series (a label on every series would multiply them by
+   * the number of instances a scraper sees; one series per process keeps that bounded).
+   */
+  instance(id: string, mode: "deploy" | "local"): void {
+    this.instanceInfo.reset();
+    this.instanceInfo.set({ instance: id, mode }, 1);
   }
 
   /** Tells the gauges where to read the server's state at scrape time. */

@@ -12,8 +12,22 @@ export const PYODIDE_DIR = `${ROOT}node_modules/pyodide/`;
 export const WORKER_DIR = `${ROOT}src/worker/`;
 /** The worker's entry module. */
 export const WORKER_URL = new URL("./worker/main.ts", import.meta.url);
-/** Files Moat may rebuild at any time: snapshots, package downloads. */
-export const CACHE_DIR = `${ROOT}.moat-cache/`;
+/**
+ * The cache as shipped with the code: `deno task snapshot` (Deno Deploy's build step) writes the
+ * snapshot here, and `deno task compile` embeds it in the binary from here.
+ */
+export const SHIPPED_CACHE_DIR = `${ROOT}.moat-cache/`;
+/**
+ * Files Moat may rebuild at any time: snapshots, package downloads. `.moat-cache/` beside
+ * main.ts, or the `--cache-dir=PATH` argument a compiled binary has baked in (its own files are
+ * read-only there). Main thread only: workers import nothing from outside src/worker/.
+ */
+export const CACHE_DIR = cacheDirArgument() ?? SHIPPED_CACHE_DIR;
+
+function cacheDirArgument(): string | undefined {
+  const arg = globalThis.Deno?.args?.find((a) => a.startsWith("--cache-dir="));
+  return arg ? arg.slice("--cache-dir=".length).replace(/\/?$/, "/") : undefined;
+}
 /** The policies `MOAT_POLICY` may name without a path. */
 export const POLICY_DIR = `${ROOT}policies`;
 /** The repository root as a `file:` URL (escaped), the form JavaScript stack frames use. */

@@ -154,7 +154,13 @@ Deno.test("/metrics counts a mixed workload in valid Prometheus text", async (t)
   });
 
   await t.step("labels hold no session id, code, package name or path", () => {
-    const values = new Set(after.flatMap((s) => Object.values(s.labels)));
+    // The one info series names the instance; every other label comes from a fixed set.
+    const info = after.filter((s) => s.name === "moat_instance_info");
+    assert.equal(info.length, 1);
+    assert.equal(info[0].labels.mode, "local");
+    const values = new Set(
+      after.filter((s) => s !== info[0]).flatMap((s) => Object.values(s.labels)),
+    );
     const allowed =
       /^(ok|error|failed|none|timeout|memory|stdout|stderr|result|crash|denied|limit|worker-killed|broad-permissions|live|hibernated|[0-9.e+]+|\+Inf)$/;
     for (const v of values) assert.match(v, allowed);

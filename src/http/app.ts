@@ -10,6 +10,7 @@ import type { SessionManager } from "../session/manager.ts";
 import { requireToken } from "./auth.ts";
 import { docsRoutes } from "./docs.ts";
 import { fileRoutes } from "./files.ts";
+import { type Readiness, readyRoutes } from "./ready.ts";
 import { metricsRoutes } from "./metrics.ts";
 import { json, openApiDocument, serve } from "./openapi.ts";
 import { HealthSchema } from "./schemas.ts";
@@ -29,6 +30,19 @@ export interface AppOptions {
   mcp?: McpHttp;
   /** Facts for `/health`, e.g. interpreters ready in the pool. */
   health: () => Record<string, unknown>;
+  /** What `GET /health/ready` reports (see `readiness` in src/http/ready.ts). */
+  ready?: () => Promise<Readiness>;
+}
+
+/** Readiness when start-up gave no check (unit tests of the routes): never ready. */
+function notConfigured(): Promise<Readiness> {
+  return Promise.resolve({
+    status: "not-ready",
+    notReady: ["no readiness check is configured"],
+    poolReady: 0,
+    store: "unreachable",
+    instance: "local",
+  });
 }
 
 /**
@@ -40,7 +54,7 @@ export function createApp(options: AppOptions): OpenAPIHono {
   const { sessions, policy } = options;
   const app = new OpenAPIHono();
 
-  // Routes that need no token (`GET /health/ready` belongs here too).
+  // Routes that need no token.
   serve(app, {
     method: "get",
     path: "/health",
@@ -55,6 +69,7 @@ export function createApp(options: AppOptions): OpenAPIHono {
     const status = sessions.closing ? "stopping" : "ok";
     return c.json({ status, ...options.health() }, sessions.closing ? 503 : 200);
   });
+  app.route("/", readyRoutes(options.ready ?? notConfigured, () => sessions.closing));
   app.route("/", docsRoutes(() => openApiDocument(app)));
   app.route(
     "/",

@@ -81,7 +81,18 @@ export const SessionInfoSchema = z.object({
   queued: z.number().int(),
   memoryBytes: z.number().int(),
   packages: z.array(z.string()),
+  instance: z.string().meta({ description: "`MOAT_INSTANCE_ID` of the instance holding it." }),
 }).meta({ id: "SessionInfo" });
+
+/** `GET /health/ready`: whether this instance can serve a new session now, and if not, why. */
+export const ReadySchema = z.object({
+  status: z.enum(["ready", "not-ready"]),
+  /** One sentence per thing that is not ready; empty when ready. */
+  notReady: z.array(z.string()),
+  poolReady: z.number().int(),
+  store: z.enum(["ok", "unreachable"]),
+  instance: z.string(),
+}).meta({ id: "Ready" });
 
 /** `GET /health`. */
 export const HealthSchema = z.looseObject({

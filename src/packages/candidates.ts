@@ -3,7 +3,7 @@
  * read from the cache when there, else downloaded, checked against their sha256 and cached.
  */
 import { sha256Hex } from "../digest.ts";
-import type { WheelCache } from "./cache.ts";
+import type { Hold, WheelCache } from "./cache.ts";
 import type { LockIndex } from "./lockfile.ts";
 import { canonicalName } from "./names.ts";
 import { findPureWheel } from "./pypi.ts";
@@ -18,7 +18,8 @@ export interface Candidate {
   installDir: "site" | "dynlib";
   imports: string[];
   depends: string[];
-  bytes: (signal?: AbortSignal) => Promise<Uint8Array>;
+  /** Reads or downloads the wheel; `hold` keeps it in the cache until the install releases it. */
+  bytes: (signal?: AbortSignal, hold?: Hold) => Promise<Uint8Array>;
 }
 
 /** How long a failed download is not tried again. */
@@ -49,12 +50,13 @@ export class Candidates {
         installDir: pkg.install_dir,
         imports: pkg.imports,
         depends: pkg.depends.map(canonicalName),
-        bytes: (signal) =>
+        bytes: (signal, hold) =>
           this.#download(
             pkg.file_name,
             pkg.sha256,
             (s) => location.read(pkg.file_name, s),
             signal,
+            hold,
           ),
       };
       found = Promise.resolve(candidate);
@@ -78,12 +80,9 @@ export class Candidates {
           () => findPureWheel(this.pypi!, key, specifier, signal),
         );
         if (!wheel) throw new NotOnIndex();
-        const bytes = await this.#download(
-          wheel.fileName,
-          wheel.sha256,
-          (s) => fetchBytes(wheel.url, s),
-          signal,
-        );
+        const download = (s?: AbortSignal, hold?: Hold) =>
+          this.#download(wheel.fileName, wheel.sha256, (x) => fetchBytes(wheel.url, x), s, hold);
+        const bytes = await download(signal);
         return {
           name: key,
           version: wheel.version,
@@ -91,7 +90,8 @@ export class Candidates {
           installDir: "site" as const,
           imports: [key.replaceAll("-", "_")],
           depends: await wheelRequirements(bytes),
-          bytes: () => Promise.resolve(bytes),
+          // From the cache again (not kept here: memoized candidates would pin every wheel).
+          bytes: download,
         };
       })();
       this.#memo.set(memo, found);
@@ -112,9 +112,10 @@ export class Candidates {
     sha256: string | undefined,
     read: (signal?: AbortSignal) => Promise<Uint8Array>,
     signal?: AbortSignal,
+    hold?: Hold,
   ): Promise<Uint8Array> {
     if (sha256) {
-      const cached = await this.cache.get(fileName, sha256);
+      const cached = await this.cache.get(fileName, sha256, hold);
       if (cached) return cached;
     }
     return await this.#unlessFailedLately(fileName, async () => {
@@ -125,7 +126,7 @@ export class Candidates {
           `${fileName} does not match its sha256 (expected ${sha256}, got ${actual})`,
         );
       }
-      await this.cache.put(fileName, actual, bytes);
+      await this.cache.put(fileName, actual, bytes, hold);
       return bytes;
     });
   }

@@ -1,7 +1,7 @@
 import type { z } from "zod";
 import type { PackagesSchema } from "../policy/schema.ts";
 import type { WheelBytes } from "../sandbox/messages.ts";
-import { WheelCache } from "./cache.ts";
+import { type Hold, WheelCache } from "./cache.ts";
 import { type Candidate, Candidates } from "./candidates.ts";
 import { LockFileError, LockIndex, parseLockFile } from "./lockfile.ts";
 import { canonicalName, classifyRequested } from "./names.ts";
@@ -33,6 +33,8 @@ export interface LoadPlan {
   /** Entries that need nothing: standard library, wildcards, already loaded. */
   skipped: { name: string; reason: string }[];
   failed: PackageFailure[];
+  /** Ends the plan's hold on its wheels in the cache; call once they are installed (or not). */
+  release: () => Promise<void>;
 }
 
 /** Where the Pyodide wheels come from, with the lock file that lists them. */
@@ -54,6 +56,7 @@ const MAX_PYPI_PACKAGES = 64;
  */
 export class PackageLoader {
   readonly #candidates: Candidates;
+  readonly #cache: WheelCache;
   readonly #allow: Set<string>;
   readonly #deny: Set<string>;
 
@@ -65,6 +68,7 @@ export class PackageLoader {
     cache: WheelCache,
   ) {
     this.#candidates = new Candidates(cache, rules.pypi);
+    this.#cache = cache;
     const key = (n: string) => index.lock.find(n) ?? pyodideLock.find(n) ?? canonicalName(n);
     this.#allow = new Set(rules.allow.map((n) => n === "*" ? n : key(n)));
     this.#deny = new Set(rules.deny.map(key));
@@ -110,7 +114,7 @@ export class PackageLoader {
         );
       }
     }
-    const cache = new WheelCache(options.cacheDir, options.log);
+    const cache = new WheelCache(options.cacheDir, options.log, rules.cacheMb * 1024 * 1024);
     return new PackageLoader(rules, { location, lock, problem }, bundled, cache);
   }
 
@@ -128,7 +132,13 @@ export class PackageLoader {
     loaded: ReadonlySet<string>,
     signal?: AbortSignal,
   ): Promise<LoadPlan> {
-    const plan: LoadPlan = { wheels: [], skipped: [], failed: [] };
+    const hold: Hold = new Set();
+    const plan: LoadPlan = {
+      wheels: [],
+      skipped: [],
+      failed: [],
+      release: () => this.#cache.release(hold),
+    };
     const wanted: { entry: string; name: string; order: Candidate[] }[] = [];
     for (const item of classifyRequested(entries)) {
       if (item.kind === "skip") {
@@ -162,7 +172,7 @@ export class PackageLoader {
       try {
         for (const c of order) {
           if (fetched.has(c.name)) continue;
-          const download = c.bytes(signal);
+          const download = c.bytes(signal, hold);
           download.catch(() => {}); // awaited below, maybe after another download failed first
           fetched.set(c.name, download);
         }

@@ -16,6 +16,7 @@ export async function fetchPreload(
 ): Promise<{ wheels: WheelPayload[]; unavailable: Unavailable[] }> {
   const names = loader.rules.preload;
   if (names.length === 0) return { wheels: [], unavailable: [] };
+  // Never released: every interpreter the pool boots installs these wheels, so they stay cached.
   const plan = await loader.plan(names, new Set(), AbortSignal.timeout(PRELOAD_FETCH_MS));
   if (plan.failed.length > 0) {
     const missing = plan.failed.map((f) => f.name).join(", ");

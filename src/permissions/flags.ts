@@ -10,7 +10,7 @@ import type { Policy } from "../policy/schema.ts";
 import type { StoreSetting } from "../store/setting.ts";
 
 /**
- * Variables the server reads: its settings, the two the `yaml` package looks up, and the two
+ * Variables the server reads: its settings, deploy mode's two, the two the `yaml` package looks up, and the two
  * debugging switches the Redis client (`@redis/client`) looks up on every command.
  */
 export const ENV_NAMES = [
@@ -25,6 +25,9 @@ export const ENV_NAMES = [
   "MOAT_INSTANCE_ID",
   "MOAT_ALLOW_BROAD_PERMISSIONS",
   "MOAT_MCP_RETURN_MODE",
+  // Deploy mode's switch (set by Deno Deploy) and the port it may name (src/config.ts).
+  "DENO_DEPLOY",
+  "PORT",
   "LOG_TOKENS",
   "LOG_STREAM",
   "REDIS_DEBUG_MAINTENANCE",

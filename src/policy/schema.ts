@@ -68,6 +68,13 @@ export const PackagesSchema = z.object({
    */
   pypi: z.string().regex(/^https?:\/\/\S+$/, "must be the http(s) URL of a simple index").nullable()
     .default(null),
+  /** Most entries one call's `packages` list may hold; beyond it the call is a 400. */
+  maxPerCall: z.number().int().min(1).max(100_000).default(256),
+  /**
+   * MiB of downloaded wheels kept in the cache (on disk, and in memory while not in use): past
+   * it the least recently used are evicted, except wheels a running install is using.
+   */
+  cacheMb: z.number().int().min(1).default(2048),
 }).strict();
 
 /** Network access for Python code. */

@@ -4,6 +4,7 @@
  */
 import { MessageChannel as NodeMessageChannel } from "node:worker_threads";
 import { PYODIDE_DIR, WORKER_URL } from "../paths.ts";
+import { workerPermissions } from "./worker_permissions.ts";
 import type { Limits } from "../policy/schema.ts";
 import { messageOf } from "../worker/errors.ts";
 import {
@@ -112,19 +113,7 @@ export class Interpreter {
   private constructor(network: string[] = [], workerUrl = WORKER_URL) {
     this.#worker = new Worker(workerUrl, {
       type: "module",
-      deno: {
-        permissions: {
-          // security: Pyodide's files and the worker's own modules, only while it boots
-          read: [PYODIDE_DIR, workerDir(workerUrl)],
-          write: false,
-          net: network.length ? network : false, // security: only the policy's hosts
-          env: false,
-          run: false,
-          ffi: false,
-          sys: false,
-          import: false,
-        },
-      },
+      deno: { permissions: workerPermissions(network, workerUrl) },
     });
     this.#worker.onmessage = (e) => this.#receive(e.data);
     this.#worker.onerror = (e) => {
@@ -369,9 +358,4 @@ export class Interpreter {
     this.#pending.clear();
     if (notify) this.onDeath?.(reason, detail);
   }
-}
-
-/** The directory of the worker's modules, which it may read while it boots. */
-function workerDir(url: URL): string {
-  return decodeURIComponent(new URL("./", url).pathname);
 }

@@ -1,6 +1,6 @@
 /** The Pyodide memory snapshot every interpreter boots from: made once, cached, shared. */
 import { sha256Hex } from "../digest.ts";
-import { CACHE_DIR, PYODIDE_DIR, WORKER_DIR } from "../paths.ts";
+import { CACHE_DIR, PYODIDE_DIR, SHIPPED_CACHE_DIR, WORKER_DIR } from "../paths.ts";
 import { messageOf } from "../worker/errors.ts";
 import { Interpreter } from "./interpreter.ts";
 
@@ -13,23 +13,42 @@ import { Interpreter } from "./interpreter.ts";
  */
 export async function loadSnapshot(
   log: (line: string) => void,
-): Promise<{ bytes: Uint8Array; cached: boolean }> {
-  const path = `${CACHE_DIR}snapshot-${await snapshotKey()}.bin`;
-  try {
-    return { bytes: shared(await Deno.readFile(path)), cached: true };
-  } catch {
-    // not cached yet
+  /**
+   * A writable directory for when the cache directory is not (Deno Deploy's disk): the snapshot
+   * is looked for there too, and made there once when neither has it.
+   */
+  fallbackDir?: string,
+): Promise<{ bytes: Uint8Array; cached: boolean; path?: string }> {
+  const name = `snapshot-${await snapshotKey()}.bin`;
+  const dirs = fallbackDir ? [CACHE_DIR, fallbackDir.replace(/\/?$/, "/")] : [CACHE_DIR];
+  // A compiled binary also looks in the snapshot it embeds (read-only there).
+  const readFrom = [...new Set([...dirs, SHIPPED_CACHE_DIR])];
+  for (const dir of readFrom) {
+    try {
+      return {
+        bytes: shared(await Deno.readFile(`${dir}${name}`)),
+        cached: true,
+        path: dir + name,
+      };
+    } catch {
+      // not cached there
+    }
   }
   log("making the Pyodide memory snapshot (once per Pyodide version; takes a few seconds)…");
   const bytes = await Interpreter.makeSnapshot();
-  try {
-    await Deno.mkdir(CACHE_DIR, { recursive: true });
-    const tmp = `${path}.${crypto.randomUUID()}.tmp`;
-    await Deno.writeFile(tmp, bytes);
-    await Deno.rename(tmp, path);
-    await removeStale(path);
-  } catch (err) {
-    log(`could not cache the snapshot in ${CACHE_DIR} (${messageOf(err)}); continuing`);
+  for (const dir of dirs) {
+    const path = `${dir}${name}`;
+    try {
+      await Deno.mkdir(dir, { recursive: true });
+      const tmp = `${path}.${crypto.randomUUID()}.tmp`;
+      await Deno.writeFile(tmp, bytes);
+      await Deno.rename(tmp, path);
+      await removeStale(dir, path);
+      if (dir !== CACHE_DIR) log(`cached the snapshot in ${dir} (${CACHE_DIR} is not writable)`);
+      return { bytes: shared(bytes), cached: false, path };
+    } catch (err) {
+      log(`could not cache the snapshot in ${dir} (${messageOf(err)}); continuing`);
+    }
   }
   return { bytes: shared(bytes), cached: false };
 }
@@ -41,9 +60,9 @@ function shared(bytes: Uint8Array): Uint8Array {
 }
 
 /** Snapshots of other versions are 30 MB each and never used again. */
-async function removeStale(keep: string): Promise<void> {
-  for await (const entry of Deno.readDir(CACHE_DIR)) {
-    const path = `${CACHE_DIR}${entry.name}`;
+async function removeStale(dir: string, keep: string): Promise<void> {
+  for await (const entry of Deno.readDir(dir)) {
+    const path = `${dir}${entry.name}`;
     if (/^snapshot-.*\.bin$/.test(entry.name) && path !== keep) {
       await Deno.remove(path).catch(() => {});
     }

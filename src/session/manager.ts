@@ -8,6 +8,7 @@ import type { Checkpoints, Loaded } from "./checkpoints.ts";
 import { answerFields, DurableSessions, SessionLostError } from "./durable.ts";
 import { classify } from "./outcome.ts";
 import { emptyReport, loadPackages } from "./packages.ts";
+import { assertPackageCount } from "../packages/limit.ts";
 import {
   type CallRequest,
   DEFAULT_SESSION,
@@ -114,6 +115,7 @@ export class SessionManager {
 
   /** Runs a call after the calls already queued on that session. */
   async exec(id: string, request: CallRequest): Promise<Answer> {
+    assertPackageCount(request.packages, this.#policy.packages.maxPerCall);
     const session = await this.#enqueue(id);
     return await session.queue.run(() => this.#run(session, request));
   }

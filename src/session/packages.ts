@@ -35,17 +35,22 @@ export async function loadPackages(
   const signal = AbortSignal.timeout(timeoutMs);
   const started = performance.now();
   const plan = await loader.plan(entries, interpreter.packages, signal);
-  report.skipped = plan.skipped;
-  const unavailable = unavailableOf(plan.failed);
-  report.failed = plan.failed.map(({ name, reason }) => ({ name, reason }));
-  if (plan.wheels.length === 0 && unavailable.length === 0) return report;
-  const left = Math.max(1, timeoutMs - (performance.now() - started));
-  const results = await interpreter.install(plan.wheels, unavailable, left);
-  for (const [i, result] of results.entries()) {
-    const wheel = plan.wheels[i];
-    if (result.error) {
-      report.failed.push({ name: wheel.name, reason: `could not be installed: ${result.error}` });
-    } else report.loaded.push({ name: wheel.name, version: wheel.version });
+  try {
+    report.skipped = plan.skipped;
+    const unavailable = unavailableOf(plan.failed);
+    report.failed = plan.failed.map(({ name, reason }) => ({ name, reason }));
+    if (plan.wheels.length === 0 && unavailable.length === 0) return report;
+    const left = Math.max(1, timeoutMs - (performance.now() - started));
+    const results = await interpreter.install(plan.wheels, unavailable, left);
+    for (const [i, result] of results.entries()) {
+      const wheel = plan.wheels[i];
+      if (result.error) {
+        report.failed.push({ name: wheel.name, reason: `could not be installed: ${result.error}` });
+      } else report.loaded.push({ name: wheel.name, version: wheel.version });
+    }
+  } finally {
+    // The wheels were in use by this install until here: the cache may evict them again.
+    await plan.release();
   }
   return report;
 }

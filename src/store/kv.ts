@@ -46,12 +46,16 @@ export class KvBackend implements Backend {
 
   private constructor(readonly path: string, private kv: Deno.Kv, private prefix: string) {}
 
-  /** Opens (creating) the KV file at `path`; keys go under `prefix`. */
-  static async open(path: string, prefix: string): Promise<KvBackend> {
+  /**
+   * Opens (creating) the KV file at `path`; keys go under `prefix`. Without a path, the database
+   * the platform gives (`Deno.openKv()`: on Deno Deploy, the app's database for this timeline).
+   */
+  static async open(path: string | undefined, prefix: string): Promise<KvBackend> {
+    const where = path ?? "(the platform's database)";
     try {
-      return new KvBackend(path, await Deno.openKv(path), prefix);
+      return new KvBackend(where, await Deno.openKv(path), prefix);
     } catch (err) {
-      throw new StoreUnavailable(`Cannot open the Deno KV file ${path}: ${(err as Error).message}`);
+      throw new StoreUnavailable(`Cannot open the Deno KV ${where}: ${(err as Error).message}`);
     }
   }
 

@@ -28,6 +28,11 @@ export interface OpenOptions {
   log?: (line: string) => void;
   /** Told about each listed record that failed authentication (for a `security` audit event). */
   onRejected?: (err: CheckpointRejected) => void;
+  /**
+   * Deploy mode: `kv` without a path opens the platform's database (`Deno.openKv()` with no
+   * path), not a file in the cache directory, and the key must be given.
+   */
+  platformKv?: boolean;
 }
 
 /**
@@ -46,9 +51,15 @@ export async function openStore(options: OpenOptions): Promise<Store> {
       return sealedStore(new MemoryBackend(), await deriveKey(secret), seal);
     }
     case "kv": {
-      await Deno.mkdir(cacheDir, { recursive: true });
+      const platform = options.platformKv && !setting.path;
+      if (platform && !options.key) {
+        throw new RangeError("MOAT_STORE_KEY must be set to use the platform's Deno KV database");
+      }
+      // On the platform's disk the cache directory may not be writable, and is not needed.
+      if (!platform) await Deno.mkdir(cacheDir, { recursive: true });
       const key = await deriveKey(await storeSecret(options.key, `${cacheDir}store.key`));
-      const backend = await KvBackend.open(setting.path ?? defaultKvPath(cacheDir), prefix);
+      const path = platform ? undefined : setting.path ?? defaultKvPath(cacheDir);
+      const backend = await KvBackend.open(path, prefix);
       return sealedStore(backend, key, seal);
     }
     case "redis": {

@@ -59,11 +59,17 @@ function bad(value: string, why: string): RangeError {
 }
 
 /** One line for the start-up log; never shows a Redis password. */
-export function describeStore(setting: StoreSetting, cacheDir: string, prefix: string): string {
+export function describeStore(
+  setting: StoreSetting,
+  cacheDir: string,
+  prefix: string,
+  platformKv = false,
+): string {
   switch (setting.kind) {
     case "memory":
       return "session store: memory (nothing survives a restart)";
     case "kv":
+      if (platformKv && !setting.path) return "session store: Deno KV (the platform's database)";
       return `session store: Deno KV at ${setting.path ?? defaultKvPath(cacheDir)}`;
     case "redis":
       return `session store: Redis at ${setting.host} db ${setting.db} (prefix '${prefix}')`;

@@ -3,6 +3,7 @@
  * by chunk, and boot garbage is collected before the interpreter idles.
  */
 import createPyodideModule from "pyodide/pyodide.asm.mjs";
+import { gcFromNewContext } from "./gc.ts";
 
 const CHUNK = 64 * 1024;
 
@@ -10,7 +11,7 @@ const CHUNK = 64 * 1024;
  * V8's `gc` when the server runs with --expose-gc (see MEMORY_V8_FLAGS), taken off the global
  * object (writable, though not deletable) as this module loads, so no other code here sees it.
  */
-export const collectGarbage = (globalThis as { gc?: () => void }).gc;
+export const collectGarbage = (globalThis as { gc?: () => void }).gc ?? gcFromNewContext();
 (globalThis as { gc?: () => void }).gc = undefined;
 
 function isZero(words: Int32Array, from: number, to: number): boolean {

@@ -36,7 +36,29 @@ export interface StartOptions {
   mapFlags?: (flags: string[]) => string[];
   /** Directories the server may read besides the start task's (a test's package mirror). */
   readPaths?: string[];
+  /**
+   * Start the server as Deno Deploy does: `deno run -A main.ts` with `DENO_DEPLOY=true`, every
+   * setting but the environment from deno.json (so `mapFlags`, `extraFlags` and `readPaths` do not
+   * apply). @default {MOAT_TEST_DEPLOY=1 in the test's environment}
+   */
+  deploy?: boolean;
+  /** The Moat directory to start in (a copy, for tests that change its files). @default {ROOT} */
+  root?: string;
 }
+
+/** The test run simulates Deno Deploy (`MOAT_TEST_DEPLOY=1`, the second pass of `.ci/run`). */
+export const DEPLOY_PASS = Deno.env.get("MOAT_TEST_DEPLOY") === "1";
+
+/** The key deploy-mode test servers seal checkpoints with (deploy mode requires one). */
+export const DEPLOY_STORE_KEY = "deploy-test-store-key-0123456789";
+
+/**
+ * `deno run` arguments as Deno Deploy starts an app: `--allow-all`, no other flag (the unstable
+ * features come from deno.json). One addition, for tests only: Pyodide's CDN is denied, so a
+ * deploy-mode test server can never reach the internet (it fails at once instead, as it does
+ * under the start task's loopback-only net grant).
+ */
+export const DEPLOY_ARGS = ["run", "-A", "--deny-net=cdn.jsdelivr.net", "main.ts"];
 
 /**
  * Tests never reach the internet: whatever hosts the start task allows (Pyodide's CDN), the
@@ -113,18 +135,28 @@ export class TestServer implements AsyncDisposable {
       ...store,
       ...this.options.env,
     };
-    let args = await startArgs(env);
-    if (this.options.mapFlags) {
-      args = ["run", ...this.options.mapFlags(args.slice(1, -1)), "main.ts"];
+    let args: string[];
+    if (this.options.deploy ?? DEPLOY_PASS) {
+      Object.assign(
+        env,
+        { DENO_DEPLOY: "true", MOAT_STORE_KEY: DEPLOY_STORE_KEY },
+        this.options.env,
+      );
+      args = DEPLOY_ARGS;
+    } else {
+      args = await startArgs(env);
+      if (this.options.mapFlags) {
+        args = ["run", ...this.options.mapFlags(args.slice(1, -1)), "main.ts"];
+      }
+      args.splice(args.indexOf("main.ts"), 0, ...(this.options.extraFlags ?? []));
+      const reads = this.options.readPaths ?? [];
+      args = args.map(loopbackOnly).map((a) =>
+        a.startsWith("--allow-read=") && reads.length ? `${a},${reads.join(",")}` : a
+      );
     }
-    args.splice(args.indexOf("main.ts"), 0, ...(this.options.extraFlags ?? []));
-    const reads = this.options.readPaths ?? [];
-    args = args.map(loopbackOnly).map((a) =>
-      a.startsWith("--allow-read=") && reads.length ? `${a},${reads.join(",")}` : a
-    );
     this.#child = new Deno.Command(Deno.execPath(), {
       args,
-      cwd: ROOT,
+      cwd: this.options.root ?? ROOT,
       env,
       stdin: "null",
       stdout: "piped",

@@ -1,0 +1,28 @@
+/**
+ * The Deno permissions every interpreter's worker is created with. They are always spelled out,
+ * never inherited, so a server started with `--allow-all` (Deno Deploy) still gives each worker
+ * only Pyodide's files and its own modules while it boots, and net for the policy's hosts only.
+ * `Interpreter` and the deploy-mode start-up check (src/deploy/check.ts) both use this one
+ * function, so the check proves what interpreters get.
+ */
+import { PYODIDE_DIR } from "../paths.ts";
+
+/** `deno.permissions` for a worker running `workerUrl` that may reach `network` (or nothing). */
+export function workerPermissions(network: string[], workerUrl: URL): Deno.PermissionOptionsObject {
+  return {
+    // security: Pyodide's files and the worker's own modules, only while it boots
+    read: [PYODIDE_DIR, workerDir(workerUrl)],
+    write: false,
+    net: network.length ? network : false, // security: only the policy's hosts
+    env: false,
+    run: false,
+    ffi: false,
+    sys: false,
+    import: false,
+  };
+}
+
+/** The directory of the worker's entry module (its modules are read from there). */
+export function workerDir(url: URL): string {
+  return decodeURIComponent(new URL("./", url).pathname);
+}
