@@ -27,7 +27,9 @@ import { Checkpoints } from "./src/session/checkpoints.ts";
 import { SessionManager } from "./src/session/manager.ts";
 import { describeStore, openStore } from "./src/store/open.ts";
 
+/** How long shutdown lets calls finish and checkpoints be stored; Deploy kills 5 s after SIGINT. */
 const SHUTDOWN_GRACE_MS = 10_000;
+const DEPLOY_SHUTDOWN_GRACE_MS = 4_000;
 const say = (line: string) => console.error(`moat: ${line}`);
 /** `deno task mcp`: serve MCP over stdio instead of HTTP; stdout carries only the protocol. */
 const STDIO = Deno.args.includes("--stdio");
@@ -146,7 +148,7 @@ async function main(): Promise<void> {
   };
   const fresh = { ...boot, preload: preload.wheels, preloadUnavailable: preload.unavailable };
   // Durable sessions, unless MOAT_STORE=memory: checkpoints are deltas against an idle session.
-  const base = store.kind === "memory" ? undefined : await loadDeltaBase(fresh, say);
+  const base = store.kind === "memory" ? undefined : await loadDeltaBase(fresh, say, cacheDir);
   const pool = new Pool(
     policy.limits.poolSize,
     { ...fresh, deltaBase: base?.bytes },
@@ -241,8 +243,9 @@ async function main(): Promise<void> {
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    say(`${signal}: finishing running calls (up to ${SHUTDOWN_GRACE_MS} ms), then stopping`);
-    await sessions.shutdown(SHUTDOWN_GRACE_MS);
+    const grace = config.deploy ? DEPLOY_SHUTDOWN_GRACE_MS : SHUTDOWN_GRACE_MS;
+    say(`${signal}: finishing running calls and checkpointing (up to ${grace} ms), then stopping`);
+    await sessions.shutdown(grace);
     await mcp.close();
     await server.shutdown();
     await store.close();

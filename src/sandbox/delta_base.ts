@@ -68,8 +68,9 @@ async function baseKey(options: InterpreterOptions & { snapshot: Uint8Array }): 
 export async function loadDeltaBase(
   options: InterpreterOptions & { snapshot: Uint8Array },
   log: (line: string) => void = () => {},
+  cacheDir = CACHE_DIR,
 ): Promise<{ bytes: Uint8Array; id: string }> {
-  const path = `${CACHE_DIR}base-${await baseKey(options)}.bin`;
+  const path = `${cacheDir}base-${await baseKey(options)}.bin`;
   try {
     const bytes = shared(await Deno.readFile(path));
     return { bytes, id: await snapshotId(bytes) };
@@ -96,7 +97,7 @@ export async function loadDeltaBase(
     await Deno.writeFile(tmp, bytes);
     await Deno.rename(tmp, path);
   } catch (err) {
-    log(`could not cache the checkpoint base in ${CACHE_DIR} (${messageOf(err)}); continuing`);
+    log(`could not cache the checkpoint base in ${cacheDir} (${messageOf(err)}); continuing`);
   }
   return { bytes, id: await snapshotId(bytes) };
 }
