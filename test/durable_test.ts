@@ -5,21 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { startServer, type TestServer } from "./helpers/server.ts";
-import { DirectoryServer, type WheelSpec, writeLockIndex } from "./helpers/wheels.ts";
+import { DirectoryServer, fastmodSpec, writeLockIndex } from "./helpers/wheels.ts";
 
-const ROOT = new URL("../", import.meta.url).pathname;
 const TOKEN = "durable-test-token-0123456789";
-
-/** A real compiled (wasm32) CPython extension module, from test/fixtures/fastmod.c. */
-async function fastmodSpec(): Promise<WheelSpec> {
-  const so = "fastmod.cpython-314-wasm32-emscripten.so";
-  return {
-    name: "fastmod",
-    files: { [so]: await Deno.readFile(`${ROOT}test/fixtures/${so}`) },
-    imports: ["fastmod"],
-    tag: "cp314-cp314-pyemscripten_2026_0_wasm32",
-  };
-}
 
 /** Everything an agent's session holds: variables, code, objects, modules, a wheel, a file. */
 const STATE = `

@@ -8,6 +8,7 @@ import { STDLIB_MODULES } from "../src/packages/stdlib.ts";
 import { startServer, type TestServer } from "./helpers/server.ts";
 import {
   DirectoryServer,
+  fastmodSpec,
   type WheelSpec,
   writeLockIndex,
   writeSimpleIndex,
@@ -41,16 +42,6 @@ const STANDIN_PILLOW: WheelSpec = {
   files: { "PIL/__init__.py": "STANDIN = 'pillow stand-in'\n" },
   imports: ["PIL"],
 };
-/** A real compiled (wasm32) CPython extension module, from test/fixtures/fastmod.c. */
-async function fastmodSpec(): Promise<WheelSpec> {
-  const so = "fastmod.cpython-314-wasm32-emscripten.so";
-  return {
-    name: "fastmod",
-    files: { [so]: await Deno.readFile(`${ROOT}test/fixtures/${so}`) },
-    imports: ["fastmod"],
-    tag: "cp314-cp314-pyemscripten_2026_0_wasm32",
-  };
-}
 
 function policy(packages: Record<string, unknown>): string {
   return `limits:\n  poolSize: 1\npackages: ${JSON.stringify(packages)}\n`;

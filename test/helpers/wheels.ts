@@ -5,7 +5,7 @@
  * pillow), it builds a stand-in wheel of that name here.
  */
 import { sha256Hex } from "../../src/digest.ts";
-import { PYODIDE_DIR } from "../../src/paths.ts";
+import { PYODIDE_DIR, ROOT } from "../../src/paths.ts";
 
 /** A wheel to build: its distribution name, version, files, and `Requires-Dist` lines. */
 export interface WheelSpec {
@@ -207,4 +207,15 @@ export class DirectoryServer implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.#server.shutdown();
   }
+}
+
+/** A real compiled (wasm32) CPython extension module, from test/fixtures/fastmod.c. */
+export async function fastmodSpec(): Promise<WheelSpec> {
+  const so = "fastmod.cpython-314-wasm32-emscripten.so";
+  return {
+    name: "fastmod",
+    files: { [so]: await Deno.readFile(`${ROOT}test/fixtures/${so}`) },
+    imports: ["fastmod"],
+    tag: "cp314-cp314-pyemscripten_2026_0_wasm32",
+  };
 }
