@@ -12,6 +12,7 @@ import { assertPackageCount } from "../packages/limit.ts";
 import {
   type CallRequest,
   DEFAULT_SESSION,
+  infoOf,
   Session,
   type SessionInfo,
   type SessionMode,
@@ -355,21 +356,6 @@ export class SessionManager {
   }
 
   #info(s: Session): SessionInfo {
-    const ttl = this.#policy.limits.idleTtlSeconds * 1000;
-    return {
-      id: s.id,
-      mode: s.mode,
-      state: s.hibernated ? "hibernated" : "live",
-      instance: this.#instance,
-      created: new Date(s.created).toISOString(),
-      lastUsed: new Date(s.lastUsed).toISOString(),
-      expires: s.id === DEFAULT_SESSION ? null : new Date(s.lastUsed + ttl).toISOString(),
-      calls: s.calls,
-      busy: s.queue.running,
-      queued: s.queue.waiting,
-      memoryBytes: s.interpreter?.memoryBytes ?? s.memoryBytes,
-      packages: [...s.packages],
-      authorizedImports: s.authorizedImports ?? null,
-    };
+    return infoOf(s, this.#instance, this.#policy.limits.idleTtlSeconds * 1000);
   }
 }

@@ -7,6 +7,7 @@ export class SerialQueue {
   #size = 0;
   #background = 0;
   #running = false;
+  #runningBackground = false;
 
   /** Tasks added and not yet finished, the running one included (background tasks aside). */
   get size(): number {
@@ -18,9 +19,9 @@ export class SerialQueue {
     return this.#running;
   }
 
-  /** Tasks waiting behind the running one. */
+  /** Calls waiting behind the running task (background tasks aside). */
   get waiting(): number {
-    return Math.max(0, this.#size - (this.#running ? 1 : 0));
+    return this.size - (this.#running && !this.#runningBackground ? 1 : 0);
   }
 
   /**
@@ -32,10 +33,12 @@ export class SerialQueue {
     if (background) this.#background++;
     const result = this.#tail.then(async () => {
       this.#running = true;
+      this.#runningBackground = background;
       try {
         return await task();
       } finally {
         this.#running = false;
+        this.#runningBackground = false;
         this.#size--;
         if (background) this.#background--;
       }

@@ -111,3 +111,22 @@ export class Session {
     return !this.slot && this.durable.stored && this.mode === "persistent";
   }
 }
+
+/** What the API says of a session; `ttlMs` is the policy's idle TTL. */
+export function infoOf(s: Session, instance: string, ttlMs: number): SessionInfo {
+  return {
+    id: s.id,
+    mode: s.mode,
+    state: s.hibernated ? "hibernated" : "live",
+    instance,
+    created: new Date(s.created).toISOString(),
+    lastUsed: new Date(s.lastUsed).toISOString(),
+    expires: s.id === DEFAULT_SESSION ? null : new Date(s.lastUsed + ttlMs).toISOString(),
+    calls: s.calls,
+    busy: s.queue.running,
+    queued: s.queue.waiting,
+    memoryBytes: s.interpreter?.memoryBytes ?? s.memoryBytes,
+    packages: [...s.packages],
+    authorizedImports: s.authorizedImports ?? null,
+  };
+}
