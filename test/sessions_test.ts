@@ -221,8 +221,11 @@ Deno.test("idle sessions expire after the policy's TTL", async (t) => {
   });
 });
 
-Deno.test("the number of sessions is capped by the policy", async () => {
-  await using server = await startServer({ policyText: "limits:\n  sessions: 3\n" + QUIET });
+Deno.test("without a durable store, the number of sessions is capped by the policy", async () => {
+  await using server = await startServer({
+    policyText: "limits:\n  sessions: 3\n" + QUIET,
+    env: { MOAT_STORE: "memory" },
+  });
   const ids = [await server.createSession(), await server.createSession()]; // + default = 3
   const full = await server.post("/v1/sessions", {});
   assert.equal(full.status, 429);
@@ -231,6 +234,40 @@ Deno.test("the number of sessions is capped by the policy", async () => {
   const res = await server.request(`/v1/sessions/${ids[0]}`, { method: "DELETE" });
   await res.body?.cancel();
   assert.equal((await server.post("/v1/sessions", {})).status, 201);
+});
+
+Deno.test("at the cap of live interpreters the least recently used idle session hibernates; 429 only when all are busy", async () => {
+  await using server = await startServer({ policyText: "limits:\n  sessions: 2\n" + QUIET });
+  const first = await server.createSession();
+  await server.exec("mine = 'first'", { session: first });
+  const second = await server.createSession();
+  await server.exec("mine = 'second'", { session: second });
+  const state = async (id: string) =>
+    (await (await server.request(`/v1/sessions/${id}`)).json()).state;
+  const third = await server.createSession(); // room is made by hibernating `first`
+  assert.equal(await state(first), "hibernated");
+  assert.equal(await state(second), "live");
+  // Both live interpreters busy: nothing can hibernate, so a new session is refused.
+  const busy = [second, third].map((id) =>
+    server.post(`/v1/sessions/${id}`, { code: "import time\ntime.sleep(2)" })
+  );
+  await waitFor(
+    "both calls to run",
+    async () =>
+      (await Promise.all(
+        [second, third].map(async (id) =>
+          (await (await server.request(`/v1/sessions/${id}`)).json()).busy
+        ),
+      )).every(Boolean),
+  );
+  const full = await server.post("/v1/sessions", {});
+  assert.equal(full.status, 429);
+  assert.match(full.body.error.message, /maximum of 2 sessions with every one busy/);
+  await Promise.all(busy);
+  // The hibernated session comes back with its state (and makes room in turn).
+  const back = await server.exec("mine", { session: first });
+  assert.equal(back.result, "first");
+  assert.equal(back.restored, true);
 });
 
 Deno.test("the pool refills in the background after sessions take interpreters", async () => {
