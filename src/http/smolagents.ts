@@ -32,7 +32,7 @@ export function smolagentsRoutes(sessions: SessionManager): OpenAPIHono {
   const exec = async (c: Context, id: string) => {
     const body = await readJson(c, ExecBodySchema);
     if (wantsStream(c)) {
-      return streamCall(c, (onOutput) => sessions.exec(id, { ...body, onOutput }));
+      return await streamCall(c, (onOutput) => sessions.submit(id, { ...body, onOutput }));
     }
     const answer = await sessions.exec(id, body);
     return c.body(answer.body, 200, { "content-type": "application/json; charset=utf-8" });

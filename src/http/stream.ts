@@ -26,18 +26,24 @@ interface Event {
 }
 
 /**
- * Starts the call with an output hook and streams it. `start` throws at once for what must be
- * an HTTP status (unknown session 404, full queue 429, shutting down 503); a failure after the
- * stream began (no interpreter could be started) is an `error` event with the JSON error body.
+ * Starts the call with an output hook and streams it. `start` rejects before the call is queued
+ * for what must be an HTTP status (unknown session 404, full queue 429, shutting down 503); a
+ * failure after the stream began (no interpreter could be started) is an `error` event with the
+ * JSON error body.
  */
-export function streamCall(c: Context, start: (onOutput: OutputHook) => Promise<Answer>): Response {
+export async function streamCall(
+  c: Context,
+  start: (onOutput: OutputHook) => Promise<{ answer: Promise<Answer> }>,
+): Promise<Response> {
   const events: Event[] = [];
   let wake: (() => void) | undefined;
   const push = (event: Event) => {
     events.push(event);
     wake?.();
   };
-  const answer = start((stream, text) => push({ event: stream, data: JSON.stringify(text) }));
+  const { answer } = await start((stream, text) =>
+    push({ event: stream, data: JSON.stringify(text) })
+  );
   answer.then(
     (a) => push({ event: "result", data: a.body }),
     (err) => {

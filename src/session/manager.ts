@@ -116,9 +116,17 @@ export class SessionManager {
 
   /** Runs a call after the calls already queued on that session. */
   async exec(id: string, request: CallRequest): Promise<Answer> {
+    return await (await this.submit(id, request)).answer;
+  }
+
+  /**
+   * Queues a call: rejects at once for an unknown session (404), a full queue (429), too many
+   * packages (400) or a server shutting down (503), else resolves with the answer to come.
+   */
+  async submit(id: string, request: CallRequest): Promise<{ answer: Promise<Answer> }> {
     assertPackageCount(request.packages, this.#policy.packages.maxPerCall);
     const session = await this.#enqueue(id);
-    return await session.queue.run(() => this.#run(session, request));
+    return { answer: session.queue.run(() => this.#run(session, request)) };
   }
 
   /**
