@@ -254,9 +254,10 @@ export class SessionManager {
     const { limits } = this.#policy;
     const timeoutMs = Math.min(request.timeoutMs ?? limits.timeoutMs, limits.maxTimeoutMs);
     if (session.lost) return this.#tellLost(session, timeoutMs, request.code);
-    const started = performance.now();
     await this.#runner(session, timeoutMs);
     const interpreter = await (session.slot ?? this.#boot(session)).ready;
+    // The call's time starts once its interpreter is there, as it always has.
+    const started = performance.now();
     let packages = emptyReport();
     // Packages load first, inside the call's time limit; the code gets what is left.
     if (this.#loader) {

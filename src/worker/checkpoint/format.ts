@@ -82,9 +82,25 @@ export class CheckpointFormatError extends Error {
 /**
  * Layout: "MOATCKP1", u32 version, the base id (64 hex characters, so a host can check it without
  * inflating anything), then gzip of: u32 JSON length, the description, u32 section count, and
- * each section as u32 length + bytes.
+ * each section as u32 length + bytes. A body that does not compress (random data) is stored as
+ * it is behind one zero byte instead: gzip gains nothing there and costs seconds.
  */
 const PREFIX = 8 + 4 + 64;
+/** How much of a body is compressed to judge whether the rest is worth it. */
+const SAMPLE_BYTES = 1 << 20;
+
+/** gzip of `body`, or `body` behind a zero byte when a sample of it does not compress. */
+async function packBody(body: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>> {
+  if (body.length > 2 * SAMPLE_BYTES) {
+    const sample = await compress(body.slice(body.length >> 1, (body.length >> 1) + SAMPLE_BYTES));
+    if (sample.length > SAMPLE_BYTES * 0.9) {
+      const stored = new Uint8Array(1 + body.length);
+      stored.set(body, 1);
+      return stored;
+    }
+  }
+  return await compress(body);
+}
 
 /** Packs the description and sections, gzipped behind a small plain prefix. */
 export async function packCheckpoint(
@@ -105,7 +121,7 @@ export async function packCheckpoint(
     body.set(s, at + 4);
     at += 4 + s.length;
   }
-  const packed = await compress(body);
+  const packed = await packBody(body);
   const out = new Uint8Array(PREFIX + packed.length);
   out.set(new TextEncoder().encode(MAGIC));
   new DataView(out.buffer).setUint32(8, meta.version, true);
@@ -136,7 +152,9 @@ export async function unpackCheckpoint(
   maxBytes: number,
 ): Promise<{ meta: CheckpointMeta; sections: Uint8Array[] }> {
   const { baseId } = readPrefix(bytes);
-  const raw = await decompress(bytes.slice(PREFIX), maxBytes);
+  const stored = bytes.length > PREFIX && bytes[PREFIX] === 0;
+  if (stored && bytes.length - PREFIX - 1 > maxBytes) fail(`it holds more than ${maxBytes} bytes`);
+  const raw = stored ? bytes.slice(PREFIX + 1) : await decompress(bytes.slice(PREFIX), maxBytes);
   const view = new DataView(raw.buffer);
   if (raw.length < 8) fail("it is cut short");
   const jsonLength = view.getUint32(0, true);
