@@ -8,7 +8,7 @@
  *     --allow-env scripts/bench_instances.ts
  */
 import { startRedis } from "../test/helpers/redis.ts";
-import { startServer, type TestServer } from "../test/helpers/server.ts";
+import { type Cluster, startServers, type TestServer } from "../test/helpers/server.ts";
 
 const INSTANCES = [1, 2, 3];
 const SESSIONS = 8;
@@ -32,37 +32,21 @@ interface Row {
   load: string;
 }
 
-/** Several servers on one store, all stopped at the end (`await using`). */
-interface Cluster extends AsyncDisposable {
-  servers: TestServer[];
-}
-
 async function startCluster(redisUrl: string, n: number): Promise<Cluster> {
   // A key prefix of its own per run, so no N sees the sessions of another.
   const prefix = `moat-bench-${n}-${crypto.randomUUID().slice(0, 8)}`;
-  const started = await Promise.allSettled(
-    Array.from({ length: n }, (_, i) =>
-      startServer({
-        policyText: POLICY,
-        env: {
-          MOAT_STORE: redisUrl,
-          MOAT_STORE_KEY: STORE_KEY,
-          MOAT_STORE_PREFIX: prefix,
-          MOAT_INSTANCE_ID: `bench-${i + 1}`,
-          MOAT_TOKEN: TOKEN,
-        },
-      })),
+  return await startServers(
+    Array.from({ length: n }, (_, i) => ({
+      policyText: POLICY,
+      env: {
+        MOAT_STORE: redisUrl,
+        MOAT_STORE_KEY: STORE_KEY,
+        MOAT_STORE_PREFIX: prefix,
+        MOAT_INSTANCE_ID: `bench-${i + 1}`,
+        MOAT_TOKEN: TOKEN,
+      },
+    })),
   );
-  const servers = started.flatMap((s) => s.status === "fulfilled" ? [s.value] : []);
-  const dispose = async () => {
-    await Promise.all(servers.map((s) => s[Symbol.asyncDispose]()));
-  };
-  const failed = started.find((s) => s.status === "rejected");
-  if (failed) {
-    await dispose();
-    throw (failed as PromiseRejectedResult).reason;
-  }
-  return { servers, [Symbol.asyncDispose]: dispose };
 }
 
 function percentile(sorted: number[], p: number): number {

@@ -7,7 +7,13 @@
 import assert from "node:assert/strict";
 import { LEASE_TTL_MS } from "../src/session/checkpoints.ts";
 import { redisUnavailable, startRedis, type TestRedis } from "./helpers/redis.ts";
-import { type ExecAnswer, startServer, type TestServer } from "./helpers/server.ts";
+import {
+  type Cluster,
+  type ExecAnswer,
+  startServer,
+  startServers,
+  type TestServer,
+} from "./helpers/server.ts";
 
 const skip = await redisUnavailable();
 if (skip) console.warn(`skipping the durable Redis tests: ${skip}`);
@@ -28,26 +34,13 @@ function instanceEnv(redis: TestRedis, prefix: string, instance: string): Record
 }
 
 /** Several instances on one store, started at once, all stopped at the end. */
-interface Cluster extends AsyncDisposable {
-  servers: TestServer[];
-}
 
 async function startCluster(redis: TestRedis, instances: string[]): Promise<Cluster> {
   // A prefix of its own, so a Redis named by MOAT_TEST_REDIS_URL holds nothing from other runs.
   const prefix = `moat-test-${crypto.randomUUID().slice(0, 8)}`;
-  const started = await Promise.allSettled(
-    instances.map((id) => startServer({ env: instanceEnv(redis, prefix, id), policyText: POLICY })),
+  return await startServers(
+    instances.map((id) => ({ env: instanceEnv(redis, prefix, id), policyText: POLICY })),
   );
-  const servers = started.flatMap((s) => s.status === "fulfilled" ? [s.value] : []);
-  const dispose = async () => {
-    await Promise.all(servers.map((s) => s[Symbol.asyncDispose]()));
-  };
-  const failed = started.find((s) => s.status === "rejected");
-  if (failed) {
-    await dispose();
-    throw (failed as PromiseRejectedResult).reason;
-  }
-  return { servers, [Symbol.asyncDispose]: dispose };
 }
 
 /** Executes on `server`, failing with the status, body and the server's stderr when not 200. */

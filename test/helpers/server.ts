@@ -273,3 +273,23 @@ export class TestServer implements AsyncDisposable {
 export function startServer(options: StartOptions = {}): Promise<TestServer> {
   return new TestServer(options).start();
 }
+
+/** Several servers started side by side, all stopped at the end (`await using`). */
+export interface Cluster extends AsyncDisposable {
+  servers: TestServer[];
+}
+
+/** Starts one server per options object; if any fails to start, the others are stopped. */
+export async function startServers(options: StartOptions[]): Promise<Cluster> {
+  const started = await Promise.allSettled(options.map((o) => startServer(o)));
+  const servers = started.flatMap((s) => s.status === "fulfilled" ? [s.value] : []);
+  const dispose = async () => {
+    await Promise.all(servers.map((s) => s[Symbol.asyncDispose]()));
+  };
+  const failed = started.find((s) => s.status === "rejected");
+  if (failed) {
+    await dispose();
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  return { servers, [Symbol.asyncDispose]: dispose };
+}
