@@ -432,6 +432,38 @@ async function checkpointSizes(): Promise<void> {
   await checkpointCost(server, agent, "a smolagents-style session after 10 calls");
 }
 
+/**
+ * A session holding 150 MB that does not compress: how long its next call waits while its
+ * checkpoint is taken, and how long the checkpoint takes to be stored (which no call waits for).
+ */
+async function bigSessionNextCall(): Promise<void> {
+  say("next call of a 150 MB session while its checkpoint is written (kv store)…");
+  await using server = await startServer({
+    policyText: "limits:\n  poolSize: 1\n  memoryMb: 1024\n  checkpointDelayMs: 0\n",
+  });
+  const id = (await server.post("/v1/sessions", {})).body.id;
+  const waits: number[] = [];
+  const stored: number[] = [];
+  for (let i = 0; i < (quick ? 2 : 4); i++) {
+    await checkpointsQuiet(server);
+    const before = metric(await scrape(server), "moat_checkpoints_total");
+    const changed = performance.now();
+    await call(server, "import os\nDATA = os.urandom(150_000_000)", id);
+    await sleep(300); // the checkpoint has started
+    const started = performance.now();
+    await call(server, "len(DATA)", id);
+    waits.push(performance.now() - started);
+    while (metric(await scrape(server), "moat_checkpoints_total") === before) await sleep(50);
+    stored.push(performance.now() - changed);
+  }
+  record({
+    what: "150 MB session: next call during its checkpoint waits (p50; checkpoint stored after)",
+    value: `${ms(percentile(waits, 0.5))} (stored after ${
+      ms(percentile(stored, 0.5))
+    }, ${waits.length} runs)`,
+  });
+}
+
 async function untilHibernated(server: TestServer, ids: string[], timeoutMs: number) {
   const until = performance.now() + timeoutMs;
   for (const id of ids) {
@@ -653,6 +685,7 @@ packages:
 
 async function durablePhases(): Promise<void> {
   await checkpointSizes();
+  await bigSessionNextCall();
   await restores();
   await checkpointOverhead();
   await hibernatedMemory();

@@ -355,3 +355,48 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "a store that hangs holds up no call: checkpoints wait for it, the session runs on",
+  ignore: skip !== undefined,
+  async fn() {
+    await using redis = await startRedis();
+    if (!redis.owned) return console.warn("MOAT_TEST_REDIS_URL is set: cannot freeze that Redis");
+    const prefix = `moat-test-${crypto.randomUUID().slice(0, 8)}`;
+    const env = instanceEnv(redis, prefix, "inst-a");
+    let id: string;
+    {
+      await using server = await startServer({ env, policyText: POLICY });
+      id = await server.createSession();
+      ok(await call(server, id, "x = 1", { sync: true }), "before the freeze");
+      redis.pause();
+      const waits: number[] = [];
+      try {
+        // The first operation that meets the frozen Redis waits out the store's 2 s deadline;
+        // after it, every operation fails at once until Redis answers a ping again. Each call
+        // takes the session's lease and schedules a checkpoint, whose write fails. No call may
+        // wait for any of it, as each would for 2 s.
+        for (let i = 2; i <= 9; i++) {
+          const started = performance.now();
+          const answer = ok(await call(server, id, "x += 1\nx"), `call ${i} while frozen`);
+          waits.push(Math.round(performance.now() - started));
+          assert.equal(answer.result, i);
+          await new Promise((r) => setTimeout(r, 400)); // past checkpointDelayMs: one starts
+        }
+      } finally {
+        redis.resume();
+      }
+      assert.ok(waits.slice(1).every((ms) => ms < 1000), `calls while frozen took ${waits} ms`);
+      // The writes land once Redis answers, in order; a sync call then stores the latest.
+      const last = ok(await call(server, id, "x += 1\nx", { sync: true }), "after the thaw");
+      assert.equal(last.result, 10);
+      assert.equal(last.checkpoint, undefined, JSON.stringify(last.checkpoint));
+      server.kill("SIGKILL");
+      await server.exited();
+    }
+    await using again = await startServer({ env, policyText: POLICY });
+    const restored = ok(await call(again, id, "x", { timeoutMs: 30_000 }), "after restart");
+    assert.equal(restored.result, 10);
+    assert.equal(restored.restored, true);
+  },
+});

@@ -215,3 +215,47 @@ Deno.test("a session whose checkpoint is gone answers SessionLost, never a fresh
   assert.equal((await second.request("/health", { auth: false })).status, 200);
   await Deno.remove(dir, { recursive: true });
 });
+
+/** The number of checkpoints stored so far, from `/metrics`. */
+async function checkpointsStored(server: TestServer): Promise<number> {
+  const res = await server.request("/metrics");
+  const text = await res.text();
+  const line = text.split("\n").find((l) => /^moat_checkpoints_total\{[^}]*ok/.test(l));
+  return line ? Number(line.split(" ").at(-1)) : 0;
+}
+
+Deno.test("a big session's next call waits for its checkpoint to be taken, not stored", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "moat-durable-" });
+  const env = { MOAT_TOKEN: TOKEN, MOAT_STORE: `kv:${dir}/store.kv` };
+  const policyText = "limits:\n  poolSize: 1\n  memoryMb: 1024\n  checkpointDelayMs: 0\n";
+  let id: string;
+  {
+    await using server = await startServer({ policyText, env });
+    id = await server.createSession();
+    assert.equal((await server.exec("x = 1", { session: id, sync: true })).error, null);
+    const before = await checkpointsStored(server);
+    // 150 MB that does not compress: writing its checkpoint to the store takes seconds.
+    const big = await server.exec("import os\nDATA = os.urandom(150_000_000)", { session: id });
+    assert.equal(big.error, null, big.error?.message);
+    await new Promise((r) => setTimeout(r, 300)); // its checkpoint has started
+    const next = await server.exec("len(DATA)", { session: id });
+    assert.equal(next.result, 150_000_000);
+    assert.equal(
+      await checkpointsStored(server),
+      before,
+      "the call was answered only after the checkpoint's store write",
+    );
+    const deadline = Date.now() + 60_000;
+    while (await checkpointsStored(server) === before) {
+      assert.ok(Date.now() < deadline, "the big checkpoint was never stored");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    server.kill("SIGKILL");
+    await server.exited();
+  }
+  await using again = await startServer({ policyText, env });
+  const restored = await again.exec("len(DATA), x", { session: id, timeoutMs: 60_000 });
+  assert.deepEqual(restored.result, [150_000_000, 1]);
+  assert.equal(restored.restored, true);
+  await Deno.remove(dir, { recursive: true });
+});

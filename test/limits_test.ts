@@ -39,8 +39,14 @@ function assertLostState(answer: ExecAnswer, type: string) {
 
 Deno.test("time limits hold against code that will not stop", async (t) => {
   // Room for the data of the C computation below; the memory limits are attacked further down.
+  // No checkpoint within this test's minute: a call queued behind a checkpoint waits for it as
+  // for another call (the durable tests cover checkpoints), and taking one of the 150 MB session
+  // below costs seconds on a busy machine.
   await using server = await startServer({
-    policyText: LIMITS_POLICY.replace("memoryMb: 256", "memoryMb: 1024"),
+    policyText: LIMITS_POLICY.replace(
+      "memoryMb: 256",
+      "memoryMb: 1024\n  checkpointDelayMs: 60000\n  checkpointMaxMs: 60000",
+    ),
   });
 
   await t.step("a runaway loop is interrupted and the session keeps its state", async () => {

@@ -40,6 +40,17 @@ export interface Loaded {
   base: Uint8Array;
 }
 
+/** A checkpoint outcome as an answer reports it: stored, or why not. */
+export interface CheckpointReport {
+  ok: boolean;
+  reason?: string;
+}
+
+/** A checkpoint's metadata as it is when the state is taken; the write numbers it (`seq`). */
+type Taken =
+  & Pick<SessionMeta, "mode" | "created" | "lastUsed" | "calls" | "packages" | "baseId">
+  & Record<string, unknown>;
+
 /** What `Checkpoints` works with. */
 export interface CheckpointsOptions {
   store: Store;
@@ -59,6 +70,8 @@ export class Checkpoints {
   readonly baseId: Promise<string>;
   #baseStored?: Promise<void>;
   readonly #held = new Set<string>();
+  /** The last checkpoint write of each session with one under way. */
+  readonly #writes = new Map<string, Promise<CheckpointReport>>();
   readonly #renewer: ReturnType<typeof setInterval>;
   readonly #log: (line: string) => void;
 
@@ -118,10 +131,16 @@ export class Checkpoints {
     await this.store.releaseLease(session.id, this.instanceId).catch(() => {});
   }
 
-  /** Keeps held leases alive; a lease lost meanwhile makes the next call take it again. */
+  /**
+   * Keeps held leases alive; a lease lost meanwhile makes the next call take it again. A store
+   * that does not answer took nothing away: the lease stays held, as a call on a live session
+   * would keep serving anyway, and no call waits for the store to time out again.
+   */
   async #renew(): Promise<void> {
     for (const id of [...this.#held]) {
-      const ok = await this.store.renewLease(id, this.instanceId, LEASE_TTL_MS).catch(() => false);
+      const ok = await this.store.renewLease(id, this.instanceId, LEASE_TTL_MS).catch((err) =>
+        err instanceof StoreUnavailable
+      );
       if (!ok) this.#held.delete(id);
     }
   }
@@ -132,61 +151,85 @@ export class Checkpoints {
   }
 
   /**
-   * Checkpoints the session's interpreter into the store. Never throws: a failure is returned
-   * (and logged) so the call that caused it, or the next one, can say so.
+   * Checkpoints the session's interpreter. Resolves as soon as its state is taken, so the
+   * interpreter is free for the next call, with `written`: the store write, which goes on behind
+   * it (a big session's write takes seconds). One session's writes land in the order they were
+   * taken. Never throws: a failure is what `written` resolves to (and is logged).
    */
   async save(
     session: Session,
     interpreter: Interpreter,
-  ): Promise<{ ok: boolean; reason?: string }> {
+  ): Promise<{ written: Promise<CheckpointReport> }> {
     const started = performance.now();
-    let bytes = 0;
+    let bytes: Uint8Array<ArrayBuffer>;
+    let meta: Taken;
+    try {
+      meta = this.#meta(session, await this.baseId);
+      bytes = (await interpreter.checkpoint(meta.baseId)).bytes;
+    } catch (err) {
+      return { written: Promise.resolve(this.#failed(session, err, 0, started)) };
+    }
+    const written = this.settled(session.id).then(() => this.#write(session, meta, bytes, started));
+    const tail = written.finally(() => {
+      if (this.#writes.get(session.id) === tail) this.#writes.delete(session.id);
+    });
+    this.#writes.set(session.id, tail);
+    return { written };
+  }
+
+  /** Resolves once every checkpoint of the session taken so far is written (or failed). */
+  settled(id: string): Promise<void> {
+    return (this.#writes.get(id) ?? Promise.resolve()).then(() => {});
+  }
+
+  async #write(
+    session: Session,
+    meta: Taken,
+    bytes: Uint8Array<ArrayBuffer>,
+    started: number,
+  ): Promise<CheckpointReport> {
     try {
       await this.#storeBase();
-      const taken = await interpreter.checkpoint(await this.baseId);
-      bytes = taken.bytes.byteLength;
       const seq = session.durable.seq + 1;
-      await this.store.putCheckpoint(
-        session.id,
-        {
-          meta: this.#meta(session, seq, await this.baseId),
-          delta: taken.bytes,
-        } satisfies Checkpoint,
-      );
+      await this.store.putCheckpoint(session.id, { meta: { ...meta, seq }, delta: bytes });
       session.durable.seq = seq;
       session.durable.stored = true;
-      session.durable.dirty = false;
       session.durable.failure = undefined;
-      metrics.checkpoint(bytes, performance.now() - started, true);
+      metrics.checkpoint(bytes.byteLength, performance.now() - started, true);
       return { ok: true };
     } catch (err) {
-      const reason = `the session's checkpoint could not be stored: ${messageOf(err)}`;
-      session.durable.failure = reason;
-      metrics.checkpoint(bytes, performance.now() - started, false);
-      logEvent("checkpoint", { session: session.id, ok: false, reason: messageOf(err) });
-      return { ok: false, reason };
+      return this.#failed(session, err, bytes.byteLength, started);
     }
+  }
+
+  #failed(session: Session, err: unknown, bytes: number, started: number): CheckpointReport {
+    const reason = `the session's checkpoint could not be stored: ${messageOf(err)}`;
+    session.durable.failure = reason;
+    metrics.checkpoint(bytes, performance.now() - started, false);
+    logEvent("checkpoint", { session: session.id, ok: false, reason: messageOf(err) });
+    return { ok: false, reason };
   }
 
   /** Stores a session that has no interpreter state yet (new, or ephemeral): `empty`. */
   async saveMeta(session: Session): Promise<void> {
+    await this.settled(session.id);
     const seq = session.durable.seq + 1;
     await this.store.putCheckpoint(session.id, {
-      meta: { ...this.#meta(session, seq, await this.baseId), empty: true },
+      meta: { ...this.#meta(session, await this.baseId), seq, empty: true },
       delta: new Uint8Array(),
     });
     session.durable.seq = seq;
     session.durable.stored = true;
   }
 
-  #meta(session: Session, seq: number, baseId: string): SessionMeta {
+  /** What the store keeps beside a checkpoint, as the session is when its state is taken. */
+  #meta(session: Session, baseId: string): Taken {
     return {
       mode: session.mode,
       created: session.created,
       lastUsed: session.lastUsed,
       calls: session.calls,
       packages: [...session.packages],
-      seq,
       baseId,
       instance: this.instanceId,
       ...(session.authorizedImports ? { authorizedImports: session.authorizedImports } : {}),
@@ -233,6 +276,8 @@ export class Checkpoints {
 
   /** Removes a session from the store (deleted or expired) and frees its lease. */
   async remove(session: Session): Promise<void> {
+    // A write still under way would store the session again after it is gone.
+    await this.settled(session.id);
     await this.store.deleteSession(session.id).catch((err) =>
       this.#log(`could not remove session ${session.id} from the store: ${messageOf(err)}`)
     );

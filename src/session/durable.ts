@@ -9,6 +9,7 @@ import type { Interpreter } from "../sandbox/interpreter.ts";
 import type { SessionMeta, StoredSession } from "../store/store.ts";
 import { messageOf } from "../worker/errors.ts";
 import {
+  type CheckpointReport,
   type Checkpoints,
   type Loaded,
   SessionLostError,
@@ -26,12 +27,6 @@ export interface DurableHooks {
   discard(session: Session, why: string): void;
   /** Hibernates another session if the live cap is reached; 429 when every one is busy. */
   makeRoom(forSession?: Session): Promise<void>;
-}
-
-/** A checkpoint outcome as an answer reports it. */
-export interface CheckpointReport {
-  ok: boolean;
-  reason?: string;
 }
 
 /** `restored` and `restoreMs` after a restore, `checkpoint` when one failed (PROTOCOL §5). */
@@ -104,6 +99,8 @@ export class DurableSessions {
     if (d.leased && checkpoints.holds(session.id) && (session.slot || !d.stored)) return;
     let leased: boolean;
     let meta: SessionMeta | undefined;
+    // A write under way would make the store look older than the interpreter here.
+    await checkpoints.settled(session.id);
     try {
       leased = await checkpoints.acquire(session, deadline);
       if (leased) meta = await checkpoints.meta(session.id);
@@ -198,7 +195,7 @@ export class DurableSessions {
       // Calls waiting go first (each re-dirties the session), unless checkpointMaxMs is up.
       const overdue = performance.now() - (d.dirtySince ?? now) >= checkpointMaxMs;
       if (session.queue.size > 0 && !overdue) return this.schedule(session, checkpointDelayMs);
-      session.queue.run(() => this.checkpoint(session), true).catch(() => {});
+      session.queue.run(() => this.checkpoint(session, false, true), true).catch(() => {});
     }, wait);
   }
 
@@ -209,34 +206,50 @@ export class DurableSessions {
 
   /**
    * Checkpoints the session now if it changed (call it inside the session's queue; `inCall`
-   * when that is a call's own task). With a shared store the lease is then given back unless
-   * calls are waiting, so other instances can run the session between calls.
+   * when that is a call's own task). The queue is held only while the state is taken; the
+   * store write goes on behind it, and is awaited unless `background`. With a shared store the
+   * lease is then given back unless calls are waiting, so other instances can run the session
+   * between calls.
    */
-  async checkpoint(session: Session, inCall = false): Promise<CheckpointReport> {
+  async checkpoint(
+    session: Session,
+    inCall = false,
+    background = false,
+  ): Promise<CheckpointReport> {
     const interpreter = await session.slot?.ready.catch(() => undefined);
     const d = session.durable;
-    const release = async () => {
-      const waiting = session.queue.size - (inCall ? 1 : 0);
-      if (this.checkpoints.store.shared && waiting === 0 && d.stored && !d.dirty) {
-        await this.checkpoints.release(session);
-      }
-    };
     if (!interpreter?.alive || !d.dirty) {
-      await release();
+      await this.checkpoints.settled(session.id);
+      await this.#release(session, inCall);
       return { ok: true };
     }
     d.dirtySince = undefined;
-    const result = await this.checkpoints.save(session, interpreter);
-    if (result.ok) {
-      this.#retries.delete(session.id);
-      await release();
-    } else {
-      // Checkpoints resume when the store returns.
-      const tries = (this.#retries.get(session.id) ?? 0) + 1;
-      this.#retries.set(session.id, tries);
-      this.schedule(session, Math.min(MAX_RETRY_MS, 500 * 2 ** tries));
+    // Calls after this point dirty it again; a failed write does too, below.
+    d.dirty = false;
+    const { written } = await this.checkpoints.save(session, interpreter);
+    const done = written.then(async (result) => {
+      if (result.ok) {
+        this.#retries.delete(session.id);
+        await this.#release(session, inCall && !background);
+      } else {
+        // Checkpoints resume when the store returns.
+        d.dirty = true;
+        const tries = (this.#retries.get(session.id) ?? 0) + 1;
+        this.#retries.set(session.id, tries);
+        this.schedule(session, Math.min(MAX_RETRY_MS, 500 * 2 ** tries));
+      }
+      return result;
+    });
+    return background ? { ok: true } : await done;
+  }
+
+  /** Gives a shared store's lease back when nothing here waits to run and all is stored. */
+  async #release(session: Session, inCall: boolean): Promise<void> {
+    const d = session.durable;
+    const waiting = session.queue.size - (inCall ? 1 : 0);
+    if (this.checkpoints.store.shared && waiting === 0 && d.stored && !d.dirty) {
+      await this.checkpoints.release(session);
     }
-    return result;
   }
 
   /**

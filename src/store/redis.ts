@@ -62,6 +62,11 @@ export class RedisBackend implements Backend {
   #timeoutMs: number;
   #where: string;
   #down = false;
+  /** Connected, but an operation got no answer: operations fail at once until a ping answers. */
+  #stalled = false;
+  #probe?: ReturnType<typeof setTimeout>;
+  #closed = false;
+  #log: (line: string) => void;
 
   private constructor(options: RedisOptions) {
     this.#client = makeClient(options.url);
@@ -69,7 +74,7 @@ export class RedisBackend implements Backend {
     this.#timeoutMs = options.opTimeoutMs ?? 2000;
     const url = new URL(options.url);
     this.#where = `Redis at ${url.host}`;
-    const log = options.log ?? (() => {});
+    const log = this.#log = options.log ?? (() => {});
     this.#client.on("error", (err: Error) => {
       if (!this.#down) log(`session store: ${this.#where} unreachable (${err.message}); retrying`);
       this.#down = true;
@@ -104,13 +109,36 @@ export class RedisBackend implements Backend {
     return this.#prefix + parts.join(":");
   }
 
-  /** Runs one operation with a deadline, turning every failure into `StoreUnavailable`. */
+  /**
+   * Runs one operation with a deadline, turning every failure into `StoreUnavailable`. While
+   * Redis hangs (connected, not answering), operations fail at once instead of each waiting out
+   * the deadline, and a ping every second finds out when it answers again.
+   */
   async #run<T>(what: string, fn: () => Promise<T>): Promise<T> {
     if (!this.#client.isReady) {
       throw new StoreUnavailable(`${this.#where}: ${what}: not connected (reconnecting)`);
     }
+    if (this.#stalled) {
+      throw new StoreUnavailable(
+        `${this.#where}: ${what}: not answering (no answer in ${this.#timeoutMs} ms)`,
+      );
+    }
+    try {
+      return await this.#deadline(what, fn());
+    } catch (err) {
+      if (err instanceof StoreUnavailable) {
+        this.#stall();
+        throw err;
+      }
+      throw new StoreUnavailable(`${this.#where}: ${what}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+  }
+
+  async #deadline<T>(what: string, work: Promise<T>): Promise<T> {
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const deadline = new Promise<never>((_, reject) => {
+    const late = new Promise<never>((_, reject) => {
       timer = setTimeout(
         () =>
           reject(
@@ -120,15 +148,31 @@ export class RedisBackend implements Backend {
       );
     });
     try {
-      return await Promise.race([fn(), deadline]);
-    } catch (err) {
-      if (err instanceof StoreUnavailable) throw err;
-      throw new StoreUnavailable(`${this.#where}: ${what}: ${(err as Error).message}`, {
-        cause: err,
-      });
+      return await Promise.race([work, late]);
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  #stall(): void {
+    if (this.#stalled) return;
+    this.#stalled = true;
+    this.#log(
+      `session store: ${this.#where} does not answer; operations fail at once until it does`,
+    );
+    const probe = async () => {
+      try {
+        await this.#deadline("ping", this.#client.ping());
+        this.#stalled = false;
+        this.#probe = undefined;
+        this.#log(`session store: ${this.#where} answers again`);
+      } catch {
+        if (this.#closed) return;
+        this.#probe = setTimeout(probe, 1000);
+        Deno.unrefTimer(this.#probe);
+      }
+    };
+    probe();
   }
 
   putCheckpoint(id: string, record: RawCheckpoint): Promise<void> {
@@ -243,6 +287,8 @@ export class RedisBackend implements Backend {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#probe);
     if (this.#client.isReady) {
       await this.#run("close", () => this.#client.close()).catch(() => this.#client.destroy());
     } else if (this.#client.isOpen) {
