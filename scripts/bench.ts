@@ -441,10 +441,10 @@ async function bigSessionNextCall(): Promise<void> {
   await using server = await startServer({
     policyText: "limits:\n  poolSize: 1\n  memoryMb: 1024\n  checkpointDelayMs: 0\n",
   });
-  const id = (await server.post("/v1/sessions", {})).body.id;
   const waits: number[] = [];
   const stored: number[] = [];
-  for (let i = 0; i < (quick ? 2 : 4); i++) {
+  for (let i = 0; i < (quick ? 3 : 5); i++) {
+    const id = (await server.post("/v1/sessions", {})).body.id;
     await checkpointsQuiet(server);
     const before = metric(await scrape(server), "moat_checkpoints_total");
     const changed = performance.now();
@@ -455,6 +455,7 @@ async function bigSessionNextCall(): Promise<void> {
     waits.push(performance.now() - started);
     while (metric(await scrape(server), "moat_checkpoints_total") === before) await sleep(50);
     stored.push(performance.now() - changed);
+    await (await server.request(`/v1/sessions/${id}`, { method: "DELETE" })).body?.cancel();
   }
   record({
     what: "150 MB session: next call during its checkpoint waits (p50; checkpoint stored after)",

@@ -240,7 +240,9 @@ export class DurableSessions {
       }
       return result;
     });
-    return background ? { ok: true } : await done;
+    if (!background) return await done;
+    done.catch(() => {}); // nothing in it throws; an unhandled rejection would end the server
+    return { ok: true };
   }
 
   /** Gives a shared store's lease back when nothing here waits to run and all is stored. */
