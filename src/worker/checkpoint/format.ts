@@ -89,28 +89,28 @@ const PREFIX = 8 + 4 + 64;
 /** How much of a body is compressed to judge whether the rest is worth it. */
 const SAMPLE_BYTES = 1 << 20;
 
-/** gzip of `body`, or `body` behind a zero byte when a sample of it does not compress. */
-async function packBody(body: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>> {
-  if (body.length > 2 * SAMPLE_BYTES) {
-    const sample = await compress(body.slice(body.length >> 1, (body.length >> 1) + SAMPLE_BYTES));
-    if (sample.length > SAMPLE_BYTES * 0.9) {
-      const stored = new Uint8Array(1 + body.length);
-      stored.set(body, 1);
-      return stored;
-    }
-  }
-  return await compress(body);
+/** Whether a sample from the middle of `body` shrinks under gzip (random data does not). */
+async function compressible(body: Uint8Array<ArrayBuffer>): Promise<boolean> {
+  if (body.length <= 2 * SAMPLE_BYTES) return true;
+  const middle = body.length >> 1;
+  const sample = await compress(body.slice(middle, middle + SAMPLE_BYTES));
+  return sample.length <= SAMPLE_BYTES * 0.9;
 }
 
-/** Packs the description and sections, gzipped behind a small plain prefix. */
+/**
+ * Packs the description and sections behind a small plain prefix, gzipped unless they do not
+ * compress. The body is written once, in place behind the prefix: for a big incompressible
+ * checkpoint that buffer is the answer, with no further copy of it.
+ */
 export async function packCheckpoint(
   meta: CheckpointMeta,
   sections: Uint8Array[],
 ): Promise<Uint8Array<ArrayBuffer>> {
   const json = new TextEncoder().encode(JSON.stringify(meta));
   const total = 4 + json.length + 4 + sections.reduce((n, s) => n + 4 + s.length, 0);
-  const body = new Uint8Array(total);
-  const view = new DataView(body.buffer);
+  const out = new Uint8Array(PREFIX + 1 + total);
+  const body = out.subarray(PREFIX + 1);
+  const view = new DataView(out.buffer, PREFIX + 1);
   view.setUint32(0, json.length, true);
   body.set(json, 4);
   let at = 4 + json.length;
@@ -121,12 +121,20 @@ export async function packCheckpoint(
     body.set(s, at + 4);
     at += 4 + s.length;
   }
-  const packed = await packBody(body);
-  const out = new Uint8Array(PREFIX + packed.length);
+  if (await compressible(body)) {
+    const packed = await compress(body);
+    const gz = new Uint8Array(PREFIX + packed.length);
+    gz.set(packed, PREFIX);
+    return writePrefix(gz, meta);
+  }
+  out[PREFIX] = 0; // stored as it is
+  return writePrefix(out, meta);
+}
+
+function writePrefix(out: Uint8Array<ArrayBuffer>, meta: CheckpointMeta): Uint8Array<ArrayBuffer> {
   out.set(new TextEncoder().encode(MAGIC));
   new DataView(out.buffer).setUint32(8, meta.version, true);
   out.set(new TextEncoder().encode(meta.baseId.padEnd(64).slice(0, 64)), 12);
-  out.set(packed, PREFIX);
   return out;
 }
 
@@ -154,8 +162,9 @@ export async function unpackCheckpoint(
   const { baseId } = readPrefix(bytes);
   const stored = bytes.length > PREFIX && bytes[PREFIX] === 0;
   if (stored && bytes.length - PREFIX - 1 > maxBytes) fail(`it holds more than ${maxBytes} bytes`);
-  const raw = stored ? bytes.slice(PREFIX + 1) : await decompress(bytes.slice(PREFIX), maxBytes);
-  const view = new DataView(raw.buffer);
+  // A stored body is read where it is; sections are views into `bytes` then.
+  const raw = stored ? bytes.subarray(PREFIX + 1) : await decompress(bytes.slice(PREFIX), maxBytes);
+  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   if (raw.length < 8) fail("it is cut short");
   const jsonLength = view.getUint32(0, true);
   if (4 + jsonLength + 4 > raw.length) fail("its description is cut short");
