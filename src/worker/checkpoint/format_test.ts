@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import {
   CHECKPOINT_VERSION,
-  type CheckpointMeta,
   CheckpointFormatError,
+  type CheckpointMeta,
   packCheckpoint,
   readPrefix,
   unpackCheckpoint,
