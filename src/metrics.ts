@@ -104,6 +104,12 @@ export class Metrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });
+  readonly checkpointHold = new Histogram({
+    name: "moat_checkpoint_hold_seconds",
+    help: "Time a checkpoint holds its session (taking the state; the store write runs after).",
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
   readonly security = new Counter({
     name: "moat_security_events_total",
     help: "Security events, by kind (as in the audit log's security lines).",
@@ -168,6 +174,11 @@ export class Metrics {
   }
 
   /** One checkpoint (durable sessions call this when they land). */
+  /** How long a checkpoint kept its session's next call waiting. */
+  checkpointHeld(ms: number): void {
+    this.checkpointHold.observe(ms / 1000);
+  }
+
   checkpoint(bytes: number, ms: number, ok: boolean): void {
     this.checkpoints.inc({ outcome: ok ? "ok" : "failed" });
     if (ok) {

@@ -148,7 +148,12 @@ Deno.test("/metrics counts a mixed workload in valid Prometheus text", async (t)
     assert.equal(value(after, "moat_sessions", { state: "live" }), 2);
     assert.equal(value(after, "moat_sessions", { state: "hibernated" }), 0);
     assert.ok(value(after, "process_resident_memory_bytes") > 50 * 1024 * 1024);
-    for (const name of ["moat_checkpoints_total", "moat_checkpoint_bytes_count"]) {
+    const checkpointSeries = [
+      "moat_checkpoints_total",
+      "moat_checkpoint_bytes_count",
+      "moat_checkpoint_hold_seconds_count",
+    ];
+    for (const name of checkpointSeries) {
       assert.ok(after.some((s) => s.name === name), `${name} is defined`);
     }
   });

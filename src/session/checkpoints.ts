@@ -166,6 +166,7 @@ export class Checkpoints {
     try {
       meta = this.#meta(session, await this.baseId);
       bytes = (await interpreter.checkpoint(meta.baseId)).bytes;
+      metrics.checkpointHeld(performance.now() - started);
     } catch (err) {
       return { written: Promise.resolve(this.#failed(session, err, 0, started)) };
     }
