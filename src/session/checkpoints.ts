@@ -178,6 +178,11 @@ export class Checkpoints {
     return { written };
   }
 
+  /** Whether a checkpoint of the session is being written now. */
+  writing(id: string): boolean {
+    return this.#writes.has(id);
+  }
+
   /** Resolves once every checkpoint of the session taken so far is written (or failed). */
   settled(id: string): Promise<void> {
     return (this.#writes.get(id) ?? Promise.resolve()).then(() => {});

@@ -223,6 +223,15 @@ export class DurableSessions {
       await this.#release(session, inCall);
       return { ok: true };
     }
+    if (this.checkpoints.writing(session.id)) {
+      // One write at a time per session, so a store slower than the calls never piles up
+      // copies of a big session: a coalesced checkpoint comes once it lands, a sync one waits.
+      if (background) {
+        this.checkpoints.settled(session.id).then(() => this.schedule(session));
+        return { ok: true };
+      }
+      await this.checkpoints.settled(session.id);
+    }
     d.dirtySince = undefined;
     // Calls after this point dirty it again; a failed write does too, below.
     d.dirty = false;
