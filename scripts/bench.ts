@@ -63,6 +63,18 @@ async function call(
 }
 
 /** CPU seconds (user + system, all threads) another process has used so far. */
+/** Trivial calls, one at a time per session and all sessions at once, until `until`; how many. */
+async function callsUntil(server: TestServer, ids: string[], until: number): Promise<number> {
+  let calls = 0;
+  await Promise.all(ids.map(async (id) => {
+    while (performance.now() < until) {
+      await call(server, "1", id);
+      calls++;
+    }
+  }));
+  return calls;
+}
+
 async function cpuSeconds(pid: number): Promise<number> {
   const out = await new Deno.Command("cat", { args: [`/proc/${pid}/stat`] }).output();
   const fields = new TextDecoder().decode(out.stdout).split(") ")[1].split(" ");
@@ -226,15 +238,9 @@ async function serverPhases(): Promise<void> {
   }));
   const seconds = quick ? 2 : 5;
   const until = performance.now() + seconds * 1000;
-  let calls = 0;
   const cpu0 = await cpuSeconds(pid);
   const t0 = performance.now();
-  await Promise.all(eight.map(async (id) => {
-    while (performance.now() < until) {
-      await call(server, "1", id);
-      calls++;
-    }
-  }));
+  const calls = await callsUntil(server, eight, until);
   const rate = calls / ((performance.now() - t0) / 1000);
   const cpuPerCall = (await cpuSeconds(pid) - cpu0) / calls * 1e6;
   record({
@@ -545,20 +551,12 @@ async function throughput(server: TestServer, seconds: number) {
   for (let i = 0; i < 8; i++) eight.push((await server.post("/v1/sessions", {})).body.id);
   // Warm up for a second, not a number of calls: with checkpoints on, a call may wait seconds.
   const warm = performance.now() + 1000;
-  await Promise.all(eight.map(async (id) => {
-    while (performance.now() < warm) await call(server, "1", id);
-  }));
+  await callsUntil(server, eight, warm);
   const until = performance.now() + seconds * 1000;
-  let calls = 0;
   const checkpoints0 = metric(await scrape(server), "moat_checkpoints_total");
   const busy0 = metric(await scrape(server), "moat_checkpoint_duration_seconds_sum");
   const t0 = performance.now();
-  await Promise.all(eight.map(async (id) => {
-    while (performance.now() < until) {
-      await call(server, "1", id);
-      calls++;
-    }
-  }));
+  const calls = await callsUntil(server, eight, until);
   const rate = calls / ((performance.now() - t0) / 1000);
   const text = await scrape(server);
   const checkpoints = metric(text, "moat_checkpoints_total") - checkpoints0;

@@ -64,6 +64,20 @@ async function call(
   return body;
 }
 
+/**
+ * Repeats a sync call (`send`) until its checkpoint is stored again (its answer says nothing of
+ * it), for at most 15 s after a store came back; returns that answer.
+ */
+async function untilStored(send: () => Promise<ExecAnswer>): Promise<ExecAnswer> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const answer = await send();
+    if (answer.checkpoint === undefined) return answer;
+    assert.ok(Date.now() < deadline, `still failing: ${JSON.stringify(answer.checkpoint)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 /** Fails with Python's error instead of comparing a null result. */
 function ok(answer: ExecAnswer, what: string): ExecAnswer {
   assert.equal(answer.error, null, `${what}: ${JSON.stringify(answer.error)}`);
@@ -329,18 +343,14 @@ Deno.test({
 
       await redis.start();
       await t.step("once Redis is back, a sync call's checkpoint is stored again", async () => {
-        const deadline = Date.now() + 15_000;
-        for (;;) {
+        latest = (await untilStored(async () => {
           const { status, body } = await post(`/v1/sessions/${id}`, {
             code: "x += 1\nx",
             checkpoint: "sync",
           });
           assert.equal(status, 200, JSON.stringify(body));
-          latest = body.result;
-          if (body.checkpoint === undefined) break;
-          assert.ok(Date.now() < deadline, `still failing: ${JSON.stringify(body.checkpoint)}`);
-          await new Promise((r) => setTimeout(r, 250));
-        }
+          return body;
+        })).result;
         assert.ok(latest >= 4);
         assert.deepEqual(statuses.filter((s) => s >= 500), [], `statuses ${statuses}`);
       });
@@ -390,14 +400,9 @@ Deno.test({
       assert.ok(waits.slice(1).every((ms) => ms < 1000), `calls while frozen took ${waits} ms`);
       // Once a ping is answered (within about a second) checkpoints are stored again: a sync
       // call says so by saying nothing of its checkpoint.
-      const deadline = Date.now() + 15_000;
-      for (;;) {
-        const answer = ok(await call(server, id, "x += 1\nx", { sync: true }), "after the thaw");
-        latest = answer.result;
-        if (answer.checkpoint === undefined) break;
-        assert.ok(Date.now() < deadline, `still failing: ${JSON.stringify(answer.checkpoint)}`);
-        await new Promise((r) => setTimeout(r, 250));
-      }
+      latest = (await untilStored(async () =>
+        ok(await call(server, id, "x += 1\nx", { sync: true }), "after the thaw")
+      )).result;
       assert.ok(latest >= 10, `x is ${latest}`);
       server.kill("SIGKILL");
       await server.exited();
