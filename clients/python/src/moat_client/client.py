@@ -12,11 +12,19 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from typing import Any
-from urllib.parse import quote
 
 from .errors import MoatConnectionError, MoatServerError, error_for_status
 from .results import RunResult, SessionInfo
-from .transfer import FileEntry, OutputEvent, files_path, list_files, send_raw, stream_run
+from .transfer import (
+    FileEntry,
+    OutputEvent,
+    files_path,
+    list_files,
+    run_request,
+    send_raw,
+    session_path,
+    stream_run,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 """Where `deno task start` listens when MOAT_HOST and MOAT_PORT are unset."""
@@ -65,13 +73,8 @@ class MoatClient:
         other import of this code, beyond smolagents' standard modules; `["*"]` lifts a
         session's rule for this call; None keeps the session's.
         """
-        body: dict[str, Any] = {"code": code, "packages": list(packages)}
-        if timeout_ms is not None:
-            body["timeoutMs"] = timeout_ms
-        if authorized_imports is not None:
-            body["authorizedImports"] = list(authorized_imports)
-        wait = self.timeout if timeout_ms is None else max(self.timeout, timeout_ms / 1000 + 60)
-        path = "/" if session_id is None else _session_path(session_id)
+        path, body, wait = run_request(self, code, packages, session_id, timeout_ms,
+                                       authorized_imports)
         return RunResult.from_json(self._request("POST", path, body, timeout=wait))
 
     def run_stream(
@@ -132,15 +135,15 @@ class MoatClient:
 
     def get_session(self, session_id: str) -> SessionInfo:
         """One session's details; raises `SessionNotFoundError` when it is gone."""
-        return SessionInfo.from_json(self._request("GET", _session_path(session_id)))
+        return SessionInfo.from_json(self._request("GET", session_path(session_id)))
 
     def reset_session(self, session_id: str) -> None:
         """Forgets the session's variables and imports; the session id stays valid."""
-        self._request("POST", _session_path(session_id) + "/reset")
+        self._request("POST", session_path(session_id) + "/reset")
 
     def delete_session(self, session_id: str) -> None:
         """Stops the session's interpreter and frees its memory on the server."""
-        self._request("DELETE", _session_path(session_id))
+        self._request("DELETE", session_path(session_id))
 
     def session(
         self, mode: str = "persistent", *, authorized_imports: Sequence[str] | None = None,
@@ -234,11 +237,6 @@ class MoatSession:
 
     def __exit__(self, *exc: object) -> None:
         self.delete()
-
-
-def _session_path(session_id: str) -> str:
-    # quote() so an id can never walk to another route ("../health", "a/reset").
-    return "/v1/sessions/" + quote(session_id, safe="")
 
 
 def _http_error(status: int, raw: bytes) -> Exception:

@@ -39,10 +39,15 @@ class FileEntry:
     """ISO 8601."""
 
 
+def session_path(session_id: str) -> str:
+    # quote() so an id can never walk to another route ("../health", "a/reset").
+    return "/v1/sessions/" + quote(session_id, safe="")
+
+
 def files_path(session_id: str | None, path: str | None = None) -> str:
     """`/files[/path]` for the default session, `/v1/sessions/{id}/files[/path]` otherwise.
     Each segment is percent-encoded, so a name can never walk to another route."""
-    base = "/files" if session_id is None else "/v1/sessions/" + quote(session_id, safe="") + "/files"
+    base = "/files" if session_id is None else session_path(session_id) + "/files"
     if path is None:
         return base
     parts = path.split("/")
@@ -76,6 +81,22 @@ def send_raw(
         raise MoatConnectionError(f"{method} {client.url}{path} failed: {reason}") from e
 
 
+def run_request(
+    client: MoatClient, code: str, packages: Sequence[str], session_id: str | None,
+    timeout_ms: int | None, authorized_imports: Sequence[str] | None,
+) -> tuple[str, dict[str, Any], float]:
+    """The path, JSON body and socket timeout of an execute call, plain or streamed: the
+    socket waits for the call's own time limit plus a minute when it is longer than usual."""
+    body: dict[str, Any] = {"code": code, "packages": list(packages)}
+    if timeout_ms is not None:
+        body["timeoutMs"] = timeout_ms
+    if authorized_imports is not None:
+        body["authorizedImports"] = list(authorized_imports)
+    wait = client.timeout if timeout_ms is None else max(client.timeout, timeout_ms / 1000 + 60)
+    path = "/" if session_id is None else session_path(session_id)
+    return path, body, wait
+
+
 def stream_run(
     client: MoatClient, code: str, packages: Sequence[str], session_id: str | None,
     timeout_ms: int | None, authorized_imports: Sequence[str] | None = None,
@@ -83,13 +104,8 @@ def stream_run(
     """Runs code with `Accept: text/event-stream`: yields an `OutputEvent` per batch the code
     prints, then the `RunResult` (the same answer `run` gives). Closing the iterator early
     does not stop the call: it finishes in its session."""
-    body: dict[str, Any] = {"code": code, "packages": list(packages)}
-    if timeout_ms is not None:
-        body["timeoutMs"] = timeout_ms
-    if authorized_imports is not None:
-        body["authorizedImports"] = list(authorized_imports)
-    wait = client.timeout if timeout_ms is None else max(client.timeout, timeout_ms / 1000 + 60)
-    path = "/" if session_id is None else "/v1/sessions/" + quote(session_id, safe="")
+    path, body, wait = run_request(client, code, packages, session_id, timeout_ms,
+                                   authorized_imports)
     data = json.dumps(body).encode("utf-8")
     with send_raw(client, "POST", path, data, accept="text/event-stream", timeout=wait) as response:
         event, lines = "message", []
