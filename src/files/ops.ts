@@ -5,7 +5,7 @@
  */
 import { MoatError, Unavailable } from "../errors.ts";
 import type { Limits } from "../policy/schema.ts";
-import type { FileInfo, FileRefusal } from "../sandbox/messages.ts";
+import type { FileInfo, FileRefusal } from "../protocol/messages.ts";
 import type { Interpreter } from "../sandbox/interpreter.ts";
 import type { SessionManager } from "../session/manager.ts";
 import { messageOf } from "../worker/errors.ts";

@@ -1,5 +1,5 @@
 /** How a package that could not be had is explained: in stderr, and at a later `import`. */
-import type { Unavailable } from "../sandbox/messages.ts";
+import type { Unavailable } from "../protocol/messages.ts";
 import type { PackageFailure } from "./loader.ts";
 
 /** The one sentence that says a package was not loaded, and why. */

@@ -1,6 +1,6 @@
 import type { z } from "zod";
 import type { PackagesSchema } from "../policy/schema.ts";
-import type { WheelBytes } from "../sandbox/messages.ts";
+import type { WheelBytes } from "../protocol/messages.ts";
 import { type Hold, WheelCache } from "./cache.ts";
 import { type Candidate, Candidates } from "./candidates.ts";
 import { LockFileError, LockIndex, parseLockFile } from "./lockfile.ts";

@@ -1,4 +1,4 @@
-import type { Unavailable } from "../sandbox/messages.ts";
+import type { Unavailable } from "../protocol/messages.ts";
 import { unavailableOf } from "./failures.ts";
 import type { PackageLoader, WheelPayload } from "./loader.ts";
 

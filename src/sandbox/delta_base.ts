@@ -7,41 +7,11 @@
  */
 import { sha256Hex } from "../digest.ts";
 import { CACHE_DIR } from "../paths.ts";
-import { readPrefix, unpackCheckpoint } from "../worker/checkpoint/format.ts";
+import { unpackCheckpoint } from "../worker/checkpoint/format.ts";
 import { applyDelta } from "../worker/checkpoint/delta.ts";
 import { messageOf } from "../worker/errors.ts";
-import { BootError, Interpreter, type InterpreterOptions } from "./interpreter.ts";
-
-const ids = new WeakMap<Uint8Array, Promise<string>>();
-
-/** sha256 (hex) of a snapshot's bytes, computed once per snapshot in this process. */
-export function snapshotId(snapshot: Uint8Array): Promise<string> {
-  let id = ids.get(snapshot);
-  if (!id) {
-    // WebCrypto takes no SharedArrayBuffer view: hash a copy, once.
-    id = sha256Hex(snapshot.slice());
-    ids.set(snapshot, id);
-  }
-  return id;
-}
-
-/** A delta applied to another base would be garbage memory: refuse it, saying which base. */
-export async function checkBase(checkpoint: Uint8Array, base: Uint8Array | undefined) {
-  if (!base) throw new BootError("restoring a checkpoint needs the base it was taken against");
-  let wanted: string;
-  try {
-    wanted = readPrefix(checkpoint).baseId;
-  } catch (err) {
-    throw new BootError(`the checkpoint is unreadable: ${messageOf(err)}`);
-  }
-  const have = await snapshotId(base);
-  if (wanted !== have) {
-    throw new BootError(
-      `the checkpoint was taken against base ${wanted.slice(0, 12)}, not this one ` +
-        `(${have.slice(0, 12)}): load that base to restore it`,
-    );
-  }
-}
+import { Interpreter, type InterpreterOptions } from "./interpreter.ts";
+import { snapshotId } from "./base_check.ts";
 
 function shared(bytes: Uint8Array): Uint8Array {
   const view = new Uint8Array(new SharedArrayBuffer(bytes.byteLength));

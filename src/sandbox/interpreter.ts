@@ -22,11 +22,12 @@ import {
   type Unavailable,
   type WheelBytes,
   WorkerEnvelopeSchema,
-} from "./messages.ts";
+} from "../protocol/messages.ts";
 import { LiveOutput, type OutputHook } from "./live_output.ts";
 
 export type { OutputHook };
-import { checkBase } from "./delta_base.ts";
+import { checkBase } from "./base_check.ts";
+import { BootError } from "./boot_error.ts";
 import { pyodideModule, pythonSources } from "./sources.ts";
 
 /** How long installing the preload list into a fresh interpreter may take. */
@@ -70,11 +71,6 @@ export interface InterpreterOptions {
 interface LifelinePort {
   on(event: "close" | "message", listener: () => void): void;
   close(): void;
-}
-
-/** A worker that died while booting; the message says why. */
-export class BootError extends Error {
-  override name = "BootError";
 }
 
 /** A request the worker answered with an error, or did not answer as its kind requires. */

@@ -1,5 +1,5 @@
 /** The running call's live output as the host receives it: checked, and bounded by the caps. */
-import { WorkerNoticeSchema } from "./messages.ts";
+import { WorkerNoticeSchema } from "../protocol/messages.ts";
 
 /** Receives a call's output as it is printed (see `src/worker/stream.ts`). */
 export type OutputHook = (stream: "stdout" | "stderr", text: string) => void;

@@ -1,6 +1,6 @@
 import type { Policy } from "../policy/schema.ts";
 import { absolute } from "../permissions/flags.ts";
-import type { MountEntry } from "./messages.ts";
+import type { MountEntry } from "../protocol/messages.ts";
 
 /** A mount that cannot be used; the message names the directory. */
 export class MountError extends Error {

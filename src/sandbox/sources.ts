@@ -1,6 +1,6 @@
 /** What every worker is handed, read or compiled once per process. */
 import { PYODIDE_DIR, WORKER_DIR } from "../paths.ts";
-import type { PythonSources } from "./messages.ts";
+import type { PythonSources } from "../protocol/messages.ts";
 
 let compiled: Promise<WebAssembly.Module> | undefined;
 /**

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { ROOT, ROOT_URL } from "../paths.ts";
 import type { ExecEnd, KillReason } from "../sandbox/interpreter.ts";
-import type { ExecReply } from "../sandbox/messages.ts";
+import type { ExecReply } from "../protocol/messages.ts";
 import { pythonError, type PythonErrorBody } from "../worker/errors.ts";
 import { serialize } from "./answer.ts";
 import { classify, scrub } from "./outcome.ts";

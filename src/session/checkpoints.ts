@@ -6,7 +6,7 @@
 import { logEvent, logSecurity } from "../audit.ts";
 import { metrics } from "../metrics.ts";
 import type { Limits } from "../policy/schema.ts";
-import { snapshotId } from "../sandbox/delta_base.ts";
+import { snapshotId } from "../sandbox/base_check.ts";
 import type { Interpreter } from "../sandbox/interpreter.ts";
 import {
   type Checkpoint,

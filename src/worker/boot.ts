@@ -11,7 +11,7 @@ import type {
   Reply,
   Restored,
   SnapshotRequest,
-} from "../sandbox/messages.ts";
+} from "../protocol/messages.ts";
 import { withAllocatorHook } from "./checkpoint/dylibs.ts";
 import {
   adoptRestored,

@@ -3,7 +3,7 @@
  * check the JSON it produced, and say what the lockdown refused meanwhile.
  */
 import type { PyProxy } from "pyodide/ffi";
-import type { ExecRequest, Reply } from "../sandbox/messages.ts";
+import type { ExecRequest, Reply } from "../protocol/messages.ts";
 import { type Live, memoryBytes } from "./boot.ts";
 import { messageOf, pythonError } from "./errors.ts";
 import type { Streamer } from "./stream.ts";

@@ -13,7 +13,7 @@ import type {
   FilePutRequest,
   FileRefusal,
   Reply,
-} from "../sandbox/messages.ts";
+} from "../protocol/messages.ts";
 
 /** Where session files live: the interpreter's home, and Python's working directory. */
 export const WORK_DIR = "/home/pyodide";

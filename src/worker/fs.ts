@@ -1,6 +1,6 @@
 /** The session's file system inside the worker. */
 import type { PyodideAPI } from "pyodide";
-import type { MountEntry } from "../sandbox/messages.ts";
+import type { MountEntry } from "../protocol/messages.ts";
 
 /** Copies the policy's mounts in, read-only (0444 files, 0555 directories). */
 export function writeMounts(pyodide: PyodideAPI, entries: MountEntry[]): void {

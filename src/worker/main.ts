@@ -2,12 +2,12 @@
 /// <reference lib="deno.worker" />
 /**
  * One session's interpreter: the worker's entry. It answers the host's requests (see
- * `sandbox/messages.ts`) one at a time; the host enforces time and replaces this worker when it
+ * `protocol/messages.ts`) one at a time; the host enforces time and replaces this worker when it
  * breaks, so nothing here trusts the code it runs.
  */
 // First, so nothing can compile code from strings here even without the V8 flag (Deno Deploy).
 import "./no_codegen.ts";
-import type { HostMessage, Reply, RequestKind, WorkerEnvelope } from "../sandbox/messages.ts";
+import type { HostMessage, Reply, RequestKind, WorkerEnvelope } from "../protocol/messages.ts";
 import { boot, checkpoint, type Live, makeSnapshot, memoryBytes } from "./boot.ts";
 import { messageOf } from "./errors.ts";
 import { ABANDONED, exec } from "./exec.ts";

@@ -5,7 +5,7 @@
  */
 import type { PyodideAPI } from "pyodide";
 import type { PyProxy } from "pyodide/ffi";
-import type { InstallResult, Unavailable, WheelBytes } from "../sandbox/messages.ts";
+import type { InstallResult, Unavailable, WheelBytes } from "../protocol/messages.ts";
 import { messageOf } from "./errors.ts";
 
 /** Pyodide's internal installer: unpacks a wheel into the in-memory FS, then loads its `.so`s. */

@@ -8,7 +8,7 @@
  * cell awaits), and whatever is left goes when the call ends, before its reply. A busy cell that
  * prints and then computes silently sends the tail of a burst with its next print or its end.
  */
-import type { WorkerNotice } from "../sandbox/messages.ts";
+import type { WorkerNotice } from "../protocol/messages.ts";
 
 /** Bytes pending that make a notice go at once. */
 const FLUSH_BYTES = 16 * 1024;
