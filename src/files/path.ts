@@ -17,6 +17,18 @@ const encoder = new TextEncoder();
 const FORBIDDEN = /[\u0000-\u001f\u007f\\]/;
 
 /**
+ * The request target's path exactly as the client sent it, still percent-encoded: `new URL()`
+ * would resolve `.` and `..` (and read `\` as `/`), so a refused name would reach the check
+ * already rewritten into an accepted one.
+ */
+export function rawPathname(url: string): string {
+  const start = url.indexOf("/", url.indexOf("://") + 3);
+  if (start === -1) return "/";
+  const end = url.slice(start).search(/[?#]/);
+  return end === -1 ? url.slice(start) : url.slice(start, start + end);
+}
+
+/**
  * The file path named by the URL's remaining segments, still percent-encoded as they came.
  * Refused with a 400 naming the rule: an empty segment (an absolute path, `a//b`, a trailing
  * `/`), `.` or `..`, an encoded `/`, a NUL or other control character, `\`, a name that is

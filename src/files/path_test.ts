@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { BadRequest } from "../errors.ts";
-import { checkPath, filePath } from "./path.ts";
+import { checkPath, filePath, rawPathname } from "./path.ts";
 
 const refused = (segments: string[], pattern: RegExp) =>
   assert.throws(
@@ -39,4 +39,14 @@ Deno.test("over-long names and non-NFC names are refused", () => {
   refused(Array(300).fill("abcd"), /longer than 1024/);
   const nfd = encodeURIComponent("re\u0301sume\u0301.txt");
   refused([nfd], /NFC/);
+});
+
+Deno.test("the raw path keeps dot segments and backslashes as the client sent them", () => {
+  assert.equal(rawPathname("http://h:1/files/../etc/passwd?x=1"), "/files/../etc/passwd");
+  assert.equal(
+    rawPathname("http://h/v1/sessions/a/files/./m.txt#f"),
+    "/v1/sessions/a/files/./m.txt",
+  );
+  assert.equal(rawPathname("http://h/files/a\\b"), "/files/a\\b");
+  assert.equal(rawPathname("http://h"), "/");
 });

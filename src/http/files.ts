@@ -8,7 +8,7 @@ import type { Context } from "hono";
 import { z } from "zod";
 import { contentType } from "../files/content_type.ts";
 import type { SessionFiles } from "../files/ops.ts";
-import { filePath } from "../files/path.ts";
+import { filePath, rawPathname } from "../files/path.ts";
 import { MoatError } from "../errors.ts";
 import { DEFAULT_SESSION } from "../session/manager.ts";
 import { errors, json, serve } from "./openapi.ts";
@@ -55,7 +55,7 @@ export function fileRoutes(files: SessionFiles, fileBytes: number): OpenAPIHono 
     const id = (c: Context) => named ? c.req.param("id")! : DEFAULT_SESSION;
     // The path's segments as they came (still percent-encoded): the name is decoded once, here.
     const skip = named ? 5 : 2;
-    const path = (c: Context) => filePath(new URL(c.req.url).pathname.split("/").slice(skip));
+    const path = (c: Context) => filePath(rawPathname(c.req.url).split("/").slice(skip));
     const where = named ? "a session" : "the default session";
     const params = named ? SessionIdParams.extend(PathParam.shape) : PathParam;
     serve(app, {

@@ -74,6 +74,42 @@ Deno.test("the files API never reaches a file outside the working directory", as
     await outsideIntact();
   });
 
+  await t.step("dot segments and backslashes sent as-is are 400 and write nothing", async () => {
+    // fetch() resolves `.` and `..` before sending; a raw client (curl --path-as-is) does not.
+    const { id } = await (await server.request("/v1/sessions", {
+      method: "POST",
+      body: "{}",
+    })).json();
+    const before = await server.exec("import os\nsorted(os.listdir('.'))");
+    for (const base of ["/files", `/v1/sessions/${id}/files`]) {
+      for (
+        const name of [
+          "../etc/passwd",
+          "./m.txt",
+          "sub/../x.txt",
+          "sub/./y.txt",
+          "%2e%2e/z.txt",
+          "%2e/w.txt",
+          "sub/%2E%2E/v.txt",
+          "a\\b.txt",
+          "%5c..%5cu.txt",
+        ]
+      ) {
+        for (const method of ["PUT", "GET", "DELETE"]) {
+          const answer = await raw(server, method, `${base}/${name}`);
+          assert.match(answer, /^HTTP\/1\.1 400 /, `${method} ${base}/${name}: ${answer}`);
+        }
+      }
+    }
+    assert.deepEqual(
+      (await server.exec("import os\nsorted(os.listdir('.'))")).result,
+      before.result,
+    );
+    const named = await server.request(`/v1/sessions/${id}/files`);
+    assert.deepEqual((await named.json()).files, []);
+    await outsideIntact();
+  });
+
   await t.step("absolute paths are refused", async () => {
     assertRefused(await send(server, "/files//tmp/secret.txt"), 400, /absolute/);
     assertRefused(await send(server, "/files/%2Ftmp%2Fsecret.txt"), 400, /encoded '\/'/);
