@@ -367,3 +367,79 @@ Deno.test("an MCP host uses Moat over stdio, whose stdout carries only the proto
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** A raw JSON-RPC request to `/mcp`, as a host that misbehaves would send it. */
+async function rpc(
+  server: Awaited<ReturnType<typeof startServer>>,
+  message: Record<string, unknown>,
+  session?: string,
+) {
+  const res = await server.request("/mcp", {
+    method: "POST",
+    body: JSON.stringify({ jsonrpc: "2.0", ...message }),
+    headers: {
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+      ...(session ? { "mcp-session-id": session, "mcp-protocol-version": "2025-06-18" } : {}),
+    },
+  });
+  const text = await res.text();
+  // An answer comes as JSON or as one SSE event, depending on the transport's choice.
+  const data = text.startsWith("{") ? text : text.split("\n").find((l) => l.startsWith("data: "));
+  return {
+    status: res.status,
+    session: res.headers.get("mcp-session-id") ?? undefined,
+    retryAfter: res.headers.get("retry-after"),
+    body: data ? JSON.parse(data.replace(/^data: /, "")) : undefined,
+  };
+}
+
+const INITIALIZE = {
+  method: "initialize",
+  params: {
+    protocolVersion: "2025-06-18",
+    capabilities: {},
+    clientInfo: { name: "flood", version: "1" },
+  },
+};
+
+Deno.test("MCP sessions over HTTP are bounded, and bad arguments are invalid params", async (t) => {
+  await using server = await startServer({
+    policyText: POLICY.replace("limits:\n", "limits:\n  mcpSessions: 3\n  idleTtlSeconds: 2\n"),
+  });
+  const held: string[] = [];
+
+  await t.step("initialize past limits.mcpSessions is a 503 naming the limit", async () => {
+    for (let i = 0; i < 3; i++) {
+      const got = await rpc(server, { id: i, ...INITIALIZE });
+      assert.equal(got.status, 200);
+      held.push(got.session!);
+    }
+    for (let i = 0; i < 20; i++) {
+      const got = await rpc(server, { id: 10 + i, ...INITIALIZE });
+      assert.equal(got.status, 503);
+      assert.equal(got.retryAfter, "5");
+      assert.match(got.body.error.message, /limits\.mcpSessions/);
+    }
+  });
+
+  await t.step("a tools/call whose arguments are not an object is -32602", async () => {
+    for (const args of [[1, 2], "print(1)", 7]) {
+      const got = await rpc(server, {
+        id: 99,
+        method: "tools/call",
+        params: { name: "run_python_code", arguments: args },
+      }, held[0]);
+      assert.equal(got.body.error.code, -32602, JSON.stringify(got.body));
+    }
+  });
+
+  await t.step("sessions that called no tool end soon, and make room", async () => {
+    // idleTtlSeconds 2 bounds the unused sessions' time too; the sweeper runs every 0.5 s.
+    await new Promise((r) => setTimeout(r, 3_000));
+    const gone = await rpc(server, { id: 1, method: "tools/list" }, held[1]);
+    assert.equal(gone.status, 404);
+    const again = await rpc(server, { id: 2, ...INITIALIZE });
+    assert.equal(again.status, 200);
+  });
+});

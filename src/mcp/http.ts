@@ -19,6 +19,9 @@ export interface McpHttpOptions {
   returnMode?: ReturnMode;
 }
 
+/** An MCP session that has called no tool ends after this long unused (or sooner, by policy). */
+export const UNUSED_TTL_MS = 60_000;
+
 interface Entry {
   transport: WebStandardStreamableHTTPServerTransport;
   server: Server;
@@ -33,7 +36,8 @@ export class McpHttp {
 
   constructor(private readonly options: McpHttpOptions) {
     const ttl = options.policy.limits.idleTtlSeconds * 1000;
-    this.#sweeper = setInterval(() => this.sweep(ttl), Math.min(30_000, ttl / 4));
+    const unused = Math.min(UNUSED_TTL_MS, ttl);
+    this.#sweeper = setInterval(() => this.sweep(ttl), Math.min(unused / 4, 15_000));
     Deno.unrefTimer(this.#sweeper);
   }
 
@@ -52,6 +56,8 @@ export class McpHttp {
       return await entry.transport.handleRequest(request);
     }
     // No session yet: the transport accepts only an initialize request and answers the rest.
+    const cap = this.options.policy.limits.mcpSessions;
+    if (this.#entries.size >= cap) return full(cap);
     const binding = new MoatSessionBinding(
       this.options.sessions,
       this.options.policy.limits.idleTtlSeconds,
@@ -75,10 +81,16 @@ export class McpHttp {
     return response;
   }
 
-  /** Ends MCP sessions unused for `ttlMs` (their Moat sessions expire on the same clock). */
+  /**
+   * Ends MCP sessions unused for `ttlMs` (their Moat sessions expire on the same clock), and
+   * sooner, after `UNUSED_TTL_MS`, those that never called a tool: a client that only
+   * initializes holds nothing worth keeping.
+   */
   sweep(ttlMs: number, now = Date.now()): void {
+    const unused = Math.min(UNUSED_TTL_MS, ttlMs);
     for (const [id, entry] of this.#entries) {
-      if (now - entry.lastUsed > ttlMs) this.#end(id);
+      const idle = now - entry.lastUsed;
+      if (idle > ttlMs || (entry.binding.id === undefined && idle > unused)) this.#end(id);
     }
   }
 
@@ -95,6 +107,16 @@ export class McpHttp {
     entry.binding.close();
     await entry.server.close().catch(() => {});
   }
+}
+
+/** Past `limits.mcpSessions`: a JSON-RPC error the host can show, with a time to retry. */
+function full(cap: number): Response {
+  const message = `Too many MCP sessions: this server holds ${cap} (the policy's ` +
+    `limits.mcpSessions); end one (DELETE /mcp with its Mcp-Session-Id) or retry later`;
+  return Response.json({ jsonrpc: "2.0", error: { code: -32000, message }, id: null }, {
+    status: 503,
+    headers: { "retry-after": "5" },
+  });
 }
 
 /**

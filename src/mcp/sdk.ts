@@ -11,7 +11,7 @@ export { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js"
 export { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 // @ts-types="@modelcontextprotocol/sdk/types"
 export {
-  CallToolRequestSchema,
+  type CallToolRequest,
   type CallToolResult,
   ErrorCode,
   type JSONRPCMessage,

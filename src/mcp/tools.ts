@@ -5,7 +5,7 @@
  */
 import { Server } from "./sdk.ts";
 import {
-  CallToolRequestSchema,
+  type CallToolRequest,
   type CallToolResult,
   ErrorCode,
   ListToolsRequestSchema,
@@ -148,6 +148,17 @@ function text(body: string, isError = false): CallToolResult {
   return { content: [{ type: "text", text: body }], ...(isError ? { isError } : {}) };
 }
 
+/**
+ * `tools/call` as the handler is registered: the SDK parses a request with the registered schema
+ * before anything else and turns a failure into -32603 (internal error), so arguments of the
+ * wrong type (an array, a string) would read as Moat's fault. Registered loosely, the request
+ * reaches the SDK's own tools/call check, which answers -32602 (invalid params).
+ */
+const LooseCallToolRequest = z.looseObject({
+  method: z.literal("tools/call"),
+  params: z.looseObject({}),
+});
+
 /** An MCP server for one session: its tools run in `runner`'s Moat session. */
 export function createMcpServer(runner: CallRunner, options: ToolOptions): Server {
   const server = new Server(SERVER_INFO, {
@@ -163,8 +174,8 @@ export function createMcpServer(runner: CallRunner, options: ToolOptions): Serve
     return {};
   });
   server.setRequestHandler(ListToolsRequestSchema, () => ({ tools }));
-  server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
-    const { name, arguments: args } = request.params;
+  server.setRequestHandler(LooseCallToolRequest, async (request, extra) => {
+    const { name, arguments: args } = (request as CallToolRequest).params;
     try {
       if (name === "run_python_code") {
         const notes: Promise<void>[] = [];

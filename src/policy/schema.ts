@@ -46,6 +46,11 @@ export const LimitsSchema = z.object({
   hibernateAfterSeconds: z.number().int().positive().default(300),
   /** Sessions the store keeps (live and hibernated); past it the least recently used goes. */
   storedSessions: z.number().int().positive().default(1000),
+  /**
+   * MCP sessions open at once over HTTP (`/mcp`); past it an `initialize` is answered 503. Each
+   * holds a little memory until it ends, even one that never calls a tool.
+   */
+  mcpSessions: z.number().int().positive().default(256),
 }).strict();
 
 /** Which Python packages sessions may load, and from where. */
