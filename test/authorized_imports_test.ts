@@ -133,3 +133,42 @@ Deno.test("a malformed authorizedImports is a 400 that names the field", async (
   assert.equal(name.status, 400);
   assert.match(name.body.error.message, /^Field 'authorizedImports\.0': must be a list of module/);
 });
+
+Deno.test("Moat's own code is never subject to the session's rule", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "moat-imports-" });
+  const env = { MOAT_TOKEN: "authorized-imports-token-0123", MOAT_STORE: `kv:${dir}/store.kv` };
+  let id: string;
+  {
+    await using server = await startServer({ env });
+    id = (await server.post("/v1/sessions", { authorizedImports: ["math"] })).body.id;
+    await t.step("top-level await runs under the rule, and the state stays", async () => {
+      assert.equal((await run(server, "x = 41", undefined, id)).error, null);
+      const awaited = await run(
+        server,
+        "async def f():\n    return x + 1\nawait f()",
+        undefined,
+        id,
+      );
+      assert.equal(awaited.error, null, awaited.error?.message);
+      assert.equal(awaited.result, 42);
+      assert.equal((await run(server, "x", undefined, id)).result, 41);
+    });
+    await t.step("a checkpoint of a session with the rule is taken", async () => {
+      const saved = await server.exec("y = x + 1", { session: id, sync: true });
+      assert.equal(saved.error, null, saved.error?.message);
+      assert.notEqual(saved.checkpoint?.ok, false, JSON.stringify(saved.checkpoint));
+    });
+    server.kill("SIGKILL");
+    await server.exited();
+  }
+  await t.step("after kill -9 the session comes back with its state and its rule", async () => {
+    await using again = await startServer({ env });
+    const answer = await run(again, "(x, y)", undefined, id);
+    assert.equal(answer.error, null, answer.error?.message);
+    assert.deepEqual(answer.result, [41, 42]);
+    assert.equal(answer.restored, true);
+    const refused = await run(again, "import os", undefined, id);
+    assert.equal(refused.error?.pythonExceptionValue, refusal("Import of", "os", ["math"]));
+  });
+  await Deno.remove(dir, { recursive: true });
+});

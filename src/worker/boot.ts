@@ -46,6 +46,8 @@ export interface Live {
   takeDenied: () => PyProxy;
   /** The lockdown's `set_authorized(json)`: the call's authorized imports, or `null`. */
   setAuthorized: (json: string) => void;
+  /** What `setAuthorized` was last given (`"null"` when unset): a checkpoint lifts the rule. */
+  authorized?: string;
   packages: Packages;
   output: Output;
   caps: OutputCaps;
@@ -254,8 +256,16 @@ export async function checkpoint(live: Live, baseId: string): Promise<Reply<"che
     takeDenied: live.takeDenied as unknown as PyProxy,
     setAuthorized: live.setAuthorized as unknown as PyProxy,
   };
-  const taken = await takeCheckpoint(live.py, handles, baseId);
-  return { ...taken, ms: performance.now() - started };
+  // The image is taken with no rule in force: Pyodide's own start-up code imports what it
+  // needs when the image is restored, before any call sets the session's rule again.
+  const rule = live.authorized ?? "null";
+  if (rule !== "null") live.setAuthorized("null");
+  try {
+    const taken = await takeCheckpoint(live.py, handles, baseId);
+    return { ...taken, ms: performance.now() - started };
+  } finally {
+    if (rule !== "null") live.setAuthorized(rule);
+  }
 }
 
 /** Linear memory of the interpreter, in bytes. */

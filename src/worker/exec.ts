@@ -64,7 +64,9 @@ export async function exec(
   let fatal: string | undefined;
   try {
     // JSON text, so no JavaScript object reaches Python.
-    live.setAuthorized(JSON.stringify(request.authorizedImports ?? null));
+    const rule = JSON.stringify(request.authorizedImports ?? null);
+    if (rule !== (live.authorized ?? "null")) live.setAuthorized(rule);
+    live.authorized = rule;
     let out: PyProxy | undefined = live.run(code, live.namespace, live.caps.resultBytes);
     if (typeof out?.then === "function") {
       const pending = out;

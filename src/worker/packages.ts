@@ -55,7 +55,11 @@ export class Packages {
         results.push({ name: wheel.name, error: message.trim().split("\n").pop() ?? message });
       }
     }
-    this.py.runPython("import importlib; importlib.invalidate_caches()");
+    // Called from JavaScript, not as Python's import statement: a restore runs this while the
+    // session's authorized imports are in force, and they bind the agent's code only.
+    const importlib = this.py.pyimport("importlib");
+    importlib.invalidate_caches();
+    importlib.destroy();
     return results;
   }
 

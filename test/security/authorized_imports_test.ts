@@ -75,6 +75,31 @@ const ATTEMPTS: [string, string[], string][] = [
     [],
     "import math\nmath.__loader__.find_spec.__func__.__globals__['_gcd_import']('json')",
   ],
+  [
+    "a built-in module's loader's load_module",
+    ["math"],
+    "import math\nmath.__loader__.load_module('posix')",
+  ],
+  [
+    "a built-in module's loader through its spec",
+    [],
+    "import math\nmath.__spec__.loader.load_module('posix')",
+  ],
+  [
+    "a frozen module's loader's load_module",
+    [],
+    "import _weakrefset\nimport math\ntype(math.__loader__).load_module('_signal')",
+  ],
+  [
+    "a built-in loader's create_module with a forged spec",
+    [],
+    "import math\nmath.__loader__.create_module(type('S', (), {'name': 'posix'})())",
+  ],
+  [
+    "a built-in loader's exec_module on a module object",
+    [],
+    "import math\nm = type(math)('posix')\nmath.__loader__.exec_module(m)\nm.listdir",
+  ],
   ["reading the original __import__ from the guard's code", [], "__import__.__code__.co_consts"],
   ["reading the guard's closure", [], "__import__.__closure__[0].cell_contents"],
 ];
@@ -83,7 +108,11 @@ Deno.test("authorized imports cannot be bypassed", async (t) => {
   await using server = await startServer();
   for (const [what, authorizedImports, code] of ATTEMPTS) {
     await t.step(`${what} is refused`, async () => {
-      const { status, body } = await server.post("/", { code, authorizedImports });
+      // A session of its own: an earlier attempt's leftovers (a rebound sys.modules) must not
+      // change how this one goes.
+      const { id } = (await server.post("/v1/sessions", {})).body;
+      const { status, body } = await server.post(`/v1/sessions/${id}`, { code, authorizedImports });
+      await server.request(`/v1/sessions/${id}`, { method: "DELETE" });
       assert.equal(status, 200);
       assert.notEqual(body.error, null, `expected a refusal, got ${JSON.stringify(body.result)}`);
       assert.match(

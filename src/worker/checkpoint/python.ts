@@ -60,9 +60,10 @@ export function releaseForSnapshot(
   return { restore };
 }
 
+// No import statement: a checkpoint may follow a call whose authorized imports are still in
+// force, and Moat's own code is not the agent's (\`sys\` is put into its globals instead).
 const LOOSE_ENDS = `
 def loose_ends():
-    import sys
     found = []
     asyncio = sys.modules.get("asyncio")
     if asyncio is not None:
@@ -84,6 +85,7 @@ let findLooseEnds: (PyProxy & (() => PyProxy)) | undefined;
 export function looseEnds(py: PyodideAPI): Lost[] {
   if (!findLooseEnds) {
     const scope = py.globals.get("dict")() as PyProxy;
+    scope.set("sys", py.pyimport("sys"));
     findLooseEnds = py.runPython(LOOSE_ENDS, { globals: scope });
     scope.destroy();
   }

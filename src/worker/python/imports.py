@@ -8,7 +8,8 @@ what it needs, or code sent by a call without the rule (the agent's tools), is n
 Every door of the import system asks: the import statement and `__import__` (also a copy taken
 before the guard or put into another builtins dict), `importlib.import_module` and
 `importlib.__import__` (through `_bootstrap._gcd_import`, which a re-imported `importlib` still
-uses), `importlib.util.module_from_spec`, loaders' `exec_module`/`load_module`, and, through the
+uses), `importlib.util.module_from_spec`, loaders' `exec_module`/`load_module` (the built-in and frozen
+importers' own too, reachable as any module's `__loader__`), and, through the
 lockdown, `_imp` and the `import` audit event. The check is by name, so a module already loaded
 (or planted in `sys.modules`) is refused all the same.
 
@@ -205,6 +206,12 @@ def load_module_shim(self, fullname):
         refuse(fullname, caller(), "Import of")
     return ORIGINAL(self, fullname)
 
+def exec_module_static(module):
+    name = getattr(module, "__name__", None)
+    if type(name) is str:
+        refuse(name, caller(), "Import of")
+    return ORIGINAL(module)
+
 def exec_module(self, module):
     name = getattr(self, "name", None)
     if type(name) is not str:
@@ -282,6 +289,19 @@ def install(denied, skip=()):
     spec_wrapper = wrap(bootstrap, "module_from_spec", "module_from_spec")
     wrap(bootstrap, "_load_module_shim", "load_module_shim")
     wrap(external._LoaderBasics, "exec_module", "exec_module")
+    # The built-in and frozen importers hold their own references (`load_module` is
+    # `classmethod(_load_module_shim)`, taken when the class was made), reachable as any
+    # module's `__loader__`: each gets its own sealed guard.
+    for importer in (bootstrap.BuiltinImporter, bootstrap.FrozenImporter):
+        for attr, template, kind in (
+            ("load_module", "load_module_shim", classmethod),
+            ("exec_module", "exec_module_static", staticmethod),
+        ):
+            method = importer.__dict__.get(attr)
+            if isinstance(method, kind):
+                wrapper = _seal(guards[template], method.__func__)
+                setattr(importer, attr, kind(wrapper))
+                sealed.append(wrapper)
     importlib = _modules.get("importlib")
     if importlib is not None:
         importlib.__import__ = py_import

@@ -7,6 +7,7 @@ that big integers keep every digit on their way to the client.
 """
 
 import ast
+import asyncio  # imported here, with no rule in force: a call's authorized imports bind its code only
 import base64
 import functools
 import json
@@ -203,8 +204,6 @@ def run(code, namespace, limit):
     except BaseException as exc:  # noqa: BLE001 - SyntaxError and friends
         return _fail(exc)
     if code_obj.co_flags & 0x80:  # CO_COROUTINE: the cell awaits at top level
-        import asyncio
-
         global _current
         _current = asyncio.ensure_future(_run_async(code_obj, has_last, namespace, limit))
         return _current
