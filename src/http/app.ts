@@ -97,7 +97,7 @@ export function createApp(options: AppOptions): OpenAPIHono {
   // Routes behind the token. Each area is an OpenAPIHono of `serve`d routes, mounted here.
   const mcp = options.mcp;
   if (mcp) app.all("/mcp", (c) => mcp.handle(c.req.raw));
-  app.route("/", smolagentsRoutes(sessions));
+  app.route("/", smolagentsRoutes(sessions, policy.limits.maxTimeoutMs));
   app.route("/", sessionRoutes(sessions));
   app.route("/", fileRoutes(new SessionFiles(sessions, policy.limits), policy.limits.fileBytes));
 

@@ -2,7 +2,7 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { z } from "zod";
 import { DEFAULT_SESSION, type SessionManager } from "../session/manager.ts";
-import { ExecBodySchema, readJson } from "./body.ts";
+import { checkTimeout, ExecBodySchema, readJson } from "./body.ts";
 import { errors, json, jsonBody, serve } from "./openapi.ts";
 import { AnswerSchema, SessionIdParams, SessionInfoSchema } from "./schemas.ts";
 import { streamCall, wantsStream } from "./stream.ts";
@@ -27,10 +27,11 @@ const execResponses = {
 };
 
 /** GET/POST at `/` and `/v1/sessions/{id}`: the protocol smolagents' WasmExecutor spoke. */
-export function smolagentsRoutes(sessions: SessionManager): OpenAPIHono {
+export function smolagentsRoutes(sessions: SessionManager, maxTimeoutMs: number): OpenAPIHono {
   const app = new OpenAPIHono();
   const exec = async (c: Context, id: string) => {
     const body = await readJson(c, ExecBodySchema);
+    checkTimeout(body.timeoutMs, maxTimeoutMs);
     if (wantsStream(c)) {
       return await streamCall(c, (onOutput) => sessions.submit(id, { ...body, onOutput }));
     }

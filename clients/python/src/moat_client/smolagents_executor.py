@@ -168,7 +168,8 @@ class MoatExecutor(RemotePythonExecutor):
             the listed packages. Tools and variables, sent by smolagents, are not checked.
         mode: "persistent" (the default: the agent's variables live across steps) or
             "ephemeral".
-        timeout_ms: a per-call limit to ask the server for; the server's policy caps it.
+        timeout_ms: a per-call limit to ask the server for; one above the policy's
+            `limits.maxTimeoutMs` is refused (HTTP 400, raised as `BadRequestError`).
         client: a `MoatClient` to reuse instead of building one from url and token.
         stream_output: show what the code prints while it runs (through the logger, at INFO
             level) instead of only with the answer; off by default.
