@@ -12,15 +12,16 @@ from collections.abc import Iterator
 
 import pytest
 
-smolagents = pytest.importorskip(
-    "smolagents", reason="smolagents is not installed (pip install smolagents to run these)"
-)
-from smolagents import CodeAgent, Tool  # noqa: E402
-from smolagents.agent_types import AgentImage  # noqa: E402
-from smolagents.models import ChatMessage, MessageRole, Model  # noqa: E402
-from smolagents.memory import ActionStep  # noqa: E402
-from smolagents.monitoring import AgentLogger, LogLevel  # noqa: E402
-from smolagents.remote_executors import RemotePythonExecutor  # noqa: E402
+try:
+    from smolagents import CodeAgent, Tool
+    from smolagents.agent_types import AgentImage
+    from smolagents.models import ChatMessage, MessageRole, Model
+    from smolagents.memory import ActionStep
+    from smolagents.monitoring import AgentLogger, LogLevel
+    from smolagents.remote_executors import RemotePythonExecutor
+except ImportError as e:
+    # The real cause: smolagents itself, or one of its dependencies (PIL, for one).
+    pytest.skip(f"smolagents cannot be imported: {e} (pip install smolagents)", allow_module_level=True)
 
 from conftest import Server  # noqa: E402
 from moat_client import MoatClient, SessionNotFoundError  # noqa: E402
