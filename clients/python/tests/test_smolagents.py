@@ -107,6 +107,16 @@ def test_an_image_final_answer_is_a_pil_image(executor: MoatExecutor) -> None:
     assert isinstance(raw, PIL.Image.Image) and raw.size == (3, 5)
 
 
+def test_a_code_agent_answers_on_a_moat_without_numpy_and_pillow(offline_server: Server) -> None:
+    """Offline, without a mirror: the final answer and the tools need neither package."""
+    with MoatExecutor(offline_server.url, offline_server.token, logger=AgentLogger(level=LogLevel.OFF)) as ex:
+        model = ScriptedModel("c = to_celsius(fahrenheit=212)", "final_answer({'celsius': c})")
+        agent = CodeAgent(tools=[Celsius()], model=model, executor=ex, verbosity_level=LogLevel.OFF)
+        assert agent.run("At what temperature does water boil, in Celsius?") == {"celsius": 100.0}
+        assert ex.installed_packages == []
+        assert all(s.error is None for s in action_steps(agent))
+
+
 def test_agent_cleanup_deletes_the_session(server: Server, numpy_and_pillow: None) -> None:
     client = MoatClient(server.url, server.token)
     executor = MoatExecutor(client=client, logger=AgentLogger(level=LogLevel.OFF))
