@@ -186,7 +186,8 @@ async function main(): Promise<void> {
   });
   if (STDIO) {
     const stdio = await serveStdio({ sessions, policy, returnMode: config.mcpReturnMode });
-    say(`ready as a stdio MCP server in ${Math.round(performance.now() - started)} ms`);
+    const ms = Math.round(performance.now() - started);
+    say(`ready as a stdio MCP server in ${ms} ms (${storeLine})`);
     for (const signal of ["SIGINT", "SIGTERM"] as const) {
       Deno.addSignalListener(signal, () => void stdio.stop());
     }
