@@ -113,11 +113,9 @@ async function main(): Promise<void> {
     say(`cannot start: ${(err as Error).message}`);
     Deno.exit(1);
   }
-  const reachable = await store.ping().then(
-    () => "",
-    (err) => ` (not reachable now: ${err.message})`,
-  );
-  say(describeStore(config.store, cacheDir, config.storePrefix, config.deploy) + reachable);
+  const storeLine = describeStore(config.store, cacheDir, config.storePrefix, config.deploy);
+  // Said on its own line only when it needs acting on; otherwise the ready line names it.
+  await store.ping().catch((err) => say(`${storeLine} (not reachable now: ${err.message})`));
   let mounts;
   try {
     mounts = await readMounts(policy.mounts, policy.limits.memoryMb * 1024 * 1024 / 2);
@@ -188,7 +186,8 @@ async function main(): Promise<void> {
   });
   if (STDIO) {
     const stdio = await serveStdio({ sessions, policy, returnMode: config.mcpReturnMode });
-    say(`ready as a stdio MCP server in ${Math.round(performance.now() - started)} ms`);
+    const ms = Math.round(performance.now() - started);
+    say(`ready as a stdio MCP server in ${ms} ms (${storeLine})`);
     for (const signal of ["SIGINT", "SIGTERM"] as const) {
       Deno.addSignalListener(signal, () => void stdio.stop());
     }
@@ -226,7 +225,7 @@ async function main(): Promise<void> {
         `ready at http://${hostname}:${port}/ in ${ms} ms ` +
           `(${
             config.deploy ? "deploy mode, " : ""
-          }policy ${policyName}, snapshot ${snapshotFrom}, ` +
+          }policy ${policyName}, ${storeLine}, snapshot ${snapshotFrom}, ` +
           `${pool.ready} interpreters warm, instance ${config.instanceId})`,
       );
       logEvent("start", {

@@ -73,6 +73,7 @@ export async function compileArgs(output: string, cacheDir?: string): Promise<st
     "compile",
     "--unstable-worker-options",
     "--unstable-kv",
+    "--unstable-no-legacy-abort",
     ...flags,
     ...includes.flatMap((path) => ["--include", path]),
     "--output",

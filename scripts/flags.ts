@@ -4,8 +4,9 @@
  *   MOAT_POLICY=strict deno run --allow-read --allow-env scripts/flags.ts
  *   deno task flags            # the same for the current MOAT_* settings
  *
- * `deno task start` runs `deno run $(this script) main.ts`. When the policy or a setting is
- * invalid it prints flags that only let `main.ts` read the policy and report the problem.
+ * `deno task start` runs `deno run $(this script --start) main.ts`. When the policy or a setting
+ * is invalid it prints flags that only let `main.ts` read the policy and report the problem
+ * (with `--start` it leaves the report to main.ts, so the problem is printed once).
  */
 import { readConfig } from "../src/config.ts";
 import { loadPolicy, resolvePolicyPath } from "../src/policy/load.ts";
@@ -36,5 +37,8 @@ export async function flagsForSettings(
 }
 
 if (import.meta.main) {
-  console.log((await flagsForSettings((name) => Deno.env.get(name))).join(" "));
+  // `--start`: the start task's call. main.ts reports a bad setting or policy itself (once), so
+  // this call prints the bootstrap flags and says nothing.
+  const report = Deno.args.includes("--start") ? () => {} : undefined;
+  console.log((await flagsForSettings((name) => Deno.env.get(name), report)).join(" "));
 }

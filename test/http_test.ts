@@ -59,6 +59,35 @@ Deno.test("the HTTP edge answers bad input with clear JSON errors", async (t) =>
     });
   }
 
+  await t.step("a request asking for more time than the policy's maximum is a 400", async () => {
+    const refusal = {
+      error: {
+        name: "BadRequest",
+        message: "timeoutMs 1000000000 is above this server's limit (limits.maxTimeoutMs: 300000)",
+      },
+    };
+    const session = await server.createSession();
+    for (const path of ["/", `/v1/sessions/${session}`]) {
+      const res = await server.post(path, { code: "ran = True", timeoutMs: 10 ** 9 });
+      assert.equal(res.status, 400, path);
+      assert.deepEqual(res.body, refusal);
+      // Streamed calls are refused the same way, before any event.
+      const streamed = await server.request(path, {
+        method: "POST",
+        headers: { "content-type": "application/json", accept: "text/event-stream" },
+        body: JSON.stringify({ code: "ran = True", timeoutMs: 10 ** 9 }),
+      });
+      assert.equal(streamed.status, 400, path);
+      assert.deepEqual(await streamed.json(), refusal);
+      // The code did not run; the maximum itself is accepted.
+      const check = await server.exec("'ran' in globals()", {
+        session: path === "/" ? undefined : session,
+        timeoutMs: 300_000,
+      });
+      assert.equal(check.result, false);
+    }
+  });
+
   await t.step("a body over the policy's limit gets 413", async () => {
     const res = await server.post("/", { code: "x = '" + "a".repeat(200_000) + "'" });
     assert.equal(res.status, 413);
@@ -97,6 +126,9 @@ Deno.test("the server refuses to start with an invalid policy and names the key"
 
   await t.step("an unknown policy name stops start-up", async () => {
     await using server = new TestServer({ policy: "no-such-policy" });
-    await assert.rejects(() => server.start(60_000), /no-such-policy\.yaml cannot be read/);
+    await assert.rejects(
+      () => server.start(60_000),
+      /MOAT_POLICY 'no-such-policy' names no policy .*default, deploy, permissive, strict/,
+    );
   });
 });

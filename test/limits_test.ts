@@ -168,12 +168,6 @@ Deno.test("time limits hold against code that will not stop", async (t) => {
     assert.equal(runawaySettled, false, "the other requests were answered during the runaway");
     assertLostState(await runaway, "TimeoutError");
   });
-
-  await t.step("a request cannot ask for more time than the policy's maximum", async () => {
-    const res = await server.post("/", { code: "1", timeoutMs: 10 ** 9 });
-    assert.equal(res.status, 200);
-    assert.equal(res.body.result, 1);
-  });
 });
 
 Deno.test("memory limits hold and the session survives them", async (t) => {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import type { z } from "zod";
 import { createApp } from "../src/http/app.ts";
 import { honoPath } from "../src/http/openapi.ts";
+import type { McpHttp } from "../src/mcp/http.ts";
 import { Metrics } from "../src/metrics.ts";
 import { PolicySchema } from "../src/policy/schema.ts";
 import type { SessionManager } from "../src/session/manager.ts";
@@ -23,6 +24,7 @@ function appForRoutes() {
     policy: PolicySchema.parse({}),
     sessions: {} as SessionManager,
     metrics: new Metrics(),
+    mcp: {} as McpHttp,
     health: () => ({}),
   });
 }
@@ -57,10 +59,50 @@ Deno.test("the OpenAPI document lists every route the server serves, and its exa
     );
     for (const route of served) assert.ok(documented.includes(route), `${route} is not documented`);
     for (const route of documented) assert.ok(served.includes(route), `${route} is not served`);
-    for (const must of ["GET /", "POST /", "GET /v1/sessions/:id", "POST /v1/sessions/:id"]) {
-      assert.ok(served.includes(must), must);
+    const must = ["GET /", "POST /", "GET /v1/sessions/:id", "POST /v1/sessions/:id"];
+    for (const route of [...must, "POST /mcp", "GET /mcp", "DELETE /mcp"]) {
+      assert.ok(served.includes(route), route);
     }
   });
+
+  await t.step(
+    "/mcp is described, pointing at docs/mcp.md, and its example initializes",
+    async () => {
+      const mcp = doc.paths["/mcp"];
+      assert.deepEqual(Object.keys(mcp).sort(), ["delete", "get", "post"]);
+      for (const op of Object.values(mcp)) {
+        assert.deepEqual(op.tags, ["mcp"]);
+        assert.match(op.description, /Streamable HTTP/);
+        assert.match(op.description, /docs\/mcp\.md/);
+      }
+      const tag = (doc as unknown as { tags: { name: string; description: string }[] }).tags
+        .find((t) => t.name === "mcp");
+      assert.match(tag!.description, /docs\/mcp\.md/);
+      // The documented initialize message, sent as the description says, opens an MCP session.
+      const body = mcp.post.requestBody.content["application/json"].schema;
+      const [initialize] = (body.$ref ? doc.components.schemas[body.$ref.split("/").pop()!] : body)
+        .examples;
+      assert.equal(initialize.method, "initialize");
+      const res = await server.request("/mcp", {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+        },
+        body: JSON.stringify(initialize),
+      });
+      assert.equal(res.status, 200);
+      const id = res.headers.get("mcp-session-id");
+      assert.ok(id);
+      assert.match(await res.text(), /"serverInfo":\{"name":"moat"/);
+      const end = await server.request("/mcp", {
+        method: "DELETE",
+        headers: { "mcp-session-id": id },
+      });
+      assert.equal(end.status, 200);
+      await end.body?.cancel();
+    },
+  );
 
   // Every JSON operation is called on the real server, with each example of its request body
   // (or none); the answer must be a success shaped as the document says.
@@ -69,7 +111,8 @@ Deno.test("the OpenAPI document lists every route the server serves, and its exa
   const operations = Object.entries(doc.paths).flatMap(([path, ops]) =>
     METHODS.filter((m) => ops[m]).map((m) => ({ path, method: m, op: ops[m] }))
   ).filter(({ path }) =>
-    !["/openapi.json", "/metrics"].includes(path) && !path.startsWith("/docs")
+    // /mcp speaks MCP, not Moat's JSON: its own step above calls it.
+    !["/openapi.json", "/metrics", "/mcp"].includes(path) && !path.startsWith("/docs")
   );
   let examples = 0;
   for (const { path, method, op } of operations) {

@@ -58,7 +58,7 @@ Deno.test({
       });
       assert.match(
         server.stderr,
-        /session store: Redis at 127\.0\.0\.1:\d+ db 0 \(prefix 'moat-flags'\)\n/,
+        /session store: Redis at 127\.0\.0\.1:\d+ db 0 \(prefix 'moat-flags'\), snapshot/,
       );
       assert.equal((await server.exec("1 + 1")).result, 2);
     }

@@ -11,6 +11,7 @@ import { requireToken } from "./auth.ts";
 import { docsRoutes } from "./docs.ts";
 import { fileRoutes } from "./files.ts";
 import { type Readiness, readyRoutes } from "./ready.ts";
+import { mcpRoutes } from "./mcp.ts";
 import { metricsRoutes } from "./metrics.ts";
 import { json, openApiDocument, serve } from "./openapi.ts";
 import { HealthSchema } from "./schemas.ts";
@@ -96,8 +97,8 @@ export function createApp(options: AppOptions): OpenAPIHono {
   );
   // Routes behind the token. Each area is an OpenAPIHono of `serve`d routes, mounted here.
   const mcp = options.mcp;
-  if (mcp) app.all("/mcp", (c) => mcp.handle(c.req.raw));
-  app.route("/", smolagentsRoutes(sessions));
+  if (mcp) app.route("/", mcpRoutes(mcp));
+  app.route("/", smolagentsRoutes(sessions, policy.limits.maxTimeoutMs));
   app.route("/", sessionRoutes(sessions));
   app.route("/", fileRoutes(new SessionFiles(sessions, policy.limits), policy.limits.fileBytes));
 

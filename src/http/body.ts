@@ -19,6 +19,18 @@ export async function readJson<T extends z.ZodType>(c: Context, schema: T): Prom
   throw new BadRequest(describeIssue(issue, { noun: "Field", whole: "The request body" }));
 }
 
+/**
+ * A call may not ask for more time than the policy allows: refused with 400 naming the limit,
+ * rather than quietly run with less than it asked for.
+ */
+export function checkTimeout(timeoutMs: number | undefined, maxTimeoutMs: number): void {
+  if (timeoutMs !== undefined && timeoutMs > maxTimeoutMs) {
+    throw new BadRequest(
+      `timeoutMs ${timeoutMs} is above this server's limit (limits.maxTimeoutMs: ${maxTimeoutMs})`,
+    );
+  }
+}
+
 /** Module names and `pkg.*` patterns, as smolagents writes them, or `*` for no rule. */
 export const AuthorizedImportsSchema = z.array(
   z.string({ error: "must be a list of module names" }).regex(
@@ -40,7 +52,10 @@ export const ExecBodySchema = z.object({
       "wildcards are skipped), as smolagents sends its authorized imports.",
   }),
   timeoutMs: z.number({ error: "must be a number of milliseconds" }).int().positive().optional()
-    .meta({ description: "Time limit of this call, up to the policy's `limits.maxTimeoutMs`." }),
+    .meta({
+      description: "Time limit of this call, up to the policy's `limits.maxTimeoutMs`; a larger " +
+        "value is refused with 400 (BadRequest), naming the limit.",
+    }),
   authorizedImports: AuthorizedImportsSchema.optional().meta({
     description: "Modules (and `pkg.*` patterns) the code may import beyond smolagents' " +
       "standard ones, enforced in the sandbox; overrides the session's list; `['*']`: no rule.",

@@ -25,7 +25,10 @@ const TAGS = [
     name: "files",
     description: "Files in a session's working directory, which is Python's cwd.",
   },
-  // MCP (`/mcp`) adds its tag here.
+  {
+    name: "mcp",
+    description: "MCP over Streamable HTTP, for MCP hosts and clients (guide: docs/mcp.md).",
+  },
   { name: "operations", description: "Health, metrics and this API's own description." },
 ];
 

@@ -2,9 +2,10 @@ import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { z } from "zod";
 import { DEFAULT_SESSION, type SessionManager } from "../session/manager.ts";
-import { ExecBodySchema, readJson } from "./body.ts";
+import { checkTimeout, ExecBodySchema, readJson } from "./body.ts";
 import { errors, json, jsonBody, serve } from "./openapi.ts";
-import { AnswerSchema, SessionIdParams, SessionInfoSchema } from "./schemas.ts";
+import { errorBody } from "../errors.ts";
+import { AnswerSchema, ErrorSchema, SessionIdParams, SessionInfoSchema } from "./schemas.ts";
 import { streamCall, wantsStream } from "./stream.ts";
 
 const checkResponses = { 200: json(SessionInfoSchema, "The session exists."), ...errors(401, 404) };
@@ -24,13 +25,33 @@ const execResponses = {
     },
   },
   ...errors(400, 401, 404, 413, 429, 503),
+  400: {
+    description: "The body is malformed (the message names the field and why), or its " +
+      "`timeoutMs` is above the policy's `limits.maxTimeoutMs` (the message names the limit); " +
+      "the code did not run.",
+    content: {
+      "application/json": {
+        schema: ErrorSchema,
+        examples: {
+          field: { value: errorBody("BadRequest", "Field 'code': is required") },
+          timeout: {
+            value: errorBody(
+              "BadRequest",
+              "timeoutMs 600000 is above this server's limit (limits.maxTimeoutMs: 300000)",
+            ),
+          },
+        },
+      },
+    },
+  },
 };
 
 /** GET/POST at `/` and `/v1/sessions/{id}`: the protocol smolagents' WasmExecutor spoke. */
-export function smolagentsRoutes(sessions: SessionManager): OpenAPIHono {
+export function smolagentsRoutes(sessions: SessionManager, maxTimeoutMs: number): OpenAPIHono {
   const app = new OpenAPIHono();
   const exec = async (c: Context, id: string) => {
     const body = await readJson(c, ExecBodySchema);
+    checkTimeout(body.timeoutMs, maxTimeoutMs);
     if (wantsStream(c)) {
       return await streamCall(c, (onOutput) => sessions.submit(id, { ...body, onOutput }));
     }

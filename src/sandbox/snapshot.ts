@@ -34,7 +34,7 @@ export async function loadSnapshot(
       // not cached there
     }
   }
-  log("making the Pyodide memory snapshot (once per Pyodide version; takes a few seconds)…");
+  // Made in silence (a few seconds, once per Pyodide version): the ready line says "made now".
   const bytes = await Interpreter.makeSnapshot();
   for (const dir of dirs) {
     const path = `${dir}${name}`;

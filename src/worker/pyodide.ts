@@ -27,7 +27,9 @@ function isZero(words: Int32Array, from: number, to: number): boolean {
  */
 // deno-lint-ignore no-explicit-any
 export async function leanPyodideModule(settings: any): Promise<any> {
-  const module = await createPyodideModule(settings);
+  // Untyped: the factory's declared type (when a checker finds one) does not list API or HEAPU8.
+  // deno-lint-ignore no-explicit-any
+  const module: any = await createPyodideModule(settings);
   settings.instantiateWasm = undefined; // its closure holds the 10 MB binary
   const api = module.API;
   const restore = api?.restoreSnapshot;

@@ -43,10 +43,12 @@ export async function httpClient(
  */
 export async function stdioArgs(env: Record<string, string>): Promise<string[]> {
   const config = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`));
-  const task: string = config.tasks.mcp;
-  if (!/^(\S+=\S* )*deno run \$\(deno run .*scripts\/flags\.ts\) main\.ts --stdio$/.test(task)) {
+  const task: string = config.tasks.mcp.replace(/^deno install --quiet && /, "");
+  if (
+    !/^(\S+=\S* )*deno run \$\(deno run .*scripts\/flags\.ts --start\) main\.ts --stdio$/.test(task)
+  ) {
     throw new Error(
-      "the mcp task must be 'deno run $(deno run … scripts/flags.ts) main.ts --stdio'",
+      "the mcp task must be 'deno run $(deno run … scripts/flags.ts --start) main.ts --stdio'",
     );
   }
   const flags = await flagsForSettings((name) => env[name], () => {});

@@ -48,8 +48,16 @@ Deno.test("the limits hold against code that tries to exhaust them", async (t) =
     assert.equal(answer.error.pythonExceptionType, "TimeoutError");
   });
 
-  await t.step("a timeoutMs above the policy's maximum is held to the maximum", async () => {
-    const answer = await timed("while True: pass", { timeoutMs: 600_000 });
+  await t.step("a timeoutMs above the policy's maximum is refused and nothing runs", async () => {
+    const { status, body } = await server.post("/", {
+      code: "while True: pass",
+      timeoutMs: 600_000,
+    });
+    assert.equal(status, 400);
+    assert.equal(body.error.name, "BadRequest");
+    assert.match(body.error.message, /\(limits\.maxTimeoutMs: 3000\)/);
+    // The maximum itself is held.
+    const answer = await timed("while True: pass", { timeoutMs: 3000 });
     assert.equal(answer.error.pythonExceptionType, "TimeoutError");
   });
 

@@ -41,14 +41,32 @@ def server() -> Iterator[Server]:
     if os.environ.get("MOAT_TEST_URL"):
         yield Server(os.environ["MOAT_TEST_URL"], os.environ.get("MOAT_TEST_TOKEN", ""))
         return
+    with tempfile.TemporaryDirectory(prefix="moat-py-tests-") as tmp:
+        mirror = write_mirror(Path(tmp) / "mirror", REPO_ROOT)
+        yield from _moat(write_policy(Path(tmp) / "policy.yaml", mirror))
+
+
+@pytest.fixture(scope="session")
+def offline_server() -> Iterator[Server]:
+    """A Moat that cannot load numpy or Pillow, as on a machine cut off from Pyodide's CDN: its
+    mirror lists them but lacks their wheels, so every attempt fails as a download does offline."""
+    with tempfile.TemporaryDirectory(prefix="moat-py-tests-offline-") as tmp:
+        mirror = write_mirror(Path(tmp) / "mirror", REPO_ROOT)
+        for wheel in mirror.glob("*.whl"):
+            wheel.unlink()
+        # Memory store: the sessions of the other server (the checkout's store) are not its own.
+        policy = write_policy(Path(tmp) / "policy.yaml", mirror, preload=[])
+        yield from _moat(policy, {"MOAT_STORE": "memory"})
+
+
+def _moat(policy: Path, extra_env: dict[str, str] | None = None) -> Iterator[Server]:
+    """Starts Moat with `policy` as `deno task start` does, and stops it after the tests."""
     port = _free_port()
     token = secrets.token_urlsafe(24)
-    with tempfile.TemporaryDirectory(prefix="moat-py-tests-") as tmp, tempfile.TemporaryFile() as log:
-        mirror = write_mirror(Path(tmp) / "mirror", REPO_ROOT)
-        policy = write_policy(Path(tmp) / "policy.yaml", mirror)
+    with tempfile.TemporaryFile() as log:
         env = {
             **os.environ, "MOAT_HOST": "127.0.0.1", "MOAT_PORT": str(port), "MOAT_TOKEN": token,
-            "MOAT_POLICY": str(policy),
+            "MOAT_POLICY": str(policy), **(extra_env or {}),
         }
         # A new process group, so the teardown stops npx, deno and every worker it started.
         process = subprocess.Popen(

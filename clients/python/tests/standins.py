@@ -104,12 +104,12 @@ def write_mirror(directory: Path, repo_root: Path) -> Path:
     return directory
 
 
-def write_policy(path: Path, mirror: Path) -> Path:
+def write_policy(path: Path, mirror: Path, preload: list[str] | None = None) -> Path:
     """The default policy, with packages from the mirror and numpy and Pillow preloaded."""
     path.write_text(
         "packages:\n"
         '  allow: ["*"]\n'
-        "  preload: [numpy, pillow]\n"
+        f"  preload: {json.dumps(['numpy', 'pillow'] if preload is None else preload)}\n"
         f"  index: {json.dumps(str(mirror))}\n"
     )
     return path

@@ -6,12 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest.importorskip(
-    "langchain_core", reason="langchain-core is not installed (pip install langchain-core to run these)"
-)
-from langchain_core.messages import ToolMessage  # noqa: E402
-from langchain_core.tools import BaseTool  # noqa: E402
-from langchain_core.utils.function_calling import convert_to_openai_tool  # noqa: E402
+try:
+    from langchain_core.messages import ToolMessage
+    from langchain_core.tools import BaseTool
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+except ImportError as e:
+    # The real cause: langchain-core itself, or one of its dependencies.
+    pytest.skip(f"langchain-core cannot be imported: {e} (pip install langchain-core)", allow_module_level=True)
 
 from conftest import Server  # noqa: E402
 from moat_client import MoatClient  # noqa: E402

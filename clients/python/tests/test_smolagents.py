@@ -12,15 +12,16 @@ from collections.abc import Iterator
 
 import pytest
 
-smolagents = pytest.importorskip(
-    "smolagents", reason="smolagents is not installed (pip install smolagents to run these)"
-)
-from smolagents import CodeAgent, Tool  # noqa: E402
-from smolagents.agent_types import AgentImage  # noqa: E402
-from smolagents.models import ChatMessage, MessageRole, Model  # noqa: E402
-from smolagents.memory import ActionStep  # noqa: E402
-from smolagents.monitoring import AgentLogger, LogLevel  # noqa: E402
-from smolagents.remote_executors import RemotePythonExecutor  # noqa: E402
+try:
+    from smolagents import CodeAgent, Tool
+    from smolagents.agent_types import AgentImage
+    from smolagents.models import ChatMessage, MessageRole, Model
+    from smolagents.memory import ActionStep
+    from smolagents.monitoring import AgentLogger, LogLevel
+    from smolagents.remote_executors import RemotePythonExecutor
+except ImportError as e:
+    # The real cause: smolagents itself, or one of its dependencies (PIL, for one).
+    pytest.skip(f"smolagents cannot be imported: {e} (pip install smolagents)", allow_module_level=True)
 
 from conftest import Server  # noqa: E402
 from moat_client import MoatClient, SessionNotFoundError  # noqa: E402
@@ -104,6 +105,16 @@ def test_an_image_final_answer_is_a_pil_image(executor: MoatExecutor) -> None:
     assert isinstance(answer, AgentImage)  # smolagents wraps every image answer
     raw = answer.to_raw()
     assert isinstance(raw, PIL.Image.Image) and raw.size == (3, 5)
+
+
+def test_a_code_agent_answers_on_a_moat_without_numpy_and_pillow(offline_server: Server) -> None:
+    """Offline, without a mirror: the final answer and the tools need neither package."""
+    with MoatExecutor(offline_server.url, offline_server.token, logger=AgentLogger(level=LogLevel.OFF)) as ex:
+        model = ScriptedModel("c = to_celsius(fahrenheit=212)", "final_answer({'celsius': c})")
+        agent = CodeAgent(tools=[Celsius()], model=model, executor=ex, verbosity_level=LogLevel.OFF)
+        assert agent.run("At what temperature does water boil, in Celsius?") == {"celsius": 100.0}
+        assert ex.installed_packages == []
+        assert all(s.error is None for s in action_steps(agent))
 
 
 def test_agent_cleanup_deletes_the_session(server: Server, numpy_and_pillow: None) -> None:

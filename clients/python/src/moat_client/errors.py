@@ -35,7 +35,8 @@ class MoatHTTPError(MoatError):
 
 
 class BadRequestError(MoatHTTPError):
-    """400: the request body was malformed; `message` names the field and why."""
+    """400: the request was refused: a malformed body (`message` names the field and why) or a
+    `timeout_ms` above the policy's `limits.maxTimeoutMs` (`message` names the limit)."""
 
 
 class AuthenticationError(MoatHTTPError):

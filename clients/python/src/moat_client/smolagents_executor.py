@@ -14,6 +14,7 @@ import base64
 import json
 import logging
 import pickle
+import re
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -141,6 +142,14 @@ except ImportError:
 STDERR_HEADER = "Printed to stderr:"
 """Heads what the code wrote to stderr (warnings, `logging`) in the logs the model reads."""
 
+OPTIONAL_TOOL_IMPORTS = ("numpy", "PIL")
+"""Packages smolagents' final_answer tool (as patched for remote executors) uses only when the
+answer is an array or an image, inside `try: ... except ImportError`. smolagents hoists every
+import of a tool's methods to the top of the tool definitions, where these two would make the
+tools fail on a Moat that cannot load them (offline, without a mirror): they stay optional there."""
+
+_HOISTED_IMPORT = re.compile(rf"^import ({'|'.join(OPTIONAL_TOOL_IMPORTS)})$", re.MULTILINE)
+
 MANAGED_AGENTS_UNSUPPORTED = (
     "MoatExecutor cannot run managed agents ({names}): a managed agent calls its own model from "
     "your program, and code running in Moat cannot call back into it. Instead, keep the manager "
@@ -168,7 +177,8 @@ class MoatExecutor(RemotePythonExecutor):
             the listed packages. Tools and variables, sent by smolagents, are not checked.
         mode: "persistent" (the default: the agent's variables live across steps) or
             "ephemeral".
-        timeout_ms: a per-call limit to ask the server for; the server's policy caps it.
+        timeout_ms: a per-call limit to ask the server for; one above the policy's
+            `limits.maxTimeoutMs` is refused (HTTP 400, raised as `BadRequestError`).
         client: a `MoatClient` to reuse instead of building one from url and token.
         stream_output: show what the code prints while it runs (through the logger, at INFO
             level) instead of only with the answer; off by default.
@@ -197,6 +207,8 @@ class MoatExecutor(RemotePythonExecutor):
         self.authorized_imports = None if authorized is None or "*" in authorized else authorized
         """The import rule the model's code runs under; None when nothing is enforced."""
         self._trusted = False  # set while smolagents sends tools or variables
+        self._shipping_tools = False  # set while smolagents sends the tool definitions
+        self._unavailable: dict[str, str] = {}  # packages the server could not load: why
         self._patched: Any = None  # the final_answer patch to undo once the tools are sent
         self.session_id = self.client.create_session(mode, authorized_imports=self.authorized_imports).id
         # Deletes the session even when cleanup() is never called (garbage collection or
@@ -226,12 +238,30 @@ class MoatExecutor(RemotePythonExecutor):
         agents = [n for n, t in tools.items() if not isinstance(t, Tool)] if SMOLAGENTS_AVAILABLE else []
         if agents:
             raise ValueError(MANAGED_AGENTS_UNSUPPORTED.format(names=", ".join(agents)))
-        self._trusted = True
+        self._trusted = self._shipping_tools = True
+        self._unavailable = {}
         try:
             super().send_tools(tools)
         finally:
-            self._trusted = False
+            self._trusted = self._shipping_tools = False
             self._unpatch_final_answer()
+        self._drop_unavailable()
+
+    def _drop_unavailable(self) -> None:
+        """Stops listing, in every later call, the tools' packages the server could not load.
+
+        smolagents lists the tools' requirements (numpy and pillow, for final_answer) in every
+        call. Where they cannot be had, each call would try again and print why to stderr, into
+        the logs the model reads; the session already makes an `import` of them raise with the
+        reason. Packages the program asked for in `additional_imports` stay listed.
+        """
+        dropped = [p for p in self.installed_packages if p in self._unavailable
+                   and p not in self.additional_imports]
+        if not dropped:
+            return
+        self.installed_packages = [p for p in self.installed_packages if p not in dropped]
+        reasons = "; ".join(f"{p}: {self._unavailable[p]}" for p in dropped)
+        self._say(f"This Moat cannot load {', '.join(dropped)} ({reasons}); the agent runs without them")
 
     def send_variables(self, variables: dict[str, Any]) -> None:
         self._trusted = True
@@ -276,10 +306,15 @@ class MoatExecutor(RemotePythonExecutor):
         and smolagents' `FinalAnswerException` becomes the decoded final answer."""
         # Tools and variables come from the program, not the model: no import rule for them.
         rule = ["*"] if self._trusted and self.authorized_imports is not None else None
+        if self._shipping_tools:
+            code = optional_tool_imports(code)
         try:
             answer = self._run(code, rule)
         except MoatError as e:
             raise AgentError(f"Moat could not run the code: {e}", _SILENT) from e
+        if self._shipping_tools:
+            failed = (answer.raw.get("packages") or {}).get("failed") or []
+            self._unavailable.update({f["name"]: f["reason"] for f in failed if "name" in f})
         error = answer.error
         if error is None:
             logs = _with_stderr(answer.stdout, answer.stderr)
@@ -325,6 +360,13 @@ class MoatExecutor(RemotePythonExecutor):
 _NO_SOURCE = object()
 _SILENT = AgentLogger(level=LogLevel.OFF)
 """The logger errors are raised with: the agent logs them itself, so each is shown once."""
+
+
+def optional_tool_imports(code: str) -> str:
+    """The tool definitions smolagents sends, with its hoisted `import numpy` and `import PIL`
+    made optional (`try: ... except ImportError: pass`). A tool method that uses them imports
+    them itself, so where they are missing it still fails there, with the reason."""
+    return _HOISTED_IMPORT.sub(lambda m: f"try:\n    import {m[1]}\nexcept ImportError:\n    pass", code)
 
 
 def _with_stderr(text: str, stderr: str) -> str:
