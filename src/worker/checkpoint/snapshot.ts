@@ -123,19 +123,23 @@ export async function prepareRestore(
 /**
  * Pyodide's module factory with the restore steps that must run before the memory image is
  * copied in: the fresh file tree is recorded, the checkpoint's files are written back and its
- * compiled libraries loaded again at their places.
+ * compiled libraries loaded again at their places. `planned` is asked only then, so a module
+ * made before the checkpoint was known (a prepared worker) restores it: its image replaces the
+ * boot snapshot Pyodide was given.
  */
 export function restoringModule(
   factory: (settings: Any) => Promise<Any>,
-  plan: RestorePlan | undefined,
+  planned: () => RestorePlan | undefined,
 ): (settings: Any) => Promise<Any> {
   return async (settings) => {
     const module = await factory(settings);
     const api = module.API;
     const restore = api?.restoreSnapshot;
     if (typeof restore !== "function") return module;
-    api.restoreSnapshot = (snapshot: Uint8Array) => {
+    api.restoreSnapshot = (given: Uint8Array) => {
       state.fresh = freshTree(module.FS);
+      const plan = planned();
+      const snapshot = plan?.snapshot ?? given;
       if (plan) {
         plan.internals.api = api;
         plan.internals.module = module;
