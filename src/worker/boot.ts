@@ -93,7 +93,8 @@ function load(
         stdout: () => {},
         stderr: () => {},
         _makeSnapshot: true,
-        _loadSnapshot: plan?.snapshot ?? options.snapshot,
+        // A restore writes its image itself (`restoringModule`); Pyodide gets the boot snapshot.
+        _loadSnapshot: options.snapshot,
         _snapshotDeserializer: (value: unknown) => {
           const restore = planned();
           if (!restore) {
