@@ -96,3 +96,12 @@ export async function restoreTimes(quick: boolean, say: (line: string) => void) 
   }
   return rows;
 }
+
+// `deno run -A scripts/bench_durable.ts [--quick]`: these rows alone.
+if (import.meta.main) {
+  const quick = Deno.args.includes("--quick");
+  const rows = await restoreTimes(quick, (line) => console.error(`bench: ${line}`));
+  for (const r of rows) {
+    console.log(`${r.what}  ${r.value}  target ${r.target}: ${r.met ? "met" : "NOT met"}`);
+  }
+}
