@@ -331,7 +331,9 @@ export class SessionManager {
     if (session.interpreter !== interpreter || !this.#sessions.holds(session)) return;
     if (session.queue.running) return; // the running call reports it
     session.lost = { reason, detail };
-    if (!this.#durable || reason === "stopped" || !session.durable.stored) {
+    // Not after the memory watchdog: the restored interpreter would be as large, and stopped
+    // again while idle, over and over; the next call is told, as without a store.
+    if (!this.#durable || reason === "stopped" || reason === "memory" || !session.durable.stored) {
       return this.#replace(session, interpreter);
     }
     // On a durable store the session gets its last checkpoint back, before any call runs; the
