@@ -20,7 +20,6 @@ import { fetchPreload } from "./src/packages/preload.ts";
 import type { Policy } from "./src/policy/schema.ts";
 import { readMounts } from "./src/sandbox/mounts.ts";
 import { loadDeltaBase } from "./src/sandbox/delta_base.ts";
-import { Interpreter } from "./src/sandbox/interpreter.ts";
 import { Pool } from "./src/sandbox/pool.ts";
 import { loadSnapshot } from "./src/sandbox/snapshot.ts";
 import { Checkpoints } from "./src/session/checkpoints.ts";
@@ -171,7 +170,7 @@ async function main(): Promise<void> {
     checkpoints,
     // A restored checkpoint already holds its packages: no preload.
     restore: (loaded) =>
-      Interpreter.start({ ...boot, deltaBase: loaded.base, checkpoint: loaded.checkpoint }),
+      pool.restore({ ...boot, deltaBase: loaded.base, checkpoint: loaded.checkpoint }),
   });
   const stored = await sessions.loadStored().catch((err) => {
     say(

@@ -12,6 +12,7 @@ import { LimitsSchema } from "../src/policy/schema.ts";
 import { Interpreter } from "../src/sandbox/interpreter.ts";
 import { loadSnapshot } from "../src/sandbox/snapshot.ts";
 import { httpClient } from "../test/helpers/mcp.ts";
+import { restoreTimes } from "./bench_durable.ts";
 import { startServer, type TestServer } from "../test/helpers/server.ts";
 
 const quick = Deno.args.includes("--quick");
@@ -693,6 +694,11 @@ async function durablePhases(): Promise<void> {
   await checkpointSizes();
   await bigSessionNextCall();
   await restores();
+  try {
+    rows.push(...await restoreTimes(quick, say));
+  } catch (err) {
+    problem(`restore p50/p99: ${(err as Error).message}`);
+  }
   await checkpointOverhead();
   await hibernatedMemory();
   if (problems.length) {

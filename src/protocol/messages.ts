@@ -60,6 +60,14 @@ interface PyodideFiles {
 /** Boot cold in a throw-away worker and answer with the memory snapshot. */
 export type SnapshotRequest = PyodideFiles;
 
+/**
+ * Make Pyodide's module and instantiate its wasm now, then wait for the `boot` request (a
+ * restore), so that neither is on the restore's path. `snapshot` is the boot snapshot.
+ */
+export interface PrepareRequest extends PyodideFiles {
+  snapshot: Uint8Array;
+}
+
 /** Boot a session's interpreter (from the memory snapshot when given one). */
 export interface BootRequest extends PyodideFiles {
   python: PythonSources;
@@ -127,6 +135,7 @@ export interface InstallRequest {
 /** Each request kind and what it carries. */
 export interface Requests {
   snapshot: SnapshotRequest;
+  prepare: PrepareRequest;
   boot: BootRequest;
   exec: ExecRequest;
   install: InstallRequest;
@@ -173,6 +182,7 @@ const fileReply = <T extends z.ZodRawShape>(ok: T) => z.union([fileRefusal, z.ob
 /** The reply to each request kind, checked by the host before it is used. */
 export const ReplySchemas = {
   snapshot: z.object({ bytes: z.instanceof(Uint8Array) }),
+  prepare: z.object({ prepareMs: z.number() }),
   boot: z.object({ bootMs: z.number(), memoryBytes: z.number(), restored: restored.optional() }),
   exec: z.object({
     /** JSON text of the result, kept as text so big integers survive. */

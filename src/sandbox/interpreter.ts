@@ -98,6 +98,8 @@ export class Interpreter {
   /** Canonical names of the packages installed in this interpreter. */
   readonly packages = new Set<string>();
   bootMs = 0;
+  /** Set by `prepare`: settles once the worker's wasm is instantiated. */
+  #prepared?: Promise<void>;
   /** Set when this interpreter was restored from a checkpoint: what could not be restored. */
   restored?: Restored;
   /**
@@ -131,16 +133,39 @@ export class Interpreter {
     return Math.max(this.#memoryBytes, Atomics.load(this.#stats, 0) * 65536);
   }
 
-  /** Boots an interpreter; resolves once it can take calls. */
-  static async start(options: InterpreterOptions): Promise<Interpreter> {
-    if (options.checkpoint) await checkBase(options.checkpoint, options.deltaBase);
+  /**
+   * Starts a worker that makes Pyodide's module and instantiates its wasm, then waits for
+   * `start` to restore a checkpoint into it: no worker start and no instantiate on that path.
+   * It holds nothing of any session until then, and serves one session only.
+   */
+  static prepare(options: InterpreterOptions & { snapshot: Uint8Array }): Interpreter {
     const interpreter = new Interpreter(options.network, options.workerUrl);
+    interpreter.#prepared = (async () => {
+      const lifeline = interpreter.#lifelineEnd;
+      const wasmModule = await pyodideModule();
+      const request = { indexPath: PYODIDE_DIR, wasmModule, snapshot: options.snapshot, lifeline };
+      await interpreter.#request("prepare", request, [lifeline]);
+    })();
+    interpreter.#prepared.catch(() => interpreter.terminate());
+    return interpreter;
+  }
+
+  /**
+   * Boots an interpreter; resolves once it can take calls. `prepared` (from `prepare`, with the
+   * same network) is booted instead of a new worker.
+   */
+  static async start(options: InterpreterOptions, prepared?: Interpreter): Promise<Interpreter> {
+    if (options.checkpoint) await checkBase(options.checkpoint, options.deltaBase);
+    const interpreter = prepared?.alive
+      ? prepared
+      : new Interpreter(options.network, options.workerUrl);
     interpreter.#caps = options.limits;
     try {
+      const request = await interpreter.#bootRequest(options);
       const ready = await interpreter.#request(
         "boot",
-        await interpreter.#bootRequest(options),
-        [interpreter.#lifelineEnd],
+        interpreter === prepared ? { ...request, lifeline: undefined } : request,
+        interpreter === prepared ? [] : [interpreter.#lifelineEnd],
       );
       interpreter.bootMs = ready.bootMs;
       interpreter.#memoryBytes = ready.memoryBytes;

@@ -12,6 +12,8 @@ export class Pool {
   #starting = 0;
   #closed = false;
   #failures = 0;
+  /** A worker with Pyodide instantiated, waiting for a checkpoint to restore (durable only). */
+  #prepared?: Interpreter;
 
   constructor(
     private readonly size: number,
@@ -37,6 +39,30 @@ export class Pool {
       return interpreter;
     }
     return await this.#start();
+  }
+
+  /**
+   * Restores a checkpoint into the prepared worker (no worker start, no wasm instantiate on this
+   * path), or into a new one when none is ready; prepares the next one behind. A prepared worker
+   * serves this one session and is never handed to another.
+   */
+  async restore(options: InterpreterOptions): Promise<Interpreter> {
+    const prepared = this.#prepared;
+    this.#prepared = undefined;
+    if (prepared) prepared.onDeath = undefined;
+    setTimeout(() => this.#prepare(), REFILL_DELAY_MS);
+    return await Interpreter.start(options, prepared);
+  }
+
+  /** Keeps one worker prepared for restores, when checkpoints are on (a delta base is set). */
+  #prepare(): void {
+    const { snapshot, deltaBase } = this.options;
+    if (this.#closed || this.#prepared?.alive || !snapshot || !deltaBase) return;
+    const prepared = Interpreter.prepare({ ...this.options, snapshot });
+    prepared.onDeath = () => {
+      if (this.#prepared === prepared) this.#prepared = undefined;
+    };
+    this.#prepared = prepared;
   }
 
   /** Starts an interpreter in the background unless `size` are ready or one is starting. */
@@ -74,6 +100,7 @@ export class Pool {
       ).finally(() => this.#starting--);
     });
     await Promise.all(boots);
+    this.#prepare();
   }
 
   #start(): Promise<Interpreter> {
@@ -101,6 +128,8 @@ export class Pool {
   /** Terminates every ready interpreter and stops refilling. */
   close(): void {
     this.#closed = true;
+    this.#prepared?.terminate("the server is shutting down");
+    this.#prepared = undefined;
     for (const interpreter of this.#ready.splice(0)) {
       interpreter.terminate("the server is shutting down");
     }

@@ -136,7 +136,31 @@ export class DurableSessions {
     await this.#restore(session);
   }
 
-  async #restore(session: Session): Promise<void> {
+  /**
+   * An interpreter lost to a limit (time, memory): the session gets its last stored checkpoint
+   * back instead of an empty interpreter. False when there is none (nothing stored yet, the store
+   * is down, the restore failed): the caller starts the session empty, as without a store.
+   */
+  async recover(session: Session, why: string): Promise<boolean> {
+    const d = session.durable;
+    if (session.mode !== "persistent" || !d.stored) return false;
+    try {
+      // A write under way is the latest state: wait for it, then read what the store holds.
+      await this.checkpoints.settled(session.id);
+      const meta = await this.checkpoints.meta(session.id);
+      if (!meta || meta.empty) return false;
+      this.hooks.discard(session, why);
+      await this.#restore(session, [{ what: "the state since the last checkpoint", why }]);
+    } catch {
+      return false;
+    }
+    this.#clearTimer(session);
+    d.dirty = false;
+    d.dirtySince = undefined;
+    return true;
+  }
+
+  async #restore(session: Session, lost: { what: string; why: string }[] = []): Promise<void> {
     await this.hooks.makeRoom(session);
     const started = performance.now();
     const loaded = await this.checkpoints.load(session.id);
@@ -159,7 +183,7 @@ export class DurableSessions {
     session.durable.dirty = false;
     session.durable.restored = {
       ms: performance.now() - started,
-      lost: interpreter.restored?.lost ?? [],
+      lost: [...lost, ...interpreter.restored?.lost ?? []],
     };
     this.hooks.adopt(session, interpreter);
   }

@@ -277,10 +277,18 @@ export class SessionManager {
     session.calls++;
     session.memoryBytes = interpreter.memoryBytes;
     session.lastUsed = Date.now();
-    if (session.mode === "ephemeral" || !interpreter.alive) this.#replace(session, interpreter);
     const durationMs = performance.now() - started;
-    const checkpoint = await this.#durable?.afterCall(session, request.checkpoint === "sync");
-    const answer = serialize(classify(end, timeoutMs), {
+    // An interpreter lost to a limit gets the session's last checkpoint back, when one is stored.
+    const recovered = end.kind === "killed" && end.reason !== "stopped" &&
+      await this.#recover(session, interpreter, end.detail);
+    if (!recovered && (session.mode === "ephemeral" || !interpreter.alive)) {
+      this.#replace(session, interpreter);
+    }
+    // A recovered session is what the store holds: there is nothing new to checkpoint.
+    const checkpoint = recovered
+      ? undefined
+      : await this.#durable?.afterCall(session, request.checkpoint === "sync");
+    const answer = serialize(classify(end, timeoutMs, false, recovered), {
       durationMs,
       memoryBytes: interpreter.memoryBytes,
       packages,
@@ -301,6 +309,13 @@ export class SessionManager {
     return answer;
   }
 
+  /** Restores the last checkpoint of a session whose interpreter a limit killed; false if none. */
+  async #recover(session: Session, interpreter: Interpreter, detail: string): Promise<boolean> {
+    if (!this.#durable || session.mode !== "persistent" || interpreter.alive) return false;
+    interpreter.terminate();
+    return await this.#durable.recover(session, `the interpreter was lost (${detail})`);
+  }
+
   /** Drops a used or dead interpreter; a persistent session gets its replacement at once. */
   #replace(session: Session, interpreter: Interpreter): void {
     interpreter.terminate();
@@ -316,7 +331,19 @@ export class SessionManager {
     if (session.interpreter !== interpreter || !this.#sessions.holds(session)) return;
     if (session.queue.running) return; // the running call reports it
     session.lost = { reason, detail };
-    this.#replace(session, interpreter);
+    // Not after the memory watchdog: the restored interpreter would be as large, and stopped
+    // again while idle, over and over; the next call is told, as without a store.
+    if (!this.#durable || reason === "stopped" || reason === "memory" || !session.durable.stored) {
+      return this.#replace(session, interpreter);
+    }
+    // On a durable store the session gets its last checkpoint back, before any call runs; the
+    // next call then runs and its answer says what was restored and what was lost.
+    session.slot = undefined;
+    session.queue.run(async () => {
+      if (session.lost && await this.#recover(session, interpreter, detail)) {
+        session.lost = undefined;
+      } else if (!session.slot) this.#replace(session, interpreter);
+    }, true).catch(() => {});
   }
 
   /** Starts the session's interpreter (from the pool) in its slot. */

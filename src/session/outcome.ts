@@ -32,12 +32,20 @@ export function scrub(text: string, root = ROOT, rootUrl = ROOT_URL): string {
   return text.replaceAll(rootUrl, "").replaceAll(`file://${root}`, "").replaceAll(root, "");
 }
 
-function lostState(type: string, what: string, notRun: boolean): PythonErrorBody {
-  const text = `${what} The interpreter was replaced, so this session's ` +
-    `variables, imports and definitions are lost; ` +
-    (notRun
-      ? `this call's code was NOT run: send it again, with whatever it needs redefined.`
-      : `the next call starts fresh.`);
+function lostState(
+  type: string,
+  what: string,
+  notRun: boolean,
+  restored = false,
+): PythonErrorBody {
+  const text = restored
+    ? `${what} The interpreter was replaced and the session restored from its last ` +
+      `checkpoint: what changed since that checkpoint, this call's changes included, is lost.`
+    : `${what} The interpreter was replaced, so this session's ` +
+      `variables, imports and definitions are lost; ` +
+      (notRun
+        ? `this call's code was NOT run: send it again, with whatever it needs redefined.`
+        : `the next call starts fresh.`);
   const error = pythonError(type, text);
   error.pythonExceptionValue = error.message;
   return error;
@@ -48,6 +56,7 @@ function lostError(
   end: Extract<ExecEnd, { kind: "killed" }>,
   timeoutMs: number,
   notRun: boolean,
+  restored: boolean,
 ): { error: PythonErrorBody; limit: LimitHit } {
   const detail = scrub(end.detail);
   switch (end.reason) {
@@ -58,14 +67,20 @@ function lostError(
           "TimeoutError",
           `Execution exceeded the time limit of ${timeoutMs} ms and did not stop when interrupted.`,
           notRun,
+          restored,
         ),
       };
     case "memory":
-      return { limit: "memory", error: lostState("MemoryError", `${detail}.`, notRun) };
+      return { limit: "memory", error: lostState("MemoryError", `${detail}.`, notRun, restored) };
     case "stopped":
       return {
         limit: "crash",
-        error: lostState("InterpreterStopped", `The interpreter was stopped: ${detail}.`, notRun),
+        error: lostState(
+          "InterpreterStopped",
+          `The interpreter was stopped: ${detail}.`,
+          notRun,
+          restored,
+        ),
       };
     default: {
       const memory = /memory|allocat/i.test(end.detail);
@@ -75,6 +90,7 @@ function lostError(
           memory ? "MemoryError" : "InterpreterCrash",
           `The Python interpreter crashed (${detail}).`,
           notRun,
+          restored,
         ),
       };
     }
@@ -91,9 +107,14 @@ function timedOut(error: PythonErrorBody | null, timeoutMs: number): PythonError
 
 /**
  * Decides a call's outcome. `notRun`: the interpreter had been lost before the call, which was
- * therefore not run.
+ * therefore not run. `restored`: the lost interpreter was replaced by the session's last checkpoint.
  */
-export function classify(end: ExecEnd, timeoutMs: number, notRun = false): Outcome {
+export function classify(
+  end: ExecEnd,
+  timeoutMs: number,
+  notRun = false,
+  restored = false,
+): Outcome {
   const outcome: Outcome = {
     result: "null",
     stdout: "",
@@ -122,7 +143,7 @@ export function classify(end: ExecEnd, timeoutMs: number, notRun = false): Outco
     else if (reply.cut.stdout) outcome.limit = "stdout";
     else if (reply.cut.stderr) outcome.limit = "stderr";
   } else {
-    const lost = lostError(end, timeoutMs, notRun);
+    const lost = lostError(end, timeoutMs, notRun, restored);
     outcome.error = lost.error;
     outcome.limit = lost.limit;
   }

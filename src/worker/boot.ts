@@ -8,6 +8,7 @@ import type { PyProxy } from "pyodide/ffi";
 import type {
   BootRequest,
   OutputCaps,
+  PrepareRequest,
   Reply,
   Restored,
   SnapshotRequest,
@@ -73,23 +74,74 @@ const SANDBOX_EXECUTABLE = "/usr/bin/python3";
  */
 function load(
   msg: { indexPath: string; wasmModule?: WebAssembly.Module },
-  options: { snapshot?: Uint8Array; plan?: RestorePlan },
+  options: {
+    snapshot?: Uint8Array;
+    plan?: RestorePlan;
+    /** Pyodide's module factory; a prepared worker's waits for its boot request. */
+    factory?: (settings: unknown) => Promise<unknown>;
+    /** The restore, when it is known only after the load started (a prepared worker). */
+    planned?: () => RestorePlan | undefined;
+  },
 ): Promise<PyodideAPI> {
   const { plan } = options;
+  const planned = options.planned ?? (() => plan);
   return withCompiled(msg.wasmModule, () =>
     withAllocatorHook(() =>
       loadPyodide({
-        createPyodideModule: restoringModule(leanPyodideModule, plan),
+        createPyodideModule: restoringModule(options.factory ?? leanPyodideModule, planned),
         indexURL: msg.indexPath,
         jsglobals: Object.create(null),
         env: { HOME: "/home/pyodide" },
         stdout: () => {},
         stderr: () => {},
         _makeSnapshot: true,
-        _loadSnapshot: plan?.snapshot ?? options.snapshot,
-        _snapshotDeserializer: plan?.deserialize,
+        // A restore writes its image itself (`restoringModule`); Pyodide gets the boot snapshot.
+        _loadSnapshot: options.snapshot,
+        _snapshotDeserializer: (value: unknown) => {
+          const restore = planned();
+          if (!restore) {
+            throw new Error("the snapshot holds JavaScript objects; no restore is planned");
+          }
+          return restore.deserialize(value);
+        },
       })
     ));
+}
+
+/** A load started before its boot request: module made, wasm instantiated, then it waits. */
+export interface PreparedLoad {
+  /** Resolves once the wasm is instantiated (the worker is then warm). */
+  ready: Promise<void>;
+  /** Lets the load go on: it restores `plan`, or boots the boot snapshot when none. */
+  open(plan: RestorePlan | undefined): Promise<PyodideAPI>;
+}
+
+/**
+ * Starts loading Pyodide ahead of any session, so a restore finds its module made and its wasm
+ * instantiated; the worker holds nothing of a session until `open`. Used once per worker.
+ */
+export function prepareLoad(msg: PrepareRequest): PreparedLoad {
+  let plan: RestorePlan | undefined;
+  let instantiated!: () => void;
+  let go!: () => void;
+  const ready = new Promise<void>((resolve) => instantiated = resolve);
+  const gate = new Promise<void>((resolve) => go = resolve);
+  const factory = async (settings: unknown) => {
+    const module = await leanPyodideModule(settings);
+    instantiated();
+    await gate;
+    return module;
+  };
+  const py = load(msg, { snapshot: msg.snapshot, factory, planned: () => plan });
+  py.catch(() => instantiated()); // a failed load is reported by `open`
+  return {
+    ready,
+    open: (restore) => {
+      plan = restore;
+      go();
+      return py;
+    },
+  };
 }
 
 /**
@@ -155,7 +207,10 @@ function noNetwork(): Promise<string> {
  * Boots a session's interpreter, fresh or restored from a checkpoint; from its end on, the
  * worker holds no permission.
  */
-export async function boot(msg: BootRequest): Promise<{ live: Live; restored?: Restored }> {
+export async function boot(
+  msg: BootRequest,
+  prepared?: PreparedLoad,
+): Promise<{ live: Live; restored?: Restored }> {
   capMemory(msg.memoryBytes, new Int32Array(msg.stats));
   // A restore rebuilds the full image from the delta base and the checkpoint's delta.
   const base = msg.deltaBase ?? msg.snapshot;
@@ -164,7 +219,9 @@ export async function boot(msg: BootRequest): Promise<{ live: Live; restored?: R
       fetch: () => msg.network.length ? fetchJson(msg.network, msg.memoryBytes / 4) : noNetwork,
     })
     : undefined;
-  const py = await load(msg, { snapshot: msg.snapshot, plan });
+  const py = prepared
+    ? await prepared.open(plan)
+    : await load(msg, { snapshot: msg.snapshot, plan });
   dropPermissions(msg.network.length > 0);
   const output = new Output();
   py.setStdout({ write: (b: Uint8Array) => output.stdout.write(b) });

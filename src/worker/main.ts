@@ -8,13 +8,23 @@
 // First, so nothing can compile code from strings here even without the V8 flag (Deno Deploy).
 import "./no_codegen.ts";
 import type { HostMessage, Reply, RequestKind, WorkerEnvelope } from "../protocol/messages.ts";
-import { boot, checkpoint, type Live, makeSnapshot, memoryBytes } from "./boot.ts";
+import {
+  boot,
+  checkpoint,
+  type Live,
+  makeSnapshot,
+  memoryBytes,
+  type PreparedLoad,
+  prepareLoad,
+} from "./boot.ts";
 import { messageOf } from "./errors.ts";
 import { ABANDONED, exec } from "./exec.ts";
 import { deleteFile, getFile, listFiles, putFile } from "./files.ts";
 import { Streamer } from "./stream.ts";
 
 let live: Live | undefined;
+/** A load started by `prepare`, which the boot request (a restore) continues; used once. */
+let prepared: PreparedLoad | undefined;
 /**
  * The lifeline port, held for the worker's whole life and never used: when this thread ends for
  * any reason, the port closes and the host learns at once that the interpreter is gone.
@@ -48,10 +58,19 @@ async function handle(msg: HostMessage): Promise<void> {
       const bytes = await makeSnapshot(msg);
       return reply<"snapshot">(msg.id, { bytes }, [bytes.buffer]);
     }
-    case "boot": {
+    case "prepare": {
       const started = performance.now();
       held.push(msg.lifeline);
-      const made = await boot(msg);
+      if (prepared || live) throw new Error("this worker is already prepared or booted");
+      prepared = prepareLoad(msg);
+      await prepared.ready;
+      return reply<"prepare">(msg.id, { prepareMs: performance.now() - started });
+    }
+    case "boot": {
+      const started = performance.now();
+      if (!prepared) held.push(msg.lifeline);
+      const made = await boot(msg, prepared);
+      prepared = undefined;
       live = made.live;
       const bootMs = performance.now() - started;
       const { restored } = made;

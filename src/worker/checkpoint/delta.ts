@@ -151,3 +151,25 @@ export async function decompress(
   }
   return out;
 }
+
+/**
+ * Writes the delta's chunks into `image` (already holding the base, e.g. the restored heap), in
+ * place: a restore then copies the base once and the changed chunks once, with no full image.
+ */
+export function writeDeltaChunks(delta: Uint8Array, image: Uint8Array): void {
+  const { imageBytes, chunks } = deltaInfo(delta);
+  const view = new DataView(delta.buffer, delta.byteOffset, delta.byteLength);
+  if (image.length < imageBytes) {
+    throw new DeltaError(`the image is ${imageBytes} bytes, the memory ${image.length}`);
+  }
+  let at = (HEADER_WORDS + chunks) * 4;
+  for (let k = 0; k < chunks; k++) {
+    const from = view.getUint32(16 + 4 * k, true) * CHUNK_BYTES;
+    const length = Math.min(CHUNK_BYTES, imageBytes - from);
+    if (!(from < imageBytes) || at + length > delta.length) {
+      throw new DeltaError("a memory delta is truncated or does not fit its image");
+    }
+    image.set(delta.subarray(at, at + length), from);
+    at += length;
+  }
+}

@@ -16,7 +16,7 @@ import {
 import { applyFiles, applyStreams, captureFiles, captureStreams } from "./fs.ts";
 import { type FreshTree, freshTree } from "./fs.ts";
 import { captureDylibs, captureTable, replayDylibs } from "./dylibs.ts";
-import { applyDelta, diffImage } from "./delta.ts";
+import { deltaInfo, diffImage, writeDeltaChunks } from "./delta.ts";
 import { looseEnds, releaseForSnapshot, STASH } from "./python.ts";
 import {
   describe,
@@ -58,9 +58,14 @@ const state: {
 /** Pyodide's snapshot header: magic, offset of the image, JSON length, build id, then JSON. */
 const PYODIDE_HEADER = 48;
 
-/** A restore prepared before Pyodide loads: the full snapshot to load and what to re-attach. */
+/**
+ * A restore prepared before Pyodide loads: Pyodide's snapshot header (its hiwire state), the
+ * memory image as the base and the delta written over it, and what to re-attach.
+ */
 export interface RestorePlan {
+  /** Pyodide's header alone: the image is written into the memory directly (`writeImage`). */
   snapshot: Uint8Array;
+  image: { base: Uint8Array; delta: Uint8Array; bytes: number };
   meta: CheckpointMeta;
   sections: Uint8Array[];
   lost: Lost[];
@@ -96,10 +101,8 @@ export async function prepareRestore(
   const delta = sections[meta.deltaSection];
   const baseStart = new Uint32Array(base.buffer, base.byteOffset, 2)[1];
   const baseImage = base.subarray(baseStart);
-  const imageBytes = new DataView(delta.buffer, delta.byteOffset).getUint32(8, true);
-  const snapshot = new Uint8Array(header.length + imageBytes);
-  snapshot.set(header);
-  applyDelta(baseImage, delta, snapshot.subarray(header.length));
+  const image = { base: baseImage, delta, bytes: deltaInfo(delta).imageBytes };
+  const snapshot = header.slice(); // its own buffer: Pyodide reads it as 32-bit words
   const lost: Lost[] = [...meta.lost];
   const internals: { api?: Any; module?: Any } = {};
   const deserialize = (value: Any) => {
@@ -117,33 +120,39 @@ export async function prepareRestore(
     return Object.freeze(Object.create(null));
   };
   const prepareMs = performance.now() - started;
-  return { snapshot, meta, sections, lost, deserialize, internals, prepareMs };
+  return { snapshot, image, meta, sections, lost, deserialize, internals, prepareMs };
 }
 
 /**
  * Pyodide's module factory with the restore steps that must run before the memory image is
  * copied in: the fresh file tree is recorded, the checkpoint's files are written back and its
- * compiled libraries loaded again at their places.
+ * compiled libraries loaded again at their places. `planned` is asked only then, so a module
+ * made before the checkpoint was known (a prepared worker) restores it: its image replaces the
+ * boot snapshot Pyodide was given.
  */
 export function restoringModule(
   factory: (settings: Any) => Promise<Any>,
-  plan: RestorePlan | undefined,
+  planned: () => RestorePlan | undefined,
 ): (settings: Any) => Promise<Any> {
   return async (settings) => {
     const module = await factory(settings);
     const api = module.API;
     const restore = api?.restoreSnapshot;
     if (typeof restore !== "function") return module;
-    api.restoreSnapshot = (snapshot: Uint8Array) => {
+    api.restoreSnapshot = (given: Uint8Array) => {
       state.fresh = freshTree(module.FS);
+      const plan = planned();
+      const snapshot = plan?.snapshot ?? given;
       if (plan) {
         plan.internals.api = api;
         plan.internals.module = module;
-        growFor(module, snapshot);
+        growFor(module, plan.image.bytes);
         applyFiles(module.FS, plan.meta.files, plan.meta.removed, plan.sections);
         replayDylibs(module, plan.meta.dylibs, plan.meta.table, plan.lost);
         state.tableBootLength = plan.meta.table.bootLength;
+        writeImage(module.HEAPU8, plan.image);
       }
+      // With a plan, `snapshot` is the header alone: Pyodide reads its state, copies no memory.
       return restore(snapshot);
     };
     return module;
@@ -154,14 +163,48 @@ export function restoringModule(
  * The wasm memory is defined in Pyodide's binary, so it starts at the size a fresh boot grows it
  * to, whatever the snapshot's size; a session's memory may have grown past it.
  */
-function growFor(module: Any, snapshot: Uint8Array): void {
-  const imageBytes = snapshot.length - new Uint32Array(snapshot.buffer, snapshot.byteOffset, 2)[1];
+function growFor(module: Any, imageBytes: number): void {
   if (module.HEAPU8.length < imageBytes) module._emscripten_resize_heap(imageBytes);
   if (module.HEAPU8.length < imageBytes) {
     throw new RangeError(
       `the checkpoint's memory (${imageBytes} bytes) does not fit this server's memory limit`,
     );
   }
+}
+
+const ZERO_CHUNK = 64 * 1024;
+
+function isZero(words: Int32Array, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (words[i] !== 0) return false;
+  return true;
+}
+
+/**
+ * Writes the checkpoint's memory into the fresh heap: the base chunk by chunk, skipping chunks
+ * zero in the base and in the heap alike (they never become resident), then the delta's changed
+ * chunks over it. One pass over the base, no full image built on the way.
+ */
+function writeImage(heap: Uint8Array, image: RestorePlan["image"]): void {
+  const { base, delta, bytes } = image;
+  const words = (a: Uint8Array) =>
+    a.byteOffset % 4 ? undefined : new Int32Array(a.buffer, a.byteOffset, a.length >> 2);
+  const src = words(base);
+  const dst = words(heap);
+  /** Zeroes [from, to) of the heap unless it is zero already (untouched pages stay so). */
+  const clear = (from: number, to: number) => {
+    if (to <= from) return;
+    if (!dst || from % 4 || to % 4 || !isZero(dst, from >> 2, to >> 2)) heap.fill(0, from, to);
+  };
+  for (let at = 0; at < bytes; at += ZERO_CHUNK) {
+    const end = Math.min(at + ZERO_CHUNK, bytes);
+    const to = Math.max(at, Math.min(end, base.length));
+    if (to > at) {
+      if (src && to % 4 === 0 && isZero(src, at >> 2, to >> 2)) clear(at, to);
+      else heap.set(base.subarray(at, to), at);
+    }
+    clear(to, end); // past the base, the image is zero
+  }
+  writeDeltaChunks(delta, heap);
 }
 
 /** Keeps what a checkpoint needs from the boot: the base snapshot and Pyodide's own modules. */
