@@ -1,7 +1,7 @@
 /**
  * Checkpoints of a live interpreter, worker side: a Pyodide memory snapshot taken between calls
  * (after user code, packages and the lockdown), stored as its delta against the boot snapshot,
- * and a boot that restores one. See README, "Checkpoints", for the recipe: what is released
+ * and a boot that restores one. See docs/durable-sessions.md for the recipe: what is released
  * before the snapshot and re-attached after it. Runs inside the worker only.
  */
 import type { PyodideAPI } from "pyodide";
