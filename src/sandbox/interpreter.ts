@@ -39,6 +39,11 @@ const PRELOAD_TIMEOUT_MS = 120_000;
  * failed), `memory` (stopped because the server ran short of memory), `stopped` (its session
  * was deleted or reset, or the server is shutting down).
  */
+/** Requests bounded by their own timer (a call's, an install's) or made before any policy. */
+const SELF_BOUNDED = new Set<RequestKind>(["exec", "install", "prepare", "snapshot"]);
+/** A boot may restore a big checkpoint: it gets at least this long, whatever the call limit. */
+const BOOT_DEADLINE_MS = 60_000;
+
 export type KillReason = "timeout" | "crashed" | "fatal" | "memory" | "stopped";
 
 /** How a call ended, seen from the host. */
@@ -95,6 +100,8 @@ export class Interpreter {
   #live?: LiveOutput;
   /** The policy's output caps, which bound live output too (the worker applies them first). */
   #caps = { stdoutBytes: 0, stderrBytes: 0 };
+  /** The policy's limits, once booting: `timeoutMs` and `graceMs` bound every request. */
+  #limits?: Limits;
   /** Canonical names of the packages installed in this interpreter. */
   readonly packages = new Set<string>();
   bootMs = 0;
@@ -160,6 +167,7 @@ export class Interpreter {
       ? prepared
       : new Interpreter(options.network, options.workerUrl);
     interpreter.#caps = options.limits;
+    interpreter.#limits = options.limits;
     try {
       const request = await interpreter.#bootRequest(options);
       const ready = await interpreter.#request(
@@ -345,12 +353,44 @@ export class Interpreter {
   ): Promise<Reply<K>> {
     if (this.#death) return Promise.reject(new Error(this.#death.detail));
     const id = this.#nextId++;
-    return new Promise((resolve, reject) => {
+    const answer = new Promise<Reply<K>>((resolve, reject) => {
       this.#pending.set(id, {
         kind,
         settle: (reply, error) => error ? reject(error) : resolve(reply as Reply<K>),
       });
       this.#worker.postMessage({ ...body, kind, id } as HostMessage, transfer);
+    });
+    const limits = this.#limits;
+    if (!limits || SELF_BOUNDED.has(kind)) return answer;
+    const ms = kind === "boot" ? Math.max(limits.timeoutMs, BOOT_DEADLINE_MS) : limits.timeoutMs;
+    return this.#bounded(kind, answer, ms);
+  }
+
+  /**
+   * Nothing waits on a worker for ever: Python still running after its call (a callback the code
+   * left on the event loop, a finalizer) would hold every later request. Past `ms` the running
+   * Python is interrupted (it gets KeyboardInterrupt and the request goes on, which may take its
+   * own time again); if the worker has still not answered `ms` later it is stopped, and replaced
+   * by its owner, and the request fails saying why.
+   */
+  #bounded<T>(kind: RequestKind, answer: Promise<T>, ms: number): Promise<T> {
+    let interrupted = false;
+    let grace: ReturnType<typeof setTimeout> | undefined;
+    const timer = setTimeout(() => {
+      interrupted = true;
+      Atomics.store(this.#interrupt, 0, 2);
+      grace = setTimeout(() =>
+        this.#die(
+          "timeout",
+          `it did not answer a '${kind}' request within ${2 * ms} ms: Python kept ` +
+            "running after its call had ended",
+        ), ms);
+    }, ms);
+    return answer.finally(() => {
+      clearTimeout(timer);
+      clearTimeout(grace);
+      // An interrupt that found no Python running must not hit Moat's own next step.
+      if (interrupted) Atomics.store(this.#interrupt, 0, 0);
     });
   }
 

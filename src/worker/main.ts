@@ -142,12 +142,13 @@ function abandonLater(): void {
   if (abandon) setTimeout(abandon, ABANDON_AFTER_MS);
 }
 
-// A KeyboardInterrupt that lands in the event loop's own code (between a cell's steps) escapes
-// as a rejected promise; during an awaiting call it is that call's timeout, not a crash.
+// A KeyboardInterrupt that lands in the event loop's own code escapes as a rejected promise, not
+// a crash: between a cell's steps it is that call's timeout; between calls it is the host's
+// deadline stopping Python the session left running (a callback on the loop).
 self.addEventListener("unhandledrejection", (event) => {
   const reason = String((event as PromiseRejectionEvent).reason ?? "");
-  if (abandonCall && /\nKeyboardInterrupt\s*$/.test(reason)) {
+  if (/\nKeyboardInterrupt\s*$/.test(reason)) {
     event.preventDefault();
-    abandonLater();
+    if (abandonCall) abandonLater();
   }
 });

@@ -60,38 +60,17 @@ export function releaseForSnapshot(
   return { restore };
 }
 
-// No import statement: a checkpoint may follow a call whose authorized imports are still in
-// force, and Moat's own code is not the agent's (\`sys\` is put into its globals instead).
-const LOOSE_ENDS = `
-def loose_ends():
-    found = []
-    asyncio = sys.modules.get("asyncio")
-    if asyncio is not None:
-        try:
-            for task in asyncio.all_tasks(asyncio.get_event_loop()):
-                if not task.done():
-                    coro = getattr(task.get_coro(), "__qualname__", "?")
-                    found.append(f"asyncio task {task.get_name()} ({coro})")
-        except Exception:
-            pass
-    return found
-loose_ends
-`;
-
-/** The finder, compiled once: each compile would leave different garbage in the next image. */
-let findLooseEnds: (PyProxy & (() => PyProxy)) | undefined;
-
-/** Running asyncio tasks: they wait on JavaScript timers or promises no snapshot holds. */
-export function looseEnds(py: PyodideAPI): Lost[] {
-  if (!findLooseEnds) {
-    const scope = py.globals.get("dict")() as PyProxy;
-    scope.set("sys", py.pyimport("sys"));
-    findLooseEnds = py.runPython(LOOSE_ENDS, { globals: scope });
-    scope.destroy();
-  }
-  const found = findLooseEnds!();
-  const names = found.toJs() as string[];
-  found.destroy();
+/**
+ * Running asyncio tasks: they wait on JavaScript timers or promises no snapshot holds. The
+ * runner names them at the end of each call (within its time limit); asking the tasks here would
+ * run the session's own methods between calls, outside any limit.
+ */
+export function looseEnds(run: PyProxy): Lost[] {
+  const globals = run.__globals__ as PyProxy & Map<string, unknown>;
+  const left = globals.get("_left") as PyProxy | undefined;
+  const names = (left?.toJs() ?? []) as string[];
+  left?.destroy();
+  globals.destroy();
   return names.map((what) => ({
     what,
     why: "a running task waits on JavaScript timers or promises, which a checkpoint cannot " +

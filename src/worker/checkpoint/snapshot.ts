@@ -261,7 +261,7 @@ export async function takeCheckpoint(
   }
   const module = (py as Any)._module;
   const api = (py as Any)._api;
-  const lost: Lost[] = looseEnds(py);
+  const lost: Lost[] = looseEnds(handles.run);
   const { files, removed, blobs } = captureFiles(py.FS, state.fresh, state.mounts, 2);
   const streams = captureStreams(py.FS, lost);
   const dylibs = captureDylibs(module, lost);

@@ -26,6 +26,11 @@ _LAST = "__moat_last_value__"
 _encode_result = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 # The task of the running cell when it awaits at top level, so the time limit can cancel it.
 _current = None
+# What the last call's end could not cancel (descriptions, taken under that call's time limit),
+# read by the checkpoint instead of asking the tasks themselves, whose methods the session may own.
+_left = ()
+# Rounds of the event loop a call's end gives the tasks it cancels to finish.
+_SETTLE_ROUNDS = 20
 _MAX_DEPTH = 64
 _HIDDEN_PREFIXES = ("/lib/python", "/lib/pyodide")
 
@@ -169,10 +174,71 @@ def _fail(exc):
 async def _run_async(code_obj, has_last, namespace, limit):
     try:
         await eval(code_obj, namespace)  # CO_COROUTINE: the cell awaited at top level
-        return _finish(namespace.pop(_LAST, None) if has_last else None, limit)
+        outcome = _finish(namespace.pop(_LAST, None) if has_last else None, limit)
     except BaseException as exc:  # noqa: BLE001 - every Python outcome is an answer
         namespace.pop(_LAST, None)
-        return _fail(exc)
+        outcome = _fail(exc)
+    return await _settle(outcome)
+
+
+def _pending():
+    """asyncio tasks still pending, the running cell's own excepted (may run the session's code:
+    called only while a call runs, under its time limit)."""
+    try:
+        loop = asyncio.get_event_loop()
+        me = asyncio.current_task(loop)
+        tasks = asyncio.all_tasks(loop)
+        return [t for t in tasks if t is not me and isinstance(t, asyncio.Task)
+                and not asyncio.Task.done(t)]
+    except Exception:  # noqa: BLE001 - a loop the code broke: nothing to settle
+        return []
+
+
+def _describe(task):
+    coro = asyncio.Task.get_coro(task)
+    return f"asyncio task {asyncio.Task.get_name(task)} ({getattr(type(coro), '__qualname__', '?')})"
+
+
+async def _settle(outcome, pending=None):
+    """Tasks a call scheduled do not outlive it: those still pending when the cell returns are
+    cancelled and given a few rounds of the loop to finish, within the call's time limit, so
+    that no Python runs between calls. What would not finish is named for the checkpoint."""
+    global _left
+    pending = _pending() if pending is None else pending
+    if not pending:
+        _left = ()
+        return outcome
+    count = len(pending)
+    try:
+        for _ in range(_SETTLE_ROUNDS):
+            for task in pending:
+                asyncio.Task.cancel(task)
+            await asyncio.sleep(0)
+            pending = _pending()
+            if not pending:
+                break
+    except asyncio.CancelledError:  # the call's own time ran out while settling
+        pass
+    _left = tuple(_describe(t) for t in pending)
+    plural = "s" if count != 1 else ""
+    print(f"moat: {count} asyncio task{plural} still pending when the call ended "
+          f"{'was' if count == 1 else 'were'} cancelled (tasks do not outlive their call)"
+          + (f"; {len(pending)} did not stop" if pending else ""), file=sys.stderr)
+    _flush()
+    return outcome
+
+
+def _settled(outcome):
+    """The outcome of a cell that did not await, or a future of it once its tasks are settled."""
+    global _current, _left
+    pending = _pending()
+    if not pending:
+        _left = ()
+        return outcome
+    for task in pending:  # now, before any of them takes a step
+        asyncio.Task.cancel(task)
+    _current = asyncio.ensure_future(_settle(outcome, pending))
+    return _current
 
 
 def _compile(code, filename):
@@ -209,10 +275,11 @@ def run(code, namespace, limit):
         return _current
     try:
         exec(code_obj, namespace)
-        return _finish(namespace.pop(_LAST, None) if has_last else None, limit)
+        outcome = _finish(namespace.pop(_LAST, None) if has_last else None, limit)
     except BaseException as exc:  # noqa: BLE001 - every Python outcome is an answer
         namespace.pop(_LAST, None)
-        return _fail(exc)
+        outcome = _fail(exc)
+    return _settled(outcome)
 
 
 def new_namespace():
