@@ -27,6 +27,19 @@ const RENEW_EVERY_MS = 3_000;
 const LEASE_POLL_MS = 50;
 
 /** What the store could not give back: the session is gone, and the caller is told why. */
+/**
+ * A record that failed authentication (damaged, another session's, sealed under another key) is
+ * the session's state lost, said with a `security` event; other errors pass through.
+ */
+function refused(id: string, err: unknown): unknown {
+  if (!(err instanceof CheckpointRejected)) return err;
+  logSecurity("checkpoint-rejected", { session: id, reason: err.reason });
+  return new SessionLostError(
+    `Session '${id}' cannot be restored: its checkpoint was refused (${err.reason}: it ` +
+      `failed authentication or is damaged), so its state is lost`,
+  );
+}
+
 export class SessionLostError extends Error {
   override name = "SessionLost";
 }
@@ -103,9 +116,16 @@ export class Checkpoints {
     return this.store.listSessions();
   }
 
-  /** The metadata of a session's checkpoint, or undefined when the store has none. */
-  meta(id: string): Promise<SessionMeta | undefined> {
-    return this.store.getMeta(id);
+  /**
+   * The metadata of a session's checkpoint, or undefined when the store has none. Throws
+   * SessionLostError when the record is refused (a `security` event).
+   */
+  async meta(id: string): Promise<SessionMeta | undefined> {
+    try {
+      return await this.store.getMeta(id);
+    } catch (err) {
+      throw refused(id, err);
+    }
   }
 
   /**
@@ -251,14 +271,7 @@ export class Checkpoints {
     try {
       found = await this.store.getCheckpoint(id);
     } catch (err) {
-      if (err instanceof CheckpointRejected) {
-        logSecurity("checkpoint-rejected", { session: id, reason: err.reason });
-        throw new SessionLostError(
-          `Session '${id}' cannot be restored: its checkpoint was refused (${err.reason}: it ` +
-            `failed authentication or is damaged), so its state is lost`,
-        );
-      }
-      throw err;
+      throw refused(id, err);
     }
     if (!found) {
       throw new SessionLostError(

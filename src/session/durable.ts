@@ -3,7 +3,8 @@
  * `checkpoint: "sync"` call), hibernated and restored, and which instance may run it. The
  * manager calls in at its seams; the store's side is in `checkpoints.ts`.
  */
-import { Unavailable } from "../errors.ts";
+import { logSecurity } from "../audit.ts";
+import { SessionLost, Unavailable } from "../errors.ts";
 import type { Limits } from "../policy/schema.ts";
 import type { Interpreter } from "../sandbox/interpreter.ts";
 import type { SessionMeta, StoredSession } from "../store/store.ts";
@@ -68,13 +69,18 @@ export class DurableSessions {
     return this.checkpoints.list();
   }
 
-  /** The stored metadata of a session this instance does not know, if the store has it. */
+  /**
+   * The stored metadata of a session this instance does not know, if the store has it. A refused
+   * record is 410 once: it is deleted, so the id is unknown afterwards.
+   */
   async lookup(id: string): Promise<SessionMeta | undefined> {
     try {
       return await this.checkpoints.meta(id);
     } catch (err) {
       if (err instanceof StoreUnavailable) return undefined;
-      throw err;
+      if (!(err instanceof SessionLostError)) throw err;
+      await this.checkpoints.store.deleteSession(id).catch(() => false);
+      throw new SessionLost(err.message);
     }
   }
 
@@ -127,6 +133,7 @@ export class DurableSessions {
         `Session '${session.id}' cannot be restored: the store no longer holds its checkpoint`,
       );
     }
+    if (meta.seq < d.seq) throw rolledBack(session.id, meta.seq, d.seq);
     if (session.slot && meta.seq === d.seq) return;
     if (session.slot) this.hooks.discard(session, "another instance ran the session since");
     d.seq = meta.seq;
@@ -148,7 +155,7 @@ export class DurableSessions {
       // A write under way is the latest state: wait for it, then read what the store holds.
       await this.checkpoints.settled(session.id);
       const meta = await this.checkpoints.meta(session.id);
-      if (!meta || meta.empty) return false;
+      if (!meta || meta.empty || meta.seq < d.seq) return false;
       this.hooks.discard(session, why);
       await this.#restore(session, [{ what: "the state since the last checkpoint", why }]);
     } catch {
@@ -338,6 +345,19 @@ export class DurableSessions {
     for (const session of sessions) this.#clearTimer(session);
     this.checkpoints.close();
   }
+}
+
+/**
+ * The store holds an older checkpoint than one this instance wrote or restored: someone wrote an
+ * old, validly sealed record back. Restoring it would silently undo the session's later calls.
+ */
+function rolledBack(id: string, stored: number, known: number): SessionLostError {
+  logSecurity("checkpoint-rejected", { session: id, reason: "rolled-back" });
+  return new SessionLostError(
+    `Session '${id}' cannot be restored: the store holds its checkpoint ${stored}, older than ` +
+      `checkpoint ${known} this server already had (the record was rolled back), so its state ` +
+      "is lost",
+  );
 }
 
 export { SessionLostError };
