@@ -77,8 +77,13 @@ export interface BootRequest extends PyodideFiles {
   memoryBytes: number;
   /** Pyodide's interrupt buffer, shared so the host can raise KeyboardInterrupt. */
   interrupt: SharedArrayBuffer;
-  /** Counters the worker keeps and the host reads at any time: [0] linear memory in 64 KiB pages. */
+  /**
+   * Counters the worker keeps and the host reads at any time: [0] linear memory in 64 KiB pages,
+   * [1] bytes the session's files hold, in KiB.
+   */
   stats: SharedArrayBuffer;
+  /** The policy's `limits.filesBytes`: all the session's files together, wherever they are. */
+  filesBytes: number;
   caps: OutputCaps;
   /** Hosts (`name` or `name:port`) Python may fetch from; empty for no network. */
   network: string[];

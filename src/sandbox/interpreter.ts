@@ -86,7 +86,7 @@ export class Interpreter {
   readonly #worker: Worker;
   readonly #interrupt = new Int32Array(new SharedArrayBuffer(4));
   /** Written by the worker: [0] its linear memory in 64 KiB pages, current even mid-call. */
-  readonly #stats = new Int32Array(new SharedArrayBuffer(4));
+  readonly #stats = new Int32Array(new SharedArrayBuffer(8));
   readonly #lifeline: LifelinePort;
   readonly #lifelineEnd: MessagePort;
   #death?: { reason: KillReason; detail: string };
@@ -135,9 +135,13 @@ export class Interpreter {
     this.#lifeline.on("close", () => this.#die("crashed", "its worker stopped unexpectedly"));
   }
 
-  /** Linear memory of the interpreter: live, as the worker reports each growth. */
+  /**
+   * Memory the interpreter holds: its linear memory, live as the worker reports each growth, and
+   * its files, which live in JavaScript buffers outside it.
+   */
   get memoryBytes(): number {
-    return Math.max(this.#memoryBytes, Atomics.load(this.#stats, 0) * 65536);
+    return Math.max(this.#memoryBytes, Atomics.load(this.#stats, 0) * 65536) +
+      Atomics.load(this.#stats, 1) * 1024;
   }
 
   /**
@@ -330,6 +334,7 @@ export class Interpreter {
       wasmModule: await pyodideModule(),
       snapshot: options.snapshot,
       memoryBytes: limits.memoryMb * 1024 * 1024,
+      filesBytes: limits.filesBytes,
       interrupt: this.#interrupt.buffer as SharedArrayBuffer,
       stats: this.#stats.buffer as SharedArrayBuffer,
       lifeline: this.#lifelineEnd,

@@ -30,6 +30,7 @@ import { capBuffers, capMemory } from "./limits.ts";
 import { dropPermissions, lockDown } from "./lockdown.ts";
 import { fetchJson } from "./network.ts";
 import { Packages } from "./packages.ts";
+import { type FileQuota, quotaFiles } from "./fs_quota.ts";
 import { collectGarbage, leanPyodideModule, withCompiled } from "./pyodide.ts";
 
 /** The runner's `run(code, namespace, limit)`: a result triple, or a promise of one. */
@@ -54,6 +55,8 @@ export interface Live {
   caps: OutputCaps;
   /** Pyodide's interrupt buffer, shared with the host. */
   interrupt: Int32Array;
+  /** What the session's files hold, within `limits.filesBytes`. */
+  files: FileQuota;
 }
 
 /** Modules imported before the snapshot is taken, so that no boot pays for them. */
@@ -259,6 +262,7 @@ export async function boot(
     output,
     caps: msg.caps,
     interrupt,
+    files: quotaFiles(py, msg.filesBytes, new Int32Array(msg.stats)),
   };
   await warmUp(live, runnerGlobals);
   runnerGlobals.destroy();
@@ -293,7 +297,10 @@ function adopt(
     output: parts.output,
     caps: msg.caps,
     interrupt: parts.interrupt,
+    files: quotaFiles(py, msg.filesBytes, new Int32Array(msg.stats)),
   };
+  // What the checkpoint brought back counts, except Pyodide's own files and the mounts.
+  live.files.recount(["/lib", "/dev", "/proc", ...msg.mounts.map((m) => m.path)]);
   const restored = {
     prepareMs: plan.prepareMs,
     lost: plan.lost,

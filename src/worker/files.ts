@@ -192,10 +192,14 @@ function walk(
   return { files, totalBytes, truncated };
 }
 
-/** Writes (or replaces) a file, within the per-file, per-session and memory limits. */
+/**
+ * Writes (or replaces) a file, within the per-file, per-session and memory limits; `filesUsed`
+ * is what all the session's files hold now (`fs_quota.ts`), wherever they are.
+ */
 export function putFile(
   py: PyodideAPI,
   wasmBytes: number,
+  filesUsed: number,
   msg: FilePutRequest,
 ): Reply<"files.put"> {
   const fs = fsOf(py);
@@ -209,7 +213,7 @@ export function putFile(
     }
     const { abs, st } = resolve(fs, msg.path, "probe");
     if (st && !fs.isFile(st.mode)) throw new Refused(400, `'${msg.path}' is ${kindOf(fs, st)}`);
-    const total = walk(fs, 0).totalBytes - (st?.size ?? 0) + size;
+    const total = filesUsed - (st?.size ?? 0) + size;
     if (total > msg.filesBytes) {
       throw new Refused(
         413,

@@ -95,7 +95,8 @@ async function handle(msg: HostMessage): Promise<void> {
       const target = booted();
       let results;
       try {
-        results = await target.packages.install(msg.wheels);
+        // Moat's own files: a package does not count against the session's limits.filesBytes.
+        results = await target.files.exempt(() => target.packages.install(msg.wheels));
         target.packages.explainMissing(msg.unavailable);
       } catch (err) {
         results = msg.wheels.map((w) => ({ name: w.name, error: messageOf(err) }));
@@ -104,7 +105,8 @@ async function handle(msg: HostMessage): Promise<void> {
     }
     case "files.put": {
       const target = booted();
-      return reply<"files.put">(msg.id, putFile(target.py, memoryBytes(target), msg));
+      const used = target.files.used;
+      return reply<"files.put">(msg.id, putFile(target.py, memoryBytes(target), used, msg));
     }
     case "files.get": {
       const answer = getFile(booted().py, msg);
