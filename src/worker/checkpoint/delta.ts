@@ -3,6 +3,8 @@
  * pages that differ are kept, so a session that changed little costs kilobytes instead of the
  * whole 30 MB image. Pure: no Pyodide, no I/O; used by the worker (diff, apply) and the host.
  */
+import { Buffer } from "node:buffer";
+import { constants, zstdCompressSync, zstdDecompressSync } from "node:zlib";
 
 /** The unit of comparison: a memory page; a call dirties few of them (64 KiB chunks: 15× more bytes). */
 export const CHUNK_BYTES = 4 * 1024;
@@ -15,35 +17,18 @@ export class DeltaError extends Error {
   override name = "DeltaError";
 }
 
-function words(bytes: Uint8Array): Int32Array | undefined {
-  if (bytes.byteOffset % 4 !== 0) return undefined;
-  return new Int32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2);
-}
+/** Zero bytes to compare memory that grew past the base with (fresh pages are zero). */
+const ZERO = Buffer.alloc(CHUNK_BYTES);
 
 /** Whether `image[from, to)` equals `base` there, where `base` counts as zero past its end. */
-function same(
-  image: Uint8Array,
-  base: Uint8Array,
-  imageWords: Int32Array | undefined,
-  baseWords: Int32Array | undefined,
-  from: number,
-  to: number,
-): boolean {
+function same(image: Buffer, base: Buffer, from: number, to: number): boolean {
   const shared = Math.min(to, base.length);
-  let at = from;
-  if (imageWords && baseWords && from % 4 === 0) {
-    const end = shared - (shared % 4);
-    for (let w = at >> 2; w < end >> 2; w++) if (imageWords[w] !== baseWords[w]) return false;
-    at = Math.max(at, end);
+  // Buffer.equals is memcmp: several times faster than comparing words in a JavaScript loop.
+  if (from < shared && !image.subarray(from, shared).equals(base.subarray(from, shared))) {
+    return false;
   }
-  for (; at < shared; at++) if (image[at] !== base[at]) return false;
-  at = Math.max(at, shared);
-  if (imageWords && at % 4 === 0 && to % 4 === 0) {
-    for (let w = at >> 2; w < to >> 2; w++) if (imageWords[w] !== 0) return false;
-    return true;
-  }
-  for (; at < to; at++) if (image[at] !== 0) return false;
-  return true;
+  const tail = Math.max(from, shared);
+  return tail >= to || image.subarray(tail, to).equals(ZERO.subarray(0, to - tail));
 }
 
 /**
@@ -53,13 +38,13 @@ function same(
  * chunk of the image may be short).
  */
 export function diffImage(base: Uint8Array, image: Uint8Array): Uint8Array<ArrayBuffer> {
-  const imageWords = words(image);
-  const baseWords = words(base);
+  const imageBuf = Buffer.from(image.buffer, image.byteOffset, image.byteLength);
+  const baseBuf = Buffer.from(base.buffer, base.byteOffset, base.byteLength);
   const changed: number[] = [];
   let dataBytes = 0;
   for (let at = 0, i = 0; at < image.length; at += CHUNK_BYTES, i++) {
     const end = Math.min(at + CHUNK_BYTES, image.length);
-    if (!same(image, base, imageWords, baseWords, at, end)) {
+    if (!same(imageBuf, baseBuf, at, end)) {
       changed.push(i);
       dataBytes += end - at;
     }
@@ -119,17 +104,37 @@ export function applyDelta(base: Uint8Array, delta: Uint8Array, out?: Uint8Array
   return image;
 }
 
-/** gzip, the format's own CRC catches a corrupted checkpoint before any byte of it is used. */
-export async function compress(bytes: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>> {
-  const stream = new Blob([bytes]).stream().pipeThrough(new CompressionStream("gzip"));
-  return new Uint8Array(await new Response(stream).arrayBuffer());
+/** zstd's frame magic; older checkpoints are gzip (0x1f 0x8b). */
+const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
+
+/**
+ * zstd at level 1 with its checksum, which catches a corrupted checkpoint before any byte of it
+ * is used. Measured against the gzip of CompressionStream on checkpoint-like data: about ten
+ * times faster, and smaller.
+ */
+export function compress(bytes: Uint8Array<ArrayBuffer>): Promise<Uint8Array<ArrayBuffer>> {
+  const out = zstdCompressSync(bytes, {
+    params: { [constants.ZSTD_c_compressionLevel]: 1, [constants.ZSTD_c_checksumFlag]: 1 },
+  });
+  return Promise.resolve(new Uint8Array(out.buffer as ArrayBuffer, out.byteOffset, out.byteLength));
 }
 
-/** Inflates gzip, refusing output past `maxBytes` (a checkpoint never exceeds the memory cap). */
+/** Inflates zstd (or the gzip of older checkpoints), refusing output past `maxBytes`. */
 export async function decompress(
   bytes: Uint8Array<ArrayBuffer>,
   maxBytes: number,
 ): Promise<Uint8Array<ArrayBuffer>> {
+  if (ZSTD_MAGIC.every((b, i) => bytes[i] === b)) {
+    try {
+      const out = zstdDecompressSync(bytes, { maxOutputLength: maxBytes });
+      return new Uint8Array(out.buffer as ArrayBuffer, out.byteOffset, out.byteLength);
+    } catch (err) {
+      if (err instanceof RangeError) {
+        throw new DeltaError(`a checkpoint inflates past ${maxBytes} bytes`);
+      }
+      throw new DeltaError(`a checkpoint is not valid zstd: ${(err as Error).message}`);
+    }
+  }
   const chunks: Uint8Array[] = [];
   let total = 0;
   try {
