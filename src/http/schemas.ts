@@ -49,6 +49,24 @@ export const AnswerSchema = z.object({
     limit: z.enum(["timeout", "memory", "stdout", "stderr", "result", "crash"]).nullable(),
     cut: z.object({ stdout: z.boolean(), stderr: z.boolean(), result: z.boolean() }),
   }),
+  restored: z.boolean().optional().meta({
+    description: "True when this call restored the session from its checkpoint first.",
+  }),
+  restoreMs: z.number().optional(),
+  lost: z.array(z.object({ what: z.string(), why: z.string() })).optional().meta({
+    description: "What a restore could not bring back.",
+  }),
+  checkpoint: z.object({
+    ok: z.boolean(),
+    reason: z.string().optional(),
+    bytes: z.number().int().optional(),
+    seq: z.number().int().optional(),
+    ms: z.number().optional(),
+  }).optional().meta({
+    description: 'A `"checkpoint": "sync"` call\'s checkpoint once stored (`ok: true`, its ' +
+      "size, number and time), or a checkpoint that failed (`ok: false` and why; said in every " +
+      "answer until one is stored).",
+  }),
 }).meta({
   id: "Answer",
   examples: [{

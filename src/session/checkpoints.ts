@@ -57,6 +57,11 @@ export interface Loaded {
 export interface CheckpointReport {
   ok: boolean;
   reason?: string;
+  /** When stored: its size in the store's terms (compressed, before sealing) and its number. */
+  bytes?: number;
+  seq?: number;
+  /** From taking the state to the store's acknowledgement. */
+  ms?: number;
 }
 
 /** A checkpoint's metadata as it is when the state is taken; the write numbers it (`seq`). */
@@ -221,8 +226,9 @@ export class Checkpoints {
       session.durable.seq = seq;
       session.durable.stored = true;
       session.durable.failure = undefined;
-      metrics.checkpoint(bytes.byteLength, performance.now() - started, true);
-      return { ok: true };
+      const ms = performance.now() - started;
+      metrics.checkpoint(bytes.byteLength, ms, true);
+      return { ok: true, bytes: bytes.byteLength, seq, ms: Math.round(ms * 10) / 10 };
     } catch (err) {
       return this.#failed(session, err, bytes.byteLength, started);
     }

@@ -43,7 +43,9 @@ export function answerFields(
     fields.restoreMs = Math.round(restored.ms * 10) / 10;
     if (restored.lost.length) fields.lost = restored.lost;
   }
-  if (checkpoint && !checkpoint.ok) fields.checkpoint = checkpoint;
+  // A failure is said in every answer until a checkpoint is stored; a sync call's success too,
+  // so that its client knows the state is stored.
+  if (checkpoint) fields.checkpoint = checkpoint;
   return fields;
 }
 
