@@ -51,6 +51,14 @@ export function answerFields(
 
 /** How long to wait before trying a failed checkpoint again, at most. */
 const MAX_RETRY_MS = 30_000;
+/**
+ * The share of a session's time its coalesced checkpoints may take: after one that took C ms
+ * (from taking the state to the store's acknowledgement) the next waits C × 19 ms, so under
+ * continuous calls checkpoint work stays under 5% and the durability window widens with the
+ * session's size; at most to BUDGET_MAX_WAIT_MS. Sync calls, hibernation and shutdown ignore it.
+ */
+const CHECKPOINT_SHARE = 0.05;
+const BUDGET_MAX_WAIT_MS = 30_000;
 
 /** Checkpoints, hibernation, restores and leases for the sessions of one manager. */
 export class DurableSessions {
@@ -222,7 +230,10 @@ export class DurableSessions {
     clearTimeout(d.quietTimer);
     const { checkpointDelayMs, checkpointMaxMs } = this.limits;
     const wait = after ??
-      Math.min(checkpointDelayMs, Math.max(0, d.dirtySince + checkpointMaxMs - now));
+      Math.max(
+        Math.min(checkpointDelayMs, Math.max(0, d.dirtySince + checkpointMaxMs - now)),
+        (d.notBefore ?? 0) - now,
+      );
     d.quietTimer = setTimeout(() => {
       d.quietTimer = undefined;
       // Calls waiting go first (each re-dirties the session), unless checkpointMaxMs is up.
@@ -272,6 +283,9 @@ export class DurableSessions {
     const done = written.then(async (result) => {
       if (result.ok) {
         this.#retries.delete(session.id);
+        const spent = result.ms ?? 0;
+        d.notBefore = performance.now() +
+          Math.min(BUDGET_MAX_WAIT_MS, spent * (1 / CHECKPOINT_SHARE - 1));
         await this.#release(session, inCall && !background);
       } else {
         // Checkpoints resume when the store returns.

@@ -76,6 +76,8 @@ export interface Durability {
   failure?: string;
   /** Restore facts for the next answer (time and anything that could not be restored). */
   restored?: { ms: number; lost: { what: string; why: string }[] };
+  /** No coalesced checkpoint starts before this (`performance.now()`): the cost budget. */
+  notBefore?: number;
   /** Coalescing timers: quiet for `checkpointDelayMs`, at most `checkpointMaxMs` apart. */
   quietTimer?: ReturnType<typeof setTimeout>;
   dirtySince?: number;
