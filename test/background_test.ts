@@ -73,7 +73,13 @@ Deno.test("a task a call scheduled does not outlive the call", async (t) => {
     });
     const put = await upload(server, id, "c.txt");
     assert.equal(put.status, 201, JSON.stringify(put.body));
-    const next = await server.exec("kept", { session: id, sync: true });
+    // The next call's end lists the tasks, which runs Sticky.done: the session's own code,
+    // within that call's limit (it may time out, keeping its state); then the session goes on.
+    let next = await server.exec("kept", { session: id, sync: true });
+    if (next.error) {
+      assert.equal(next.error.pythonExceptionType, "TimeoutError", JSON.stringify(next));
+      next = await server.exec("kept", { session: id, sync: true });
+    }
     assert.equal(next.result, "yes", JSON.stringify(next));
     assert.equal(next.checkpoint?.ok, true, JSON.stringify(next.checkpoint));
   });

@@ -31,6 +31,8 @@ _current = None
 _left = ()
 # Rounds of the event loop a call's end gives the tasks it cancels to finish.
 _SETTLE_ROUNDS = 20
+# Set once listing the session's tasks ran its own code past the call's limit (see `_pending`).
+_unlistable = False
 _MAX_DEPTH = 64
 _HIDDEN_PREFIXES = ("/lib/python", "/lib/pyodide")
 
@@ -181,16 +183,26 @@ async def _run_async(code_obj, has_last, namespace, limit):
     return await _settle(outcome)
 
 
-def _pending():
+def _pending(own=0):
     """asyncio tasks still pending, the running cell's own excepted (may run the session's code:
-    called only while a call runs, under its time limit)."""
+    called only while a call runs, under its time limit). `own`: tasks of Moat's running now."""
+    global _unlistable
+    if _unlistable:
+        return []
     try:
         loop = asyncio.get_event_loop()
+        # Pyodide's loop counts the tasks it made that have not finished: none, nothing to look
+        # for (every call asks; listing the tasks costs more).
+        if getattr(loop, "_in_progress", own + 1) <= own and not _left:
+            return []
         me = asyncio.current_task(loop)
         tasks = asyncio.all_tasks(loop)
         return [t for t in tasks if t is not me and isinstance(t, asyncio.Task)
                 and not asyncio.Task.done(t)]
-    except Exception:  # noqa: BLE001 - a loop the code broke: nothing to settle
+    except BaseException:  # noqa: BLE001 - a loop the code broke, or a task's own `done` that
+        # ran until the call's time limit: listing tasks runs the session's code, so this session's
+        # tasks are no longer settled (the host's deadlines still bound them between calls).
+        _unlistable = True
         return []
 
 
@@ -204,7 +216,7 @@ async def _settle(outcome, pending=None):
     cancelled and given a few rounds of the loop to finish, within the call's time limit, so
     that no Python runs between calls. What would not finish is named for the checkpoint."""
     global _left
-    pending = _pending() if pending is None else pending
+    pending = _pending(1) if pending is None else pending
     if not pending:
         _left = ()
         return outcome
@@ -214,7 +226,7 @@ async def _settle(outcome, pending=None):
             for task in pending:
                 asyncio.Task.cancel(task)
             await asyncio.sleep(0)
-            pending = _pending()
+            pending = _pending(1)
             if not pending:
                 break
     except asyncio.CancelledError:  # the call's own time ran out while settling
