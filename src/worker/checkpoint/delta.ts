@@ -84,23 +84,13 @@ export function deltaInfo(delta: Uint8Array): { imageBytes: number; chunks: numb
  * base, e.g. fresh), else into a new array.
  */
 export function applyDelta(base: Uint8Array, delta: Uint8Array, out?: Uint8Array): Uint8Array {
-  const { imageBytes, chunks } = deltaInfo(delta);
-  const view = new DataView(delta.buffer, delta.byteOffset, delta.byteLength);
+  const { imageBytes } = deltaInfo(delta);
   const image = out ?? new Uint8Array(imageBytes);
   if (image.length !== imageBytes) {
     throw new DeltaError(`the image is ${imageBytes} bytes, the buffer ${image.length}`);
   }
   image.set(base.subarray(0, Math.min(base.length, imageBytes)));
-  let at = (HEADER_WORDS + chunks) * 4;
-  for (let k = 0; k < chunks; k++) {
-    const from = view.getUint32(16 + 4 * k, true) * CHUNK_BYTES;
-    const length = Math.min(CHUNK_BYTES, imageBytes - from);
-    if (!(from < imageBytes) || at + length > delta.length) {
-      throw new DeltaError("a memory delta is truncated or does not fit its image");
-    }
-    image.set(delta.subarray(at, at + length), from);
-    at += length;
-  }
+  writeDeltaChunks(delta, image);
   return image;
 }
 
