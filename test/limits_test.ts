@@ -219,7 +219,8 @@ Deno.test("the server stays under its memory budget by stopping the largest inte
     );
     assertLostState(answer, "MemoryError");
     assert.match(answer.error!.message, /server ran short of memory/);
-    assert.equal((await server.exec("'fresh'", { session: id })).result, "fresh");
+    const fresh = await server.exec("'fresh'", { session: id });
+    assert.equal(fresh.result, "fresh", JSON.stringify(fresh));
     assert.match(server.stderr, /memory: \d+ MB over the budget of 900 MB/);
   });
 

@@ -4,6 +4,13 @@ import type { Interpreter } from "../sandbox/interpreter.ts";
 const EVERY_MS = 200;
 /** After a kill, time for the worker's memory to be returned before the next decision. */
 const SETTLE_MS = 1_000;
+/**
+ * A stopped worker's memory goes back to the system only once its isolate is torn down, which
+ * may take seconds; meanwhile a restore or a replacement allocates. Until the resident memory
+ * shows the release (or this long at most), it is counted as gone, so that the next interpreter
+ * (often the very session's replacement) is not stopped for memory already on its way out.
+ */
+const FREEING_MS = 5_000;
 
 /**
  * Keeps the whole server under a memory budget. Each interpreter is capped by the policy's
@@ -15,6 +22,10 @@ const SETTLE_MS = 1_000;
 export class MemoryWatchdog {
   readonly #timer: ReturnType<typeof setInterval>;
   #quietUntil = 0;
+  /** Memory of stopped interpreters not yet seen returned, and until when it is expected. */
+  #freeing = 0;
+  #freeingUntil = 0;
+  #rssAtKill = 0;
 
   constructor(
     private readonly budgetBytes: number,
@@ -30,7 +41,8 @@ export class MemoryWatchdog {
   check(now = performance.now()): boolean {
     if (now < this.#quietUntil) return false;
     const rss = this.rss();
-    if (rss <= this.budgetBytes) return false;
+    if (now >= this.#freeingUntil || rss <= this.#rssAtKill - this.#freeing / 2) this.#freeing = 0;
+    if (rss - this.#freeing <= this.budgetBytes) return false;
     let largest: Interpreter | undefined;
     for (const interpreter of this.interpreters()) {
       if (interpreter.alive && interpreter.memoryBytes > (largest?.memoryBytes ?? 0)) {
@@ -48,6 +60,9 @@ export class MemoryWatchdog {
     );
     largest.kill("memory", detail);
     this.#quietUntil = now + SETTLE_MS;
+    this.#freeing += Math.min(largest.memoryBytes, rss);
+    this.#freeingUntil = now + FREEING_MS;
+    this.#rssAtKill = rss;
     return true;
   }
 
