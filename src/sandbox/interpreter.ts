@@ -244,7 +244,9 @@ export class Interpreter {
       for (const r of reply.results) if (!r.error) this.packages.add(r.name);
       return reply.results;
     } catch (err) {
-      this.terminate();
+      // Past its time an install cannot be interrupted halfway: the worker goes. A worker that
+      // died meanwhile (the memory watchdog) keeps the reason it died for.
+      this.#die("timeout", "loading packages used up the time limit", false);
       return wheels.map((w) => ({ name: w.name, error: messageOf(err) }));
     } finally {
       clearTimeout(timer);

@@ -265,15 +265,15 @@ export class SessionManager {
     }
     for (const name of interpreter.packages) session.packages.add(name);
     const left = Math.max(1, timeoutMs - (performance.now() - started));
-    const end: ExecEnd = interpreter.alive
-      ? await interpreter.exec(
-        request.code,
-        left,
-        limits.graceMs,
-        request.authorizedImports ?? session.authorizedImports,
-        request.onOutput,
-      )
-      : { kind: "killed", reason: "timeout", detail: "loading packages used up the time limit" };
+    // An interpreter lost meanwhile (packages past the time limit, the memory watchdog) ends
+    // the call at once, with the reason it was lost for.
+    const end: ExecEnd = await interpreter.exec(
+      request.code,
+      left,
+      limits.graceMs,
+      request.authorizedImports ?? session.authorizedImports,
+      request.onOutput,
+    );
     session.calls++;
     session.memoryBytes = interpreter.memoryBytes;
     session.lastUsed = Date.now();
