@@ -180,6 +180,8 @@ async def _run_async(code_obj, has_last, namespace, limit):
     except BaseException as exc:  # noqa: BLE001 - every Python outcome is an answer
         namespace.pop(_LAST, None)
         outcome = _fail(exc)
+    if asyncio.current_task(asyncio.get_event_loop()) is not _current:
+        return outcome  # abandoned at its time limit: a later call runs now, its tasks are its own
     return await _settle(outcome)
 
 
