@@ -43,7 +43,7 @@ export function quotaFiles(py: PyodideAPI, limitBytes: number, stats: Int32Array
 
   // Nodes hold MEMFS's ops tables, which copied the functions when they were made: the hooks go
   // into the tables (every file and directory shares them) and into MEMFS for tables made later.
-  const table = MEMFS.ops_table ?? (MEMFS.createNode(null, "/", 0o40755, 0), MEMFS.ops_table);
+  const table = MEMFS.ops_table; // made with the root directory, before any boot of ours
   const fileStream = [MEMFS.stream_ops, table.file.stream];
   const fileNode = [MEMFS.node_ops, table.file.node];
   const dirNode = [MEMFS.node_ops, table.dir.node];
