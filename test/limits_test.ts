@@ -136,6 +136,24 @@ Deno.test("time limits hold against code that will not stop", async (t) => {
     });
   }
 
+  await t.step(
+    "code that takes the interrupt and cleans up for longer than the grace keeps its session",
+    async () => {
+      // Python took the KeyboardInterrupt: it gets a second grace to unwind before it is stopped.
+      const id = await server.createSession();
+      await server.exec("kept = 1", { session: id });
+      const code = "import time\ntry:\n    while True: pass\nexcept KeyboardInterrupt:\n" +
+        `    t = time.monotonic()\n    while time.monotonic() - t < ${
+          1.5 * GRACE_MS / 1000
+        }: pass\n` +
+        "    cleaned = 1\n    raise";
+      const { answer } = await timed(server, code, 300, id);
+      assert.equal(answer.error?.pythonExceptionType, "TimeoutError", JSON.stringify(answer));
+      assert.doesNotMatch(answer.error!.message, /did not stop|replaced/);
+      assert.deepEqual((await server.exec("[kept, cleaned]", { session: id })).result, [1, 1]);
+    },
+  );
+
   // CPython 3.14 checks for signals inside these, so they are interrupted like a loop; either
   // way the caller is answered in time and the session works afterwards.
   const slowInC: [string, string][] = [

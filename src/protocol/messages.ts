@@ -79,7 +79,7 @@ export interface BootRequest extends PyodideFiles {
   interrupt: SharedArrayBuffer;
   /**
    * Counters the worker keeps and the host reads at any time: [0] linear memory in 64 KiB pages,
-   * [1] bytes the session's files hold, in KiB.
+   * [1] bytes the session's files hold, in KiB, [2] the id of the last request it answered.
    */
   stats: SharedArrayBuffer;
   /** The policy's `limits.filesBytes`: all the session's files together, wherever they are. */

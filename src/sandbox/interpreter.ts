@@ -85,8 +85,11 @@ class WorkerFailed extends Error {}
 export class Interpreter {
   readonly #worker: Worker;
   readonly #interrupt = new Int32Array(new SharedArrayBuffer(4));
-  /** Written by the worker: [0] its linear memory in 64 KiB pages, current even mid-call. */
-  readonly #stats = new Int32Array(new SharedArrayBuffer(8));
+  /**
+   * Written by the worker: [0] its linear memory in 64 KiB pages, current even mid-call; [1] its
+   * files in KiB; [2] the id of the last request it answered, set before the answer is posted.
+   */
+  readonly #stats = new Int32Array(new SharedArrayBuffer(12));
   readonly #lifeline: LifelinePort;
   readonly #lifelineEnd: MessagePort;
   #death?: { reason: KillReason; detail: string };
@@ -259,7 +262,8 @@ export class Interpreter {
 
   /**
    * Runs code. After `timeoutMs` the host raises KeyboardInterrupt in Python; if the code has
-   * not stopped `graceMs` later, the worker is terminated. Always settles within both.
+   * not stopped `graceMs` later (twice that when Python took the interrupt and is unwinding),
+   * the worker is terminated. Always settles within these.
    * `onOutput` receives the output while the call runs, all of it before this settles.
    */
   async exec(
@@ -271,12 +275,17 @@ export class Interpreter {
   ): Promise<ExecEnd> {
     if (this.#death) return this.#killed();
     let interrupted = false;
-    let grace: ReturnType<typeof setTimeout> | undefined;
+    let grace: (() => void) | undefined;
+    const id = this.#nextId; // the id #request gives this call
     const timer = setTimeout(() => {
       interrupted = true;
       Atomics.store(this.#interrupt, 0, 2); // SIGINT, for Python that is running
       this.#worker.postMessage({ kind: "interrupt" } satisfies HostMessage); // for awaiting
-      grace = setTimeout(() => this.#die("timeout", "did not stop when interrupted"), graceMs);
+      grace = this.#graceThen(
+        id,
+        graceMs,
+        () => this.#die("timeout", "did not stop when interrupted"),
+      );
     }, timeoutMs);
     try {
       // A flag set just as the previous call ended must not interrupt this one.
@@ -295,7 +304,7 @@ export class Interpreter {
     } finally {
       this.#live = undefined;
       clearTimeout(timer);
-      clearTimeout(grace);
+      grace?.();
     }
   }
 
@@ -370,7 +379,7 @@ export class Interpreter {
     const limits = this.#limits;
     if (!limits || SELF_BOUNDED.has(kind)) return answer;
     const ms = kind === "boot" ? Math.max(limits.timeoutMs, BOOT_DEADLINE_MS) : limits.timeoutMs;
-    return this.#bounded(kind, answer, ms);
+    return this.#bounded(kind, id, answer, ms);
   }
 
   /**
@@ -380,22 +389,22 @@ export class Interpreter {
    * own time again); if the worker has still not answered `ms` later it is stopped, and replaced
    * by its owner, and the request fails saying why.
    */
-  #bounded<T>(kind: RequestKind, answer: Promise<T>, ms: number): Promise<T> {
+  #bounded<T>(kind: RequestKind, id: number, answer: Promise<T>, ms: number): Promise<T> {
     let interrupted = false;
-    let grace: ReturnType<typeof setTimeout> | undefined;
+    let grace: (() => void) | undefined;
     const timer = setTimeout(() => {
       interrupted = true;
       Atomics.store(this.#interrupt, 0, 2);
-      grace = setTimeout(() =>
+      grace = this.#graceThen(id, ms, () =>
         this.#die(
           "timeout",
           `it did not answer a '${kind}' request within ${2 * ms} ms: Python kept ` +
             "running after its call had ended",
-        ), ms);
+        ));
     }, ms);
     return answer.finally(() => {
       clearTimeout(timer);
-      clearTimeout(grace);
+      grace?.();
       // An interrupt that found no Python running must not hit Moat's own next step.
       if (interrupted) Atomics.store(this.#interrupt, 0, 0);
     });
@@ -413,6 +422,28 @@ export class Interpreter {
     const reply = ReplySchemas[pending.kind].safeParse(envelope.data.reply);
     if (reply.success) pending.settle(reply.data);
     else pending.settle(undefined, new WorkerFailed(`malformed '${pending.kind}' reply`));
+  }
+
+  /**
+   * After an interrupt, waits `graceMs` and then calls `stop`, unless the worker has answered
+   * request `id` (its answer is on its way: this thread was only late to read it) or Python has
+   * taken the interrupt (Pyodide clears the flag when it raises KeyboardInterrupt) and is still
+   * unwinding: then once more `graceMs`, so a loaded machine does not cost a session its state.
+   * Code that swallows the KeyboardInterrupt is stopped at the end of the second wait.
+   */
+  #graceThen(id: number, graceMs: number, stop: () => void): () => void {
+    let extended = false;
+    const check = () => {
+      if (this.#death || Atomics.load(this.#stats, 2) >= id) return;
+      if (!extended && Atomics.load(this.#interrupt, 0) === 0) {
+        extended = true;
+        timer = setTimeout(check, graceMs);
+        return;
+      }
+      stop();
+    };
+    let timer = setTimeout(check, graceMs);
+    return () => clearTimeout(timer);
   }
 
   /** The one way a worker ends; the first cause is kept, and the owner hears of it once. */

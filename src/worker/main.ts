@@ -38,11 +38,24 @@ let abandonCall: (() => void) | undefined;
 /** How long a cancelled cell gets to finish on its own before it is abandoned. */
 const ABANDON_AFTER_MS = 100;
 
+/** `stats[2]` of the boot request: the id of the last request answered (see `answered`). */
+let answeredId: Int32Array | undefined;
+
+/**
+ * Tells the host, before the answer is posted, that request `id` is answered: a host thread
+ * that was busy when the grace after an interrupt ran out then knows the answer is on its way.
+ */
+function answered(id: number): void {
+  if (answeredId) Atomics.store(answeredId, 2, id);
+}
+
 function reply<K extends RequestKind>(id: number, body: Reply<K>, transfer: Transferable[] = []) {
+  answered(id);
   self.postMessage({ id, ok: true, reply: body } satisfies WorkerEnvelope, transfer);
 }
 
 function fail(id: number, err: unknown) {
+  answered(id);
   self.postMessage({ id, ok: false, message: messageOf(err) } satisfies WorkerEnvelope);
 }
 
@@ -69,6 +82,7 @@ async function handle(msg: HostMessage): Promise<void> {
     case "boot": {
       const started = performance.now();
       if (!prepared) held.push(msg.lifeline);
+      answeredId = new Int32Array(msg.stats);
       const made = await boot(msg, prepared);
       prepared = undefined;
       live = made.live;
