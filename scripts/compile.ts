@@ -16,7 +16,7 @@ import { basename, dirname, relative, resolve } from "node:path";
 import { readConfig } from "../src/config.ts";
 import { DOCS_ASSET_FILES } from "../src/http/docs_assets.ts";
 import { flagsFor, grantsFor, within } from "../src/permissions/flags.ts";
-import { CACHE_DIR, POLICY_DIR, PYODIDE_DIR, ROOT, WORKER_DIR } from "../src/paths.ts";
+import { CACHE_DIR, CODEC_DIR, POLICY_DIR, PYODIDE_DIR, ROOT, WORKER_DIR } from "../src/paths.ts";
 import { loadPolicy, resolvePolicyPath } from "../src/policy/load.ts";
 import { loadSnapshot } from "../src/sandbox/snapshot.ts";
 
@@ -62,6 +62,7 @@ export async function compileArgs(output: string, cacheDir?: string): Promise<st
   const includes = [
     PYODIDE_DIR,
     WORKER_DIR,
+    CODEC_DIR,
     POLICY_DIR,
     ...DOCS_ASSET_FILES,
     ...[...Deno.readDirSync(CACHE_DIR)]

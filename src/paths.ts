@@ -12,6 +12,10 @@ export const PYODIDE_DIR = `${ROOT}node_modules/pyodide/`;
 export const WORKER_DIR = `${ROOT}src/worker/`;
 /** The worker's entry module. */
 export const WORKER_URL = new URL("./worker/main.ts", import.meta.url);
+/** The sealing worker's modules (src/codec/sealer.ts): its only read grant, and its parent's. */
+export const CODEC_DIR = `${ROOT}src/codec/`;
+/** The sealing worker's entry module. */
+export const SEALER_WORKER_URL = new URL("./codec/worker.ts", import.meta.url);
 /**
  * The cache as shipped with the code: `deno task snapshot` (Deno Deploy's build step) writes the
  * snapshot here, and `deno task compile` embeds it in the binary from here.

@@ -5,7 +5,7 @@
  */
 import { DOCS_ASSET_FILES } from "../http/docs_assets.ts";
 import { PYODIDE_CDN } from "../packages/source.ts";
-import { CACHE_DIR, POLICY_DIR, PYODIDE_DIR, ROOT, WORKER_DIR } from "../paths.ts";
+import { CACHE_DIR, CODEC_DIR, POLICY_DIR, PYODIDE_DIR, ROOT, WORKER_DIR } from "../paths.ts";
 import type { Policy } from "../policy/schema.ts";
 import type { StoreSetting } from "../store/setting.ts";
 
@@ -100,6 +100,8 @@ export function grantsFor(policy: Policy, where: Where = {}): Grants {
   const read = [
     noSlash(PYODIDE_DIR),
     noSlash(WORKER_DIR),
+    // The sealing worker's modules: a worker is started from files its parent may read.
+    noSlash(CODEC_DIR),
     noSlash(CACHE_DIR),
     POLICY_DIR,
     ...DOCS_ASSET_FILES,

@@ -7,6 +7,7 @@ import { PYODIDE_DIR, WORKER_URL } from "../paths.ts";
 import { workerPermissions } from "./worker_permissions.ts";
 import type { Limits } from "../policy/schema.ts";
 import { messageOf } from "../worker/errors.ts";
+import { movable } from "../codec/transfer.ts";
 import {
   type BootRequest,
   type ExecReply,
@@ -177,10 +178,12 @@ export class Interpreter {
     interpreter.#limits = options.limits;
     try {
       const request = await interpreter.#bootRequest(options);
+      // The checkpoint is this boot's alone: moved to the worker, not copied on this thread.
+      const moved = options.checkpoint ? movable(options.checkpoint) : [];
       const ready = await interpreter.#request(
         "boot",
         interpreter === prepared ? { ...request, lifeline: undefined } : request,
-        interpreter === prepared ? [] : [interpreter.#lifelineEnd],
+        interpreter === prepared ? moved : [interpreter.#lifelineEnd, ...moved],
       );
       interpreter.bootMs = ready.bootMs;
       interpreter.#memoryBytes = ready.memoryBytes;

@@ -219,18 +219,21 @@ export class Checkpoints {
     bytes: Uint8Array<ArrayBuffer>,
     started: number,
   ): Promise<CheckpointReport> {
+    const size = bytes.byteLength;
     try {
       await this.#storeBase();
       const seq = session.durable.seq + 1;
-      await this.store.putCheckpoint(session.id, { meta: { ...meta, seq }, delta: bytes });
+      // Moved to the sealing thread, not copied: nothing here reads the bytes again.
+      const delta = { meta: { ...meta, seq }, delta: bytes, handOver: true };
+      await this.store.putCheckpoint(session.id, delta);
       session.durable.seq = seq;
       session.durable.stored = true;
       session.durable.failure = undefined;
       const ms = performance.now() - started;
-      metrics.checkpoint(bytes.byteLength, ms, true);
-      return { ok: true, bytes: bytes.byteLength, seq, ms: Math.round(ms * 10) / 10 };
+      metrics.checkpoint(size, ms, true);
+      return { ok: true, bytes: size, seq, ms: Math.round(ms * 10) / 10 };
     } catch (err) {
-      return this.#failed(session, err, bytes.byteLength, started);
+      return this.#failed(session, err, size, started);
     }
   }
 
@@ -294,8 +297,11 @@ export class Checkpoints {
           `(${found.meta.baseId.slice(0, 12)}) is not in the store, so its state is lost`,
       );
     }
-    const checkpoint = new Uint8Array(found.delta.byteLength);
-    checkpoint.set(found.delta);
+    // Unsealed bytes are this read's own: the restore moves them into the worker uncopied.
+    const { delta } = found;
+    const checkpoint = delta.buffer instanceof ArrayBuffer
+      ? delta as Uint8Array<ArrayBuffer>
+      : new Uint8Array(delta);
     return { meta: found.meta, checkpoint, base };
   }
 

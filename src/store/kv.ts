@@ -15,7 +15,7 @@ import {
   type RawCheckpoint,
   StoreUnavailable,
 } from "./store.ts";
-import { concat } from "./crypto.ts";
+import { concat } from "../codec/crypto.ts";
 
 const CHUNK = 60_000;
 /** 12 chunks of 60 kB stay under KV's 800 KiB per atomic operation. */

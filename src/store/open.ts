@@ -2,11 +2,12 @@
  * Opens the session store `MOAT_STORE` names, sealed with the key `MOAT_STORE_KEY` gives (or, on
  * a single machine, the one generated into the cache directory). The one entry point callers need.
  */
-import { deriveKey, storeSecret } from "./crypto.ts";
+import { deriveKey, storeSecret } from "../codec/crypto.ts";
 import { KvBackend } from "./kv.ts";
 import { MemoryBackend } from "./memory.ts";
 import { RedisBackend } from "./redis.ts";
 import { sealedStore } from "./sealed.ts";
+import { sealerOffThread } from "../codec/sealer.ts";
 import { defaultKvPath, type StoreSetting } from "./setting.ts";
 import type { CheckpointRejected, Store } from "./store.ts";
 
@@ -57,10 +58,10 @@ export async function openStore(options: OpenOptions): Promise<Store> {
       }
       // On the platform's disk the cache directory may not be writable, and is not needed.
       if (!platform) await Deno.mkdir(cacheDir, { recursive: true });
-      const key = await deriveKey(await storeSecret(options.key, `${cacheDir}store.key`));
+      const secret = await storeSecret(options.key, `${cacheDir}store.key`);
       const path = platform ? undefined : setting.path ?? defaultKvPath(cacheDir);
       const backend = await KvBackend.open(path, prefix);
-      return sealedStore(backend, key, seal);
+      return sealedStore(backend, await sealerOffThread(secret), seal);
     }
     case "redis": {
       if (!options.key) {
@@ -69,14 +70,14 @@ export async function openStore(options: OpenOptions): Promise<Store> {
             `instance needs the same key (generate one with 'openssl rand -base64 32')`,
         );
       }
-      const key = await deriveKey(options.key);
+      const sealer = await sealerOffThread(options.key);
       const backend = await RedisBackend.open({
         url: setting.url,
         prefix,
         opTimeoutMs: options.opTimeoutMs,
         log: options.log,
       });
-      return sealedStore(backend, key, seal);
+      return sealedStore(backend, sealer, seal);
     }
   }
 }

@@ -3,7 +3,8 @@
  * and every base is sealed (`crypto.ts`) on the way in and authenticated on the way out. A
  * checkpoint's body is bound to its own sealed metadata, so neither can be swapped for another's.
  */
-import { type RecordKind, seal, type StoreKey, unseal } from "./crypto.ts";
+import type { RecordKind, StoreKey } from "../codec/crypto.ts";
+import { type Sealer, sealerInThread } from "../codec/sealer.ts";
 import {
   type Backend,
   type Checkpoint,
@@ -23,8 +24,8 @@ export interface SealedOptions {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-async function openMeta(key: StoreKey, id: string, sealed: Uint8Array): Promise<SessionMeta> {
-  const json = await unseal(key, "meta", id, sealed);
+async function openMeta(sealer: Sealer, id: string, sealed: Uint8Array): Promise<SessionMeta> {
+  const json = await sealer.unseal("meta", id, sealed);
   const parsed = SessionMetaSchema.safeParse(parseJson(json));
   if (!parsed.success) {
     throw new CheckpointRejected("corrupt", `meta ${id}`, parsed.error.issues[0].message);
@@ -40,35 +41,48 @@ function parseJson(bytes: Uint8Array): unknown {
   }
 }
 
-/** A `Store` whose records are sealed under `key` and kept by `backend`. */
-export function sealedStore(backend: Backend, key: StoreKey, options: SealedOptions = {}): Store {
-  const sealAs = (kind: RecordKind, name: string, bytes: Uint8Array, extra?: Uint8Array) =>
-    seal(key, kind, name, bytes, { extra, compress: kind === "base" });
+/**
+ * A `Store` whose records are sealed by `sealer` (or in this thread under `key`) and kept by
+ * `backend`. Closing the store closes the sealer.
+ */
+export function sealedStore(
+  backend: Backend,
+  sealerOrKey: Sealer | StoreKey,
+  options: SealedOptions = {},
+): Store {
+  const sealer = "master" in sealerOrKey ? sealerInThread(sealerOrKey) : sealerOrKey;
+  const sealAs = (
+    kind: RecordKind,
+    name: string,
+    bytes: Uint8Array,
+    extra?: Uint8Array,
+    handOver = false,
+  ) => sealer.seal(kind, name, bytes, { extra, compress: kind === "base", handOver });
   return {
     kind: backend.kind,
     shared: backend.shared,
     async putCheckpoint(id: string, checkpoint: Checkpoint): Promise<void> {
       const meta = await sealAs("meta", id, encoder.encode(JSON.stringify(checkpoint.meta)));
-      const body = await sealAs("checkpoint", id, checkpoint.delta, meta);
+      const body = await sealAs("checkpoint", id, checkpoint.delta, meta, checkpoint.handOver);
       await backend.putCheckpoint(id, { meta, body });
     },
     async getCheckpoint(id: string): Promise<Checkpoint | undefined> {
       const raw = await backend.getCheckpoint(id);
       if (!raw) return undefined;
-      const meta = await openMeta(key, id, raw.meta);
-      const delta = await unseal(key, "checkpoint", id, raw.body, { extra: raw.meta });
+      const meta = await openMeta(sealer, id, raw.meta);
+      const delta = await sealer.unseal("checkpoint", id, raw.body, { extra: raw.meta });
       return { meta, delta };
     },
     async getMeta(id: string): Promise<SessionMeta | undefined> {
       const meta = await backend.getMeta(id);
-      return meta && await openMeta(key, id, meta);
+      return meta && await openMeta(sealer, id, meta);
     },
     deleteSession: (id) => backend.deleteSession(id),
     async listSessions(): Promise<StoredSession[]> {
       const sessions: StoredSession[] = [];
       for (const { id, meta } of await backend.listMeta()) {
         try {
-          sessions.push({ id, meta: await openMeta(key, id, meta) });
+          sessions.push({ id, meta: await openMeta(sealer, id, meta) });
         } catch (err) {
           if (!(err instanceof CheckpointRejected)) throw err;
           options.onRejected?.(err);
@@ -84,13 +98,16 @@ export function sealedStore(backend: Backend, key: StoreKey, options: SealedOpti
     },
     async getBase(hash: string): Promise<Uint8Array | undefined> {
       const sealed = await backend.getBase(hash);
-      return sealed && await unseal(key, "base", hash, sealed);
+      return sealed && await sealer.unseal("base", hash, sealed);
     },
     acquireLease: (id, instance, ttlMs) => backend.acquireLease(id, instance, ttlMs),
     renewLease: (id, instance, ttlMs) => backend.renewLease(id, instance, ttlMs),
     releaseLease: (id, instance) => backend.releaseLease(id, instance),
     leaseHolder: (id) => backend.leaseHolder(id),
     ping: () => backend.ping(),
-    close: () => backend.close(),
+    close: () => {
+      sealer.close();
+      return backend.close();
+    },
   };
 }

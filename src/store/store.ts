@@ -32,6 +32,11 @@ export interface Checkpoint {
   meta: SessionMeta;
   /** Raw delta bytes; the store compresses and encrypts them. */
   delta: Uint8Array;
+  /**
+   * On a put: the caller does not use `delta` again, so the store may move its buffer to the
+   * thread that seals it instead of copying it (the caller's view is then empty).
+   */
+  handOver?: boolean;
 }
 
 /** A stored session as listed: its id and metadata, without the checkpoint's bytes. */
@@ -120,7 +125,10 @@ export interface RawCheckpoint {
  * or formats; `sealed.ts` turns it into a `Store`.
  */
 export interface Backend extends Leases {
-  /** Replaces the session's record atomically (meta and body together). */
+  /**
+   * Replaces the session's record atomically (meta and body together). Reads return fresh bytes
+   * on every call, which the caller may keep or move to another thread.
+   */
   putCheckpoint(sessionId: string, record: RawCheckpoint): Promise<void>;
   getCheckpoint(sessionId: string): Promise<RawCheckpoint | undefined>;
   /** The sealed metadata of the session's record alone. */
@@ -143,27 +151,4 @@ export class StoreUnavailable extends Error {
   override name = "StoreUnavailable";
 }
 
-/** Why a stored record was refused. */
-export type RejectReason =
-  | "truncated"
-  | "tampered"
-  | "wrong-key"
-  | "format"
-  | "corrupt";
-
-/**
- * A stored record failed authentication or is damaged: modified, cut short, moved from another
- * session, written under another key or by other software. Never restore from it; the caller
- * answers `SessionLost` and logs a `security` event.
- */
-export class CheckpointRejected extends Error {
-  override name = "CheckpointRejected";
-  constructor(
-    readonly reason: RejectReason,
-    /** What was read: `checkpoint <id>`, `meta <id>` or `base <hash>`. */
-    readonly record: string,
-    detail: string,
-  ) {
-    super(`Stored ${record} was refused (${reason}): ${detail}`);
-  }
-}
+export { CheckpointRejected, type RejectReason } from "../codec/rejected.ts";

@@ -4,8 +4,9 @@
  * clients can race for a lease or read while the other writes.
  */
 import assert from "node:assert/strict";
-import { deriveKey, type StoreKey } from "../../src/store/crypto.ts";
+import { deriveKey, type StoreKey } from "../../src/codec/crypto.ts";
 import { sealedStore } from "../../src/store/sealed.ts";
+import { OFF_THREAD_BYTES, sealerOffThread } from "../../src/codec/sealer.ts";
 import {
   type Backend,
   type Checkpoint,
@@ -64,7 +65,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function storeContract(t: Deno.TestContext, fixture: StoreFixture): Promise<void> {
   const key: StoreKey = await deriveKey(TEST_SECRET);
   const backend = await fixture.open();
-  const store = sealedStore(backend, key);
+  // Big records are sealed in the sealing worker, as the server does; small ones in place.
+  const store = sealedStore(backend, await sealerOffThread(TEST_SECRET));
   try {
     await t.step("a checkpoint is read back whole, and a newer one replaces it", async () => {
       const first = checkpoint(1, 1000);
@@ -89,6 +91,25 @@ export async function storeContract(t: Deno.TestContext, fixture: StoreFixture):
       assert.deepEqual(await store.getCheckpoint("s-big"), big);
       await store.deleteSession("s-big");
     });
+
+    await t.step(
+      "a checkpoint handed over to the sealing thread round-trips; damage is refused",
+      async () => {
+        const big = checkpoint(9, 4 * OFF_THREAD_BYTES);
+        const kept = big.delta.slice();
+        await store.putCheckpoint("s-moved", { ...big, handOver: true });
+        assert.equal(big.delta.byteLength, 0, "moved, not copied");
+        assert.deepEqual((await store.getCheckpoint("s-moved"))?.delta, kept);
+        const raw = (await backend.getCheckpoint("s-moved"))!;
+        const flipped = raw.body.slice();
+        flipped[OFF_THREAD_BYTES + 5] ^= 1;
+        await backend.putCheckpoint("s-moved", { meta: raw.meta, body: flipped });
+        await rejected(store.getCheckpoint("s-moved"), "tampered");
+        await backend.putCheckpoint("s-moved-too", raw);
+        await rejected(store.getCheckpoint("s-moved-too"), "tampered");
+        for (const id of ["s-moved", "s-moved-too"]) await store.deleteSession(id);
+      },
+    );
 
     await t.step("a base is written once per hash and read back", async () => {
       const base = randomBytes(200_000);

@@ -13,7 +13,7 @@
  * and any caller-given bytes are additional authenticated data: a record moved to another
  * session, or re-labelled, fails authentication.
  */
-import { CheckpointRejected } from "./store.ts";
+import { CheckpointRejected } from "./rejected.ts";
 
 const VERSION = 1;
 const GZIP = 1;

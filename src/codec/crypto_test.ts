@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { deriveKey, seal, storeSecret, unseal } from "./crypto.ts";
-import { CheckpointRejected } from "./store.ts";
+import { CheckpointRejected } from "./rejected.ts";
 
 const secret = "0123456789abcdef-test";
 

@@ -1,0 +1,136 @@
+/**
+ * Who seals and unseals records (`crypto.ts`). A big record is sealed and unsealed in a worker of
+ * its own (`sealer_worker.ts`), its bytes moved there and back rather than copied, so encrypting,
+ * compressing and copying a big checkpoint never holds the thread that serves HTTP and routes
+ * calls. Small records (metadata) are sealed in place: the trip would cost more than the work.
+ */
+import { deriveKey, type RecordKind, seal, type StoreKey, unseal } from "./crypto.ts";
+import { CheckpointRejected, type RejectReason } from "./rejected.ts";
+import { movable } from "./transfer.ts";
+import { CODEC_DIR, SEALER_WORKER_URL } from "../paths.ts";
+
+/** Records at least this big are sealed and unsealed off the main thread. */
+export const OFF_THREAD_BYTES = 64 * 1024;
+
+/** Options of one seal: bytes bound into its authentication, and whether to compress. */
+export interface SealOptions {
+  extra?: Uint8Array;
+  compress?: boolean;
+  /** The caller gives `plain` away: its buffer may be moved to the worker (and be emptied). */
+  handOver?: boolean;
+}
+
+/** Seals and unseals records under one store key. */
+export interface Sealer {
+  seal(
+    kind: RecordKind,
+    name: string,
+    plain: Uint8Array,
+    options?: SealOptions,
+  ): Promise<Uint8Array>;
+  /** `sealed` is the caller's to give away: backends return fresh bytes on every read. */
+  unseal(
+    kind: RecordKind,
+    name: string,
+    sealed: Uint8Array,
+    options?: { extra?: Uint8Array },
+  ): Promise<Uint8Array>;
+  close(): void;
+}
+
+/** A request to the worker; `secret` goes with the first, so the key never waits in a queue. */
+export type SealerRequest =
+  & { id: number; kind: RecordKind; name: string; bytes: Uint8Array; extra?: Uint8Array }
+  & ({ op: "seal"; compress: boolean } | { op: "unseal" });
+
+/** The worker's answer: the bytes, or why a record was refused, or what failed. */
+export type SealerReply =
+  | { id: number; ok: true; bytes: Uint8Array }
+  | { id: number; ok: false; rejected?: { reason: RejectReason; record: string }; message: string };
+
+/** Seals in this thread only: for tests and the in-memory store. */
+export function sealerInThread(key: StoreKey): Sealer {
+  return {
+    seal: (kind, name, plain, options = {}) => seal(key, kind, name, plain, options),
+    unseal: (kind, name, sealed, options = {}) => unseal(key, kind, name, sealed, options),
+    close: () => {},
+  };
+}
+
+/**
+ * Seals big records in a worker started on first use (and again after it died), small ones in
+ * this thread. The worker holds no permission.
+ */
+export async function sealerOffThread(secret: string): Promise<Sealer> {
+  const key = await deriveKey(secret);
+  const local = sealerInThread(key);
+  let worker: Worker | undefined;
+  let nextId = 1;
+  const pending = new Map<number, PromiseWithResolvers<Uint8Array>>();
+
+  const failAll = (message: string) => {
+    for (const p of pending.values()) p.reject(new Error(message));
+    pending.clear();
+    worker?.terminate();
+    worker = undefined;
+  };
+  const start = (): Worker => {
+    const url = SEALER_WORKER_URL;
+    const made = new Worker(url, {
+      type: "module",
+      name: "moat-sealer",
+      // security: nothing but reading its own modules (src/codec/, which imports nothing else)
+      deno: {
+        permissions: {
+          read: [CODEC_DIR],
+          write: false,
+          net: false,
+          env: false,
+          run: false,
+          ffi: false,
+          sys: false,
+          import: false,
+        },
+      },
+    });
+    made.onmessage = (e: MessageEvent<SealerReply>) => {
+      const reply = e.data;
+      const p = pending.get(reply.id);
+      if (!p) return;
+      pending.delete(reply.id);
+      if (reply.ok) return p.resolve(reply.bytes);
+      const { rejected } = reply;
+      p.reject(
+        rejected
+          ? new CheckpointRejected(rejected.reason, rejected.record, reply.message)
+          : new Error(`sealing failed: ${reply.message}`),
+      );
+    };
+    made.onerror = (e) => {
+      e.preventDefault();
+      failAll(`the sealing worker failed: ${e.message}`);
+    };
+    made.postMessage({ secret });
+    return made;
+  };
+  const ask = (request: SealerRequest, give: boolean): Promise<Uint8Array> => {
+    const p = Promise.withResolvers<Uint8Array>();
+    pending.set(request.id, p);
+    worker ??= start();
+    worker.postMessage(request, give ? movable(request.bytes) : []);
+    return p.promise;
+  };
+
+  return {
+    seal(kind, name, plain, options = {}) {
+      if (plain.byteLength < OFF_THREAD_BYTES) return local.seal(kind, name, plain, options);
+      const { extra, compress = true, handOver = false } = options;
+      return ask({ id: nextId++, op: "seal", kind, name, bytes: plain, extra, compress }, handOver);
+    },
+    unseal(kind, name, sealed, options = {}) {
+      if (sealed.byteLength < OFF_THREAD_BYTES) return local.unseal(kind, name, sealed, options);
+      return ask({ id: nextId++, op: "unseal", kind, name, bytes: sealed, ...options }, true);
+    },
+    close: () => failAll("the store is closed"),
+  };
+}

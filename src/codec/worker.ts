@@ -1,0 +1,33 @@
+/**
+ * The sealing worker (`sealer.ts`): seals and unseals big records off the main thread, under the
+ * key derived from the secret its first message carries. Its answers move their bytes back.
+ */
+import { deriveKey, seal, type StoreKey, unseal } from "./crypto.ts";
+import type { SealerReply, SealerRequest } from "./sealer.ts";
+import { movable } from "./transfer.ts";
+import { CheckpointRejected } from "./rejected.ts";
+
+let key: Promise<StoreKey> | undefined;
+
+self.onmessage = async (e: MessageEvent<SealerRequest | { secret: string }>) => {
+  const msg = e.data;
+  if ("secret" in msg) {
+    key = deriveKey(msg.secret);
+    return;
+  }
+  let reply: SealerReply;
+  try {
+    const k = await key!;
+    const bytes = msg.op === "seal"
+      ? await seal(k, msg.kind, msg.name, msg.bytes, { extra: msg.extra, compress: msg.compress })
+      : await unseal(k, msg.kind, msg.name, msg.bytes, { extra: msg.extra });
+    reply = { id: msg.id, ok: true, bytes };
+  } catch (err) {
+    const message = err instanceof CheckpointRejected ? err.detail : String(err);
+    const rejected = err instanceof CheckpointRejected
+      ? { reason: err.reason, record: err.record }
+      : undefined;
+    reply = { id: msg.id, ok: false, rejected, message };
+  }
+  self.postMessage(reply, reply.ok ? movable(reply.bytes) : []);
+};
