@@ -15,7 +15,6 @@ import {
   type RawCheckpoint,
   StoreUnavailable,
 } from "./store.ts";
-import { concat } from "../codec/crypto.ts";
 
 const CHUNK = 60_000;
 /** 12 chunks of 60 kB stay under KV's 800 KiB per atomic operation. */
@@ -164,14 +163,24 @@ export class KvBackend implements Backend {
       const entry = await this.kv.get<Manifest>(key);
       if (!entry.value) return undefined;
       const keys = this.#chunkKeys(kind, name, entry.value);
-      const parts: Uint8Array[] = [];
+      if (!(entry.value.size >= 0 && entry.value.size <= keys.length * CHUNK)) {
+        const label = kind === "cp" ? `checkpoint ${name}` : `base ${name}`;
+        throw new CheckpointRejected("corrupt", label, "its manifest does not add up");
+      }
+      // Copied in as the chunks arrive, a few at a time between reads: one copy of a big record
+      // at the end would hold the thread that serves HTTP.
+      const bytes = new Uint8Array(entry.value.size);
+      let at = 0;
+      let found = 0;
       for (let i = 0; i < keys.length; i += 10) {
         for (const c of await this.kv.getMany<Uint8Array[]>(keys.slice(i, i + 10))) {
-          if (c.value) parts.push(c.value);
+          if (!c.value || at + c.value.byteLength > bytes.byteLength) continue;
+          bytes.set(c.value, at);
+          at += c.value.byteLength;
+          found++;
         }
       }
-      const bytes = concat(parts);
-      if (parts.length === keys.length && bytes.byteLength === entry.value.size) {
+      if (found === keys.length && at === entry.value.size) {
         return { manifest: entry.value, bytes };
       }
       if ((await this.kv.get(key)).versionstamp === entry.versionstamp) {
