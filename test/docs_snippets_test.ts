@@ -126,10 +126,14 @@ async function run(
   })
     .spawn();
   const timer = setTimeout(() => kill(child.pid), timeoutMs);
-  const out = await child.output();
+  const output = child.output();
+  // Once the snippet's shell is done (or killed), what it left in the background goes too: a
+  // server started with `&` holds the output pipes open, and the output would never end.
+  await child.status;
   clearTimeout(timer);
   kill(child.pid);
   await sweep();
+  const out = await output;
   const text = new TextDecoder();
   return { code: out.code, output: text.decode(out.stdout) + text.decode(out.stderr) };
 }

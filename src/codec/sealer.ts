@@ -58,8 +58,8 @@ export function sealerInThread(key: StoreKey): Sealer {
 }
 
 /**
- * Seals big records in a worker started on first use (and again after it died), small ones in
- * this thread. The worker holds no permission.
+ * Seals big records in a worker started at once (and again after it died), small ones in this
+ * thread. The worker holds no permission.
  */
 export async function sealerOffThread(secret: string): Promise<Sealer> {
   const key = await deriveKey(secret);
@@ -121,6 +121,9 @@ export async function sealerOffThread(secret: string): Promise<Sealer> {
     return p.promise;
   };
 
+  // Started now, not on the first big record: that is a session's first checkpoint, whose base
+  // (tens of MB) is sealed then too, and a worker's start would add to its time.
+  worker = start();
   return {
     seal(kind, name, plain, options = {}) {
       if (plain.byteLength < OFF_THREAD_BYTES) return local.seal(kind, name, plain, options);

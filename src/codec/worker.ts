@@ -1,3 +1,5 @@
+/// <reference no-default-lib="true" />
+/// <reference lib="deno.worker" />
 /**
  * The sealing worker (`sealer.ts`): seals and unseals big records off the main thread, under the
  * key derived from the secret its first message carries. Its answers move their bytes back.

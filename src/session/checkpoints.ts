@@ -221,7 +221,9 @@ export class Checkpoints {
   ): Promise<CheckpointReport> {
     const size = bytes.byteLength;
     try {
+      const base = performance.now();
       await this.#storeBase();
+      const baseMs = performance.now() - base;
       const seq = session.durable.seq + 1;
       // Moved to the sealing thread, not copied: nothing here reads the bytes again.
       const delta = { meta: { ...meta, seq }, delta: bytes, handOver: true };
@@ -230,6 +232,7 @@ export class Checkpoints {
       session.durable.stored = true;
       session.durable.failure = undefined;
       const ms = performance.now() - started;
+      session.durable.cost = ms - baseMs;
       metrics.checkpoint(size, ms, true);
       return { ok: true, bytes: size, seq, ms: Math.round(ms * 10) / 10 };
     } catch (err) {

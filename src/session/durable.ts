@@ -283,7 +283,8 @@ export class DurableSessions {
     const done = written.then(async (result) => {
       if (result.ok) {
         this.#retries.delete(session.id);
-        const spent = result.ms ?? 0;
+        // The one-time storing of the base is not the session's cost to bear again and again.
+        const spent = d.cost ?? result.ms ?? 0;
         d.notBefore = performance.now() +
           Math.min(BUDGET_MAX_WAIT_MS, spent * (1 / CHECKPOINT_SHARE - 1));
         await this.#release(session, inCall && !background);

@@ -78,6 +78,11 @@ export interface Durability {
   restored?: { ms: number; lost: { what: string; why: string }[] };
   /** No coalesced checkpoint starts before this (`performance.now()`): the cost budget. */
   notBefore?: number;
+  /**
+   * What the last stored checkpoint cost in ms, for the budget: its `ms` less the one-time
+   * storing of the base (the first checkpoint after a start or a store's loss pays for that).
+   */
+  cost?: number;
   /** Coalescing timers: quiet for `checkpointDelayMs`, at most `checkpointMaxMs` apart. */
   quietTimer?: ReturnType<typeof setTimeout>;
   dirtySince?: number;
