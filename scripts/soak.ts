@@ -7,6 +7,7 @@
  *
  *   deno task soak --minutes 10
  */
+import { INITIALIZE } from "../test/helpers/mcp.ts";
 import { startServer, type TestServer } from "../test/helpers/server.ts";
 
 const minutes = Number(Deno.args[Deno.args.indexOf("--minutes") + 1] || 10) || 10;
@@ -122,16 +123,7 @@ async function mcpFlood(server: TestServer, until: number): Promise<void> {
         "Content-Type": "application/json",
         Accept: "application/json, text/event-stream",
       },
-      body: JSON.stringify({
-        jsonrpc: "2.0",
-        id: 1,
-        method: "initialize",
-        params: {
-          protocolVersion: "2025-06-18",
-          capabilities: {},
-          clientInfo: { name: "flood", version: "1" },
-        },
-      }),
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, ...INITIALIZE }),
     });
     if (res.status >= 500 && res.status !== 503) counts.status5xx++;
     await res.body?.cancel();

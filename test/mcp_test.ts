@@ -5,7 +5,14 @@
 import assert from "node:assert/strict";
 // @ts-types="@modelcontextprotocol/sdk/types"
 import { LoggingMessageNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
-import { type Client, httpClient, stdioArgs, stdioClient, stdioEnv } from "./helpers/mcp.ts";
+import {
+  type Client,
+  httpClient,
+  INITIALIZE,
+  stdioArgs,
+  stdioClient,
+  stdioEnv,
+} from "./helpers/mcp.ts";
 import { startServer } from "./helpers/server.ts";
 import { assertNothingLeaked, SECRET_TOKEN } from "./security/attempts.ts";
 
@@ -257,16 +264,7 @@ Deno.test("an MCP host uses Moat over Streamable HTTP", async (t) => {
     const init = await server.request("/mcp", {
       method: "POST",
       headers,
-      body: JSON.stringify({
-        jsonrpc: "2.0",
-        id: 1,
-        method: "initialize",
-        params: {
-          protocolVersion: "2025-06-18",
-          capabilities: {},
-          clientInfo: { name: "raw", version: "1" },
-        },
-      }),
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, ...INITIALIZE }),
     });
     assert.equal(init.status, 200);
     await init.body?.cancel();
@@ -395,15 +393,6 @@ async function rpc(
     body: data ? JSON.parse(data.replace(/^data: /, "")) : undefined,
   };
 }
-
-const INITIALIZE = {
-  method: "initialize",
-  params: {
-    protocolVersion: "2025-06-18",
-    capabilities: {},
-    clientInfo: { name: "flood", version: "1" },
-  },
-};
 
 Deno.test("MCP sessions over HTTP are bounded, and bad arguments are invalid params", async (t) => {
   await using server = await startServer({

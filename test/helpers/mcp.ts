@@ -13,6 +13,16 @@ import { loopbackOnly, startEnv, type TestServer } from "./server.ts";
 
 export { Client, StdioClientTransport, StreamableHTTPClientTransport };
 
+/** A host's first JSON-RPC request, for callers that speak `/mcp` by hand (add `jsonrpc`, `id`). */
+export const INITIALIZE = {
+  method: "initialize",
+  params: {
+    protocolVersion: "2025-06-18",
+    capabilities: {},
+    clientInfo: { name: "moat-test", version: "1" },
+  },
+};
+
 const ROOT = new URL("../../", import.meta.url).pathname;
 
 /**
