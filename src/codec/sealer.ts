@@ -1,6 +1,6 @@
 /**
  * Who seals and unseals records (`crypto.ts`). A big record is sealed and unsealed in a worker of
- * its own (`sealer_worker.ts`), its bytes moved there and back rather than copied, so encrypting,
+ * its own (`worker.ts`), its bytes moved there and back rather than copied, so encrypting,
  * compressing and copying a big checkpoint never holds the thread that serves HTTP and routes
  * calls. Small records (metadata) are sealed in place: the trip would cost more than the work.
  */
@@ -59,7 +59,7 @@ export function sealerInThread(key: StoreKey): Sealer {
 
 /**
  * Seals big records in a worker started at once (and again after it died), small ones in this
- * thread. The worker holds no permission.
+ * thread. The worker may read its own modules (`src/codec/`) and nothing else.
  */
 export async function sealerOffThread(secret: string): Promise<Sealer> {
   const key = await deriveKey(secret);
@@ -75,8 +75,7 @@ export async function sealerOffThread(secret: string): Promise<Sealer> {
     worker = undefined;
   };
   const start = (): Worker => {
-    const url = SEALER_WORKER_URL;
-    const made = new Worker(url, {
+    const made = new Worker(SEALER_WORKER_URL, {
       type: "module",
       name: "moat-sealer",
       // security: nothing but reading its own modules (src/codec/, which imports nothing else)
