@@ -170,7 +170,12 @@ async function main(): Promise<void> {
     checkpoints,
     // A restored checkpoint already holds its packages: no preload.
     restore: (loaded) =>
-      pool.restore({ ...boot, deltaBase: loaded.base, checkpoint: loaded.checkpoint }),
+      pool.restore({
+        ...boot,
+        deltaBase: loaded.base,
+        checkpoint: loaded.checkpoint,
+        links: loaded.links,
+      }),
   });
   const stored = await sessions.loadStored().catch((err) => {
     say(

@@ -14,6 +14,8 @@ export const WORKER_DIR = `${ROOT}src/worker/`;
 export const WORKER_URL = new URL("./worker/main.ts", import.meta.url);
 /** The sealing worker's modules (src/codec/sealer.ts): its only read grant, and its parent's. */
 export const CODEC_DIR = `${ROOT}src/codec/`;
+/** The memory delta format, which the sealing worker reads too (it merges chains of deltas). */
+export const DELTA_MODULE = `${WORKER_DIR}checkpoint/delta.ts`;
 /** The sealing worker's entry module. */
 export const SEALER_WORKER_URL = new URL("./codec/worker.ts", import.meta.url);
 /**

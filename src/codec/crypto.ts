@@ -8,21 +8,23 @@
  * (HKDF with a random 16-byte salt) and a random 12-byte IV, so one long-lived key never meets the
  * GCM limit on random nonces.
  *
- * Envelope: version (1 byte) · flags (1: bit 0 = gzip) · key id (4) · salt (16) · IV (12) ·
+ * Envelope: version (1 byte) · flags (1: bit 0 = gzip, of older records; bit 1 = zstd) · key id (4) · salt (16) · IV (12) ·
  * ciphertext with its 16-byte tag. The header, the record's kind and name (session id or hash)
  * and any caller-given bytes are additional authenticated data: a record moved to another
  * session, or re-labelled, fails authentication.
  */
 import { CheckpointRejected } from "./rejected.ts";
+import { compress as zstd, decompress as unzstd } from "./zstd.ts";
 
 const VERSION = 1;
 const GZIP = 1;
+const ZSTD = 2;
 const HEADER = 2 + 4 + 16 + 12;
 const TAG = 16;
 const encoder = new TextEncoder();
 
 /** What a record is; part of its authenticated data. */
-export type RecordKind = "checkpoint" | "meta" | "base";
+export type RecordKind = "checkpoint" | "meta" | "base" | "link";
 
 /** A master key: derives each record's AES key, and a short id that tells keys apart. */
 export interface StoreKey {
@@ -96,16 +98,16 @@ export async function seal(
   plain: Uint8Array,
   options: { extra?: Uint8Array; compress?: boolean } = {},
 ): Promise<Uint8Array> {
-  const compress = options.compress ?? true;
+  const packed = (options.compress ?? true) ? zstd(plain) : undefined;
   const header = new Uint8Array(HEADER);
   header[0] = VERSION;
-  header[1] = compress ? GZIP : 0;
+  header[1] = packed ? ZSTD : 0;
   header.set(key.id, 2);
   const salt = crypto.getRandomValues(new Uint8Array(16));
   const iv = crypto.getRandomValues(new Uint8Array(12));
   header.set(salt, 6);
   header.set(iv, 22);
-  const body = compress ? await transform(plain, new CompressionStream("gzip")) : own(plain);
+  const body = packed ?? own(plain);
   const cipher = await crypto.subtle.encrypt(
     { name: "AES-GCM", iv, additionalData: aadFor(header, kind, name, options.extra) },
     await recordKey(key, salt, kind),
@@ -127,7 +129,7 @@ export async function unseal(
     throw new CheckpointRejected("truncated", record, `${sealed.byteLength} bytes is too short`);
   }
   const header = sealed.subarray(0, HEADER);
-  if (header[0] !== VERSION || (header[1] & ~GZIP) !== 0) {
+  if (header[0] !== VERSION || (header[1] & ~(GZIP | ZSTD)) !== 0 || header[1] === 3) {
     throw new CheckpointRejected("format", record, `unknown format ${header[0]}/${header[1]}`);
   }
   if (!header.subarray(2, 6).every((b, i) => b === key.id[i])) {
@@ -156,8 +158,9 @@ export async function unseal(
       "it failed authentication: modified, cut short, or copied from another session",
     );
   }
-  if (!(header[1] & GZIP)) return body;
+  if (!header[1]) return body;
   try {
+    if (header[1] === ZSTD) return unzstd(body);
     return await transform(body, new DecompressionStream("gzip"));
   } catch (err) {
     throw new CheckpointRejected("corrupt", record, `it does not decompress: ${err}`);
@@ -166,7 +169,7 @@ export async function unseal(
 
 async function transform(
   bytes: Uint8Array,
-  stream: CompressionStream | DecompressionStream,
+  stream: DecompressionStream,
 ): Promise<Uint8Array<ArrayBuffer>> {
   const out = new Blob([own(bytes)]).stream().pipeThrough(stream);
   return new Uint8Array(await new Response(out).arrayBuffer());

@@ -3,6 +3,7 @@
 /** Why a stored record was refused. */
 export type RejectReason =
   | "truncated"
+  | "missing"
   | "tampered"
   | "wrong-key"
   | "format"

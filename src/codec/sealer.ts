@@ -5,9 +5,10 @@
  * calls. Small records (metadata) are sealed in place: the trip would cost more than the work.
  */
 import { deriveKey, type RecordKind, seal, type StoreKey, unseal } from "./crypto.ts";
+import { mergeSealed } from "./merge.ts";
 import { CheckpointRejected, type RejectReason } from "./rejected.ts";
 import { movable } from "./transfer.ts";
-import { CODEC_DIR, SEALER_WORKER_URL } from "../paths.ts";
+import { CODEC_DIR, DELTA_MODULE, SEALER_WORKER_URL } from "../paths.ts";
 
 /** Records at least this big are sealed and unsealed off the main thread. */
 export const OFF_THREAD_BYTES = 64 * 1024;
@@ -35,13 +36,18 @@ export interface Sealer {
     sealed: Uint8Array,
     options?: { extra?: Uint8Array },
   ): Promise<Uint8Array>;
+  /** Merges sealed links (chain order, `names` as sealed) into one sealed as `name`. */
+  merge(kind: "link", names: string[], sealed: Uint8Array[], name: string): Promise<Uint8Array>;
   close(): void;
 }
 
 /** A request to the worker; `secret` goes with the first, so the key never waits in a queue. */
 export type SealerRequest =
-  & { id: number; kind: RecordKind; name: string; bytes: Uint8Array; extra?: Uint8Array }
-  & ({ op: "seal"; compress: boolean } | { op: "unseal" });
+  | (
+    & { id: number; kind: RecordKind; name: string; bytes: Uint8Array; extra?: Uint8Array }
+    & ({ op: "seal"; compress: boolean } | { op: "unseal" })
+  )
+  | { id: number; op: "merge"; names: string[]; links: Uint8Array[]; name: string };
 
 /** The worker's answer: the bytes, or why a record was refused, or what failed. */
 export type SealerReply =
@@ -53,6 +59,7 @@ export function sealerInThread(key: StoreKey): Sealer {
   return {
     seal: (kind, name, plain, options = {}) => seal(key, kind, name, plain, options),
     unseal: (kind, name, sealed, options = {}) => unseal(key, kind, name, sealed, options),
+    merge: (_kind, names, sealed, name) => mergeSealed(key, names, sealed, name),
     close: () => {},
   };
 }
@@ -78,10 +85,10 @@ export async function sealerOffThread(secret: string): Promise<Sealer> {
     const made = new Worker(SEALER_WORKER_URL, {
       type: "module",
       name: "moat-sealer",
-      // security: nothing but reading its own modules (src/codec/, which imports nothing else)
+      // security: nothing but reading its own modules (src/codec/, and the delta format it merges)
       deno: {
         permissions: {
-          read: [CODEC_DIR],
+          read: [CODEC_DIR, DELTA_MODULE],
           write: false,
           net: false,
           env: false,
@@ -112,11 +119,11 @@ export async function sealerOffThread(secret: string): Promise<Sealer> {
     made.postMessage({ secret });
     return made;
   };
-  const ask = (request: SealerRequest, give: boolean): Promise<Uint8Array> => {
+  const ask = (request: SealerRequest, moved: Uint8Array[]): Promise<Uint8Array> => {
     const p = Promise.withResolvers<Uint8Array>();
     pending.set(request.id, p);
     worker ??= start();
-    worker.postMessage(request, give ? movable(request.bytes) : []);
+    worker.postMessage(request, moved.flatMap(movable));
     return p.promise;
   };
 
@@ -127,12 +134,24 @@ export async function sealerOffThread(secret: string): Promise<Sealer> {
     seal(kind, name, plain, options = {}) {
       if (plain.byteLength < OFF_THREAD_BYTES) return local.seal(kind, name, plain, options);
       const { extra, compress = true, handOver = false } = options;
-      return ask({ id: nextId++, op: "seal", kind, name, bytes: plain, extra, compress }, handOver);
+      const request = {
+        id: nextId++,
+        op: "seal" as const,
+        kind,
+        name,
+        bytes: plain,
+        extra,
+        compress,
+      };
+      return ask(request, handOver ? [plain] : []);
     },
     unseal(kind, name, sealed, options = {}) {
       if (sealed.byteLength < OFF_THREAD_BYTES) return local.unseal(kind, name, sealed, options);
-      return ask({ id: nextId++, op: "unseal", kind, name, bytes: sealed, ...options }, true);
+      return ask({ id: nextId++, op: "unseal", kind, name, bytes: sealed, ...options }, [sealed]);
     },
+    // Always in the worker: the merged delta can be big whatever the links' sizes.
+    merge: (_kind, names, links, name) =>
+      ask({ id: nextId++, op: "merge", names, links, name }, links),
     close: () => failAll("the store is closed"),
   };
 }

@@ -8,6 +8,7 @@ import { deriveKey, seal, type StoreKey, unseal } from "./crypto.ts";
 import type { SealerReply, SealerRequest } from "./sealer.ts";
 import { movable } from "./transfer.ts";
 import { CheckpointRejected } from "./rejected.ts";
+import { mergeSealed } from "./merge.ts";
 
 let key: Promise<StoreKey> | undefined;
 
@@ -20,7 +21,9 @@ self.onmessage = async (e: MessageEvent<SealerRequest | { secret: string }>) => 
   let reply: SealerReply;
   try {
     const k = await key!;
-    const bytes = msg.op === "seal"
+    const bytes = msg.op === "merge"
+      ? await mergeSealed(k, msg.names, msg.links, msg.name)
+      : msg.op === "seal"
       ? await seal(k, msg.kind, msg.name, msg.bytes, { extra: msg.extra, compress: msg.compress })
       : await unseal(k, msg.kind, msg.name, msg.bytes, { extra: msg.extra });
     reply = { id: msg.id, ok: true, bytes };

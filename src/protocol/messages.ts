@@ -89,16 +89,23 @@ export interface BootRequest extends PyodideFiles {
   network: string[];
   /** Policy mounts, read by the host and copied in at boot. */
   mounts: MountEntry[];
-  /** A checkpoint to restore instead of starting a fresh session (its delta is against `deltaBase`). */
+  /** A checkpoint to restore instead of starting a fresh session (its files, its JS state). */
   checkpoint?: Uint8Array<ArrayBuffer>;
+  /** The checkpoint's memory: deltas written over `deltaBase` in order (its chain). */
+  links?: Uint8Array<ArrayBuffer>[];
   /** The image checkpoints are deltas against, in Pyodide's snapshot layout; `snapshot` if absent. */
   deltaBase?: Uint8Array;
 }
 
-/** Take a checkpoint of the idle interpreter: its delta against the base whose id is given. */
+/** Take a checkpoint of the idle interpreter: its memory as a delta. */
 export interface CheckpointRequest {
   /** sha256 (hex) of the delta base, written into the checkpoint. */
   baseId: string;
+  /**
+   * The generation of the worker's last checkpoint when the host stored it (or restored it): the
+   * delta is then against that one; absent, or another number, against the base.
+   */
+  against?: number;
 }
 
 /** Run one call. */
@@ -205,10 +212,15 @@ export const ReplySchemas = {
   }),
   install: z.object({ results: z.array(installResult), memoryBytes: z.number() }),
   checkpoint: z.object({
-    /** The checkpoint, compressed; opaque to the host (`checkpoint/format.ts`). */
+    /** The checkpoint's description and files; opaque to the host (`checkpoint/format.ts`). */
     bytes: z.instanceof(Uint8Array),
+    /** The memory pages that changed since `against` (or the base, when `full`). */
+    delta: z.instanceof(Uint8Array),
+    full: z.boolean(),
+    /** Names this checkpoint, for the next request's `against`. */
+    generation: z.number(),
     lost: z.array(lostSchema),
-    /** Size of the interpreter's memory, and how many 4 KiB pages differ from the base. */
+    /** Size of the interpreter's memory, and how many 4 KiB pages the delta holds. */
     imageBytes: z.number(),
     chunks: z.number(),
     ms: z.number(),

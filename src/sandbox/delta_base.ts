@@ -7,7 +7,6 @@
  */
 import { sha256Hex } from "../digest.ts";
 import { CACHE_DIR } from "../paths.ts";
-import { unpackCheckpoint } from "../worker/checkpoint/format.ts";
 import { applyDelta } from "../worker/checkpoint/delta.ts";
 import { messageOf } from "../worker/errors.ts";
 import { Interpreter, type InterpreterOptions } from "./interpreter.ts";
@@ -51,11 +50,10 @@ export async function loadDeltaBase(
   const interpreter = await Interpreter.start({ ...options, checkpoint: undefined });
   let bytes: Uint8Array;
   try {
+    // A fresh interpreter's first delta is against what it booted from: the boot snapshot.
     const taken = await interpreter.checkpoint(await snapshotId(boot));
-    const maxBytes = 2 * options.limits.memoryMb * 1024 * 1024 + (64 << 20);
-    const { meta, sections } = await unpackCheckpoint(taken.bytes, maxBytes);
     const start = new Uint32Array(boot.buffer, boot.byteOffset, 2)[1];
-    const image = applyDelta(boot.subarray(start), sections[meta.deltaSection]);
+    const image = applyDelta(boot.subarray(start), taken.delta);
     bytes = new Uint8Array(new SharedArrayBuffer(start + image.length));
     bytes.set(boot.subarray(0, start));
     bytes.set(image, start);

@@ -69,6 +69,8 @@ export interface InterpreterOptions {
   workerUrl?: URL;
   /** Restore this checkpoint (authenticated by the store) instead of a fresh session. */
   checkpoint?: Uint8Array<ArrayBuffer>;
+  /** The checkpoint's memory: its chain of deltas over `deltaBase`, oldest first. */
+  links?: Uint8Array<ArrayBuffer>[];
   /** The image checkpoints are deltas against (see `delta_base.ts`); `snapshot` when absent. */
   deltaBase?: Uint8Array;
 }
@@ -179,7 +181,9 @@ export class Interpreter {
     try {
       const request = await interpreter.#bootRequest(options);
       // The checkpoint is this boot's alone: moved to the worker, not copied on this thread.
-      const moved = options.checkpoint ? movable(options.checkpoint) : [];
+      const moved = options.checkpoint
+        ? [options.checkpoint, ...options.links ?? []].flatMap(movable)
+        : [];
       const ready = await interpreter.#request(
         "boot",
         interpreter === prepared ? { ...request, lifeline: undefined } : request,
@@ -317,12 +321,13 @@ export class Interpreter {
   }
 
   /**
-   * Checkpoints the interpreter between calls (never while a call runs): its delta against the
-   * base whose sha256 is `baseId`, compressed. The interpreter keeps working.
+   * Checkpoints the interpreter between calls (never while a call runs): its memory as a delta
+   * against its checkpoint `against` (a generation it gave, stored since), else against the base
+   * whose sha256 is `baseId`. The interpreter keeps working.
    */
-  async checkpoint(baseId: string): Promise<Reply<"checkpoint">> {
+  async checkpoint(baseId: string, against?: number): Promise<Reply<"checkpoint">> {
     if (this.#death) throw new Error(this.#death.detail);
-    return await this.#request("checkpoint", { baseId });
+    return await this.#request("checkpoint", { baseId, against });
   }
 
   /** Stops the worker at once, e.g. when the server runs short of memory; owners are told. */
@@ -360,6 +365,7 @@ export class Interpreter {
       network: options.network ?? [],
       mounts: options.mounts ?? [],
       checkpoint: options.checkpoint,
+      links: options.links,
       deltaBase: options.deltaBase,
     };
   }

@@ -11,6 +11,7 @@ import type { Interpreter } from "../sandbox/interpreter.ts";
 import {
   type Checkpoint,
   CheckpointRejected,
+  type Link,
   type SessionMeta,
   type Store,
   type StoredSession,
@@ -25,6 +26,15 @@ export const LEASE_TTL_MS = 10_000;
 const RENEW_EVERY_MS = 3_000;
 /** How often a call waiting for another instance's lease asks again. */
 const LEASE_POLL_MS = 50;
+/**
+ * Links a chain may have after its first before a write compacts them: a restore reads at most
+ * this many plus two. The links after the first are merged into one; all of them, into a new
+ * first, once those after it weigh half as much as it (so a big session's first link, its whole
+ * heap, is rewritten rarely, and small changes stay small).
+ */
+export const MAX_LINKS = 8;
+/** How often a restore reads a chain again that a compaction replaced under it. */
+const READ_ATTEMPTS = 3;
 
 /** What the store could not give back: the session is gone, and the caller is told why. */
 /**
@@ -49,6 +59,8 @@ export interface Loaded {
   meta: SessionMeta;
   /** The checkpoint's bytes, for `Interpreter.start({ checkpoint })`. */
   checkpoint: Uint8Array<ArrayBuffer>;
+  /** Its memory: the chain's deltas over `base`, oldest first (`Interpreter.start({ links })`). */
+  links: Uint8Array<ArrayBuffer>[];
   /** The boot snapshot the checkpoint is a delta against. */
   base: Uint8Array;
 }
@@ -57,15 +69,18 @@ export interface Loaded {
 export interface CheckpointReport {
   ok: boolean;
   reason?: string;
-  /** When stored: its size in the store's terms (compressed, before sealing) and its number. */
+  /** When stored: the bytes it wrote (its link sealed, its description before sealing), its number. */
   bytes?: number;
   seq?: number;
   /** From taking the state to the store's acknowledgement. */
   ms?: number;
 }
 
+/** A checkpoint as the interpreter took it. */
+type Taken = Awaited<ReturnType<Interpreter["checkpoint"]>>;
+
 /** A checkpoint's metadata as it is when the state is taken; the write numbers it (`seq`). */
-type Taken =
+type TakenMeta =
   & Pick<SessionMeta, "mode" | "created" | "lastUsed" | "calls" | "packages" | "baseId">
   & Record<string, unknown>;
 
@@ -77,6 +92,13 @@ export interface CheckpointsOptions {
   /** The boot snapshot every pool interpreter restores; checkpoints are deltas against it. */
   base: Uint8Array;
   log?: (line: string) => void;
+}
+
+/** Bytes read from the store as a view the worker can be given (moved when whole). */
+function owned(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  return bytes.buffer instanceof ArrayBuffer
+    ? bytes as Uint8Array<ArrayBuffer>
+    : new Uint8Array(bytes);
 }
 
 /** The store's side of durable sessions, for one instance. */
@@ -186,16 +208,23 @@ export class Checkpoints {
     interpreter: Interpreter,
   ): Promise<{ written: Promise<CheckpointReport> }> {
     const started = performance.now();
-    let bytes: Uint8Array<ArrayBuffer>;
-    let meta: Taken;
+    const d = session.durable;
+    let taken: Taken;
+    let meta: TakenMeta;
     try {
       meta = this.#meta(session, await this.baseId);
-      bytes = (await interpreter.checkpoint(meta.baseId)).bytes;
+      // A delta against the last checkpoint only when that one is stored and this worker took
+      // (or restored) it; else against the base, and the chain starts again.
+      const against = d.tip?.interpreter === interpreter && d.chain ? d.tip.generation : undefined;
+      taken = await interpreter.checkpoint(meta.baseId, against);
       metrics.checkpointHeld(performance.now() - started);
     } catch (err) {
+      d.tip = undefined;
       return { written: Promise.resolve(this.#failed(session, err, 0, started)) };
     }
-    const written = this.settled(session.id).then(() => this.#write(session, meta, bytes, started));
+    const written = this.settled(session.id).then(() =>
+      this.#write(session, interpreter, meta, taken, started)
+    );
     const tail = written.finally(() => {
       if (this.#writes.get(session.id) === tail) this.#writes.delete(session.id);
     });
@@ -213,31 +242,66 @@ export class Checkpoints {
     return (this.#writes.get(id) ?? Promise.resolve()).then(() => {});
   }
 
+  /**
+   * Stores a taken checkpoint: its memory as a new link, compacting the chain first when it is
+   * long, then the metadata naming the chain with the description, in one replacement: a reader
+   * sees the old chain or the new one. Links no chain names any more are removed after.
+   */
   async #write(
     session: Session,
-    meta: Taken,
-    bytes: Uint8Array<ArrayBuffer>,
+    interpreter: Interpreter,
+    meta: TakenMeta,
+    taken: Taken,
     started: number,
   ): Promise<CheckpointReport> {
-    const size = bytes.byteLength;
+    const d = session.durable;
+    const size = taken.delta.byteLength + taken.bytes.byteLength;
     try {
+      if (!taken.full && !d.chain) throw new Error("the checkpoint it builds on is not stored");
       const base = performance.now();
       await this.#storeBase();
       const baseMs = performance.now() - base;
-      const seq = session.durable.seq + 1;
+      const seq = d.seq + 1;
+      const before = taken.full ? [] : d.chain!;
       // Moved to the sealing thread, not copied: nothing here reads the bytes again.
-      const delta = { meta: { ...meta, seq }, delta: bytes, handOver: true };
-      await this.store.putCheckpoint(session.id, delta);
-      session.durable.seq = seq;
-      session.durable.stored = true;
-      session.durable.failure = undefined;
+      const [compacted, link] = await Promise.all([
+        this.#compact(session.id, before),
+        this.store.putLink(session.id, String(seq), taken.delta, true),
+      ]);
+      const chain = [...compacted, link];
+      const head = { meta: { ...meta, seq, chain }, delta: taken.bytes, handOver: true };
+      await this.store.putCheckpoint(session.id, head);
+      d.seq = seq;
+      d.chain = chain;
+      d.tip = { interpreter, generation: taken.generation };
+      d.stored = true;
+      d.failure = undefined;
+      if (compacted !== before || taken.full) {
+        await this.store.pruneLinks(session.id, chain.map((l) => l.name)).catch((err) =>
+          this.#log(`could not remove old links of session ${session.id}: ${messageOf(err)}`)
+        );
+      }
       const ms = performance.now() - started;
-      session.durable.cost = ms - baseMs;
-      metrics.checkpoint(size, ms, true);
-      return { ok: true, bytes: size, seq, ms: Math.round(ms * 10) / 10 };
+      d.cost = ms - baseMs;
+      metrics.checkpoint(link.bytes + taken.bytes.byteLength, ms, true);
+      const bytes = link.bytes + taken.bytes.byteLength;
+      return { ok: true, bytes, seq, ms: Math.round(ms * 10) / 10 };
     } catch (err) {
+      // The next checkpoint starts a chain again: this one's link may be missing.
+      d.tip = undefined;
       return this.#failed(session, err, size, started);
     }
+  }
+
+  /** `chain` with its links after the first merged when there are too many (see MAX_LINKS). */
+  async #compact(id: string, chain: Link[]): Promise<Link[]> {
+    if (chain.length <= MAX_LINKS) return chain;
+    const [first, ...rest] = chain;
+    const restBytes = rest.reduce((n, l) => n + l.bytes, 0);
+    const parts = restBytes * 2 >= first.bytes ? chain : rest;
+    const name = `${parts[0].name.split("-")[0]}-${parts.at(-1)!.name.split("-").at(-1)}`;
+    const merged = await this.store.mergeLinks(id, parts, name);
+    return parts === chain ? [merged] : [first, merged];
   }
 
   #failed(session: Session, err: unknown, bytes: number, started: number): CheckpointReport {
@@ -258,10 +322,11 @@ export class Checkpoints {
     });
     session.durable.seq = seq;
     session.durable.stored = true;
+    session.durable.chain = undefined;
   }
 
   /** What the store keeps beside a checkpoint, as the session is when its state is taken. */
-  #meta(session: Session, baseId: string): Taken {
+  #meta(session: Session, baseId: string): TakenMeta {
     return {
       mode: session.mode,
       created: session.created,
@@ -279,33 +344,43 @@ export class Checkpoints {
    * or refused (a `security` event for the latter), StoreUnavailable when the store is down.
    */
   async load(id: string): Promise<Loaded> {
-    let found: Checkpoint | undefined;
-    try {
-      found = await this.store.getCheckpoint(id);
-    } catch (err) {
-      throw refused(id, err);
+    for (let attempt = 1;; attempt++) {
+      let found: Checkpoint | undefined;
+      try {
+        found = await this.store.getCheckpoint(id);
+      } catch (err) {
+        throw refused(id, err);
+      }
+      if (!found) {
+        throw new SessionLostError(
+          `Session '${id}' cannot be restored: the store holds no checkpoint of it, so its ` +
+            `state is lost`,
+        );
+      }
+      let links: Uint8Array<ArrayBuffer>[];
+      try {
+        links = (await Promise.all((found.meta.chain ?? []).map((l) => this.store.getLink(id, l))))
+          .map(owned);
+      } catch (err) {
+        // A compaction on another instance may have replaced the chain since it was read.
+        const replaced = err instanceof CheckpointRejected && err.reason === "missing" &&
+          attempt < READ_ATTEMPTS &&
+          (await this.store.getMeta(id).catch(() => undefined))?.seq !== found.meta.seq;
+        if (replaced) continue;
+        throw refused(id, err);
+      }
+      const base = found.meta.baseId === await this.baseId
+        ? this.#base
+        : await this.store.getBase(found.meta.baseId);
+      if (!base) {
+        throw new SessionLostError(
+          `Session '${id}' cannot be restored: the boot snapshot its checkpoint refers to ` +
+            `(${found.meta.baseId.slice(0, 12)}) is not in the store, so its state is lost`,
+        );
+      }
+      // Unsealed bytes are this read's own: the restore moves them into the worker uncopied.
+      return { meta: found.meta, checkpoint: owned(found.delta), links, base };
     }
-    if (!found) {
-      throw new SessionLostError(
-        `Session '${id}' cannot be restored: the store holds no checkpoint of it, so its ` +
-          `state is lost`,
-      );
-    }
-    const base = found.meta.baseId === await this.baseId
-      ? this.#base
-      : await this.store.getBase(found.meta.baseId);
-    if (!base) {
-      throw new SessionLostError(
-        `Session '${id}' cannot be restored: the boot snapshot its checkpoint refers to ` +
-          `(${found.meta.baseId.slice(0, 12)}) is not in the store, so its state is lost`,
-      );
-    }
-    // Unsealed bytes are this read's own: the restore moves them into the worker uncopied.
-    const { delta } = found;
-    const checkpoint = delta.buffer instanceof ArrayBuffer
-      ? delta as Uint8Array<ArrayBuffer>
-      : new Uint8Array(delta);
-    return { meta: found.meta, checkpoint, base };
   }
 
   /** Removes a session from the store (deleted or expired) and frees its lease. */

@@ -149,7 +149,10 @@ export class DurableSessions {
     d.seq = meta.seq;
     d.stored = true;
     // Stored with no state yet (just created elsewhere): a fresh interpreter is its state.
-    if (meta.empty) return;
+    if (meta.empty) {
+      d.chain = undefined;
+      return;
+    }
     await this.#restore(session);
   }
 
@@ -198,6 +201,9 @@ export class DurableSessions {
     session.durable.seq = meta.seq;
     session.durable.stored = true;
     session.durable.dirty = false;
+    // The restored image is the chain's end: the next checkpoint is a delta against it.
+    session.durable.chain = meta.chain;
+    session.durable.tip = meta.chain ? { interpreter, generation: 0 } : undefined;
     session.durable.restored = {
       ms: performance.now() - started,
       lost: [...lost, ...interpreter.restored?.lost ?? []],

@@ -1,5 +1,6 @@
 /** One session as the manager keeps it, and what the API says of it. */
 import type { Interpreter, KillReason } from "../sandbox/interpreter.ts";
+import type { Link } from "../store/store.ts";
 import { SerialQueue } from "./queue.ts";
 
 /** `persistent` keeps state between calls; `ephemeral` gives every call a clean interpreter. */
@@ -68,6 +69,13 @@ export interface Durability {
   stored: boolean;
   /** The sequence number of the checkpoint the local interpreter matches (0: none yet). */
   seq: number;
+  /** The chain of memory links the stored checkpoint names, when it has one. */
+  chain?: Link[];
+  /**
+   * The interpreter whose checkpoint `generation` is the stored one (it took or restored it):
+   * its next checkpoint is a delta against that. Cleared when a write fails.
+   */
+  tip?: { interpreter: Interpreter; generation: number };
   /** The interpreter changed since its last checkpoint. */
   dirty: boolean;
   /** This instance holds the session's lease. */

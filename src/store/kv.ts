@@ -24,7 +24,8 @@ const STALE_MS = 3_600_000;
 const READ_ATTEMPTS = 5;
 const LOCKED_RETRIES = 40;
 
-type Kind = "cp" | "base";
+/** Where a record lives: `["cp", id]`, `["base", hash]` or `["link", id, name]`. */
+type Where = [kind: "cp" | "base", name: string] | [kind: "link", id: string, name: string];
 
 interface Manifest {
   v: string;
@@ -82,12 +83,16 @@ export class KvBackend implements Backend {
     return new StoreUnavailable(message, { cause: err });
   }
 
-  #manifestKey(kind: Kind, name: string): Deno.KvKey {
-    return [this.prefix, kind, name];
+  #manifestKey(where: Where): Deno.KvKey {
+    return [this.prefix, ...where];
   }
 
-  #chunkKey(kind: Kind, name: string, v: string, i: number): Deno.KvKey {
-    return [this.prefix, `${kind}c`, name, v, i];
+  #chunkKey(where: Where, v: string, i: number): Deno.KvKey {
+    return [this.prefix, `${where[0]}c`, ...where.slice(1), v, i];
+  }
+
+  #label(where: Where): string {
+    return where[0] === "cp" ? `checkpoint ${where[1]}` : where.join(" ");
   }
 
   async #deleteKeys(keys: Deno.KvKey[]): Promise<void> {
@@ -98,14 +103,14 @@ export class KvBackend implements Backend {
     }
   }
 
-  #chunkKeys(kind: Kind, name: string, m: Manifest): Deno.KvKey[] {
-    return Array.from({ length: m.n }, (_, i) => this.#chunkKey(kind, name, m.v, i));
+  #chunkKeys(where: Where, m: Manifest): Deno.KvKey[] {
+    return Array.from({ length: m.n }, (_, i) => this.#chunkKey(where, m.v, i));
   }
 
   /** Writes chunks under a new version, then swaps the manifest; returns false if kept the old. */
-  async #write(kind: Kind, name: string, bytes: Uint8Array, meta?: Uint8Array, once = false) {
+  async #write(where: Where, bytes: Uint8Array, meta?: Uint8Array, once = false) {
     const v = `${Date.now().toString(36)}.${crypto.randomUUID()}`;
-    const pending: Deno.KvKey = [this.prefix, "pending", kind, name, v];
+    const pending: Deno.KvKey = [this.prefix, "pending", ...where, v];
     await this.kv.set(pending, Date.now());
     const manifest: Manifest = {
       v,
@@ -116,11 +121,11 @@ export class KvBackend implements Backend {
     for (let i = 0; i < manifest.n; i += PER_ATOMIC) {
       const op = this.kv.atomic();
       for (let j = i; j < Math.min(i + PER_ATOMIC, manifest.n); j++) {
-        op.set(this.#chunkKey(kind, name, v, j), bytes.subarray(j * CHUNK, (j + 1) * CHUNK));
+        op.set(this.#chunkKey(where, v, j), bytes.subarray(j * CHUNK, (j + 1) * CHUNK));
       }
       await op.commit();
     }
-    const key = this.#manifestKey(kind, name);
+    const key = this.#manifestKey(where);
     let old: Deno.KvEntryMaybe<Manifest>;
     let kept = false;
     for (;;) {
@@ -131,41 +136,36 @@ export class KvBackend implements Backend {
       }
       if ((await this.kv.atomic().check(old).set(key, manifest).commit()).ok) break;
     }
-    const garbage = kept ? this.#chunkKeys(kind, name, manifest) : [];
-    if (!kept && old.value) garbage.push(...this.#chunkKeys(kind, name, old.value));
+    const garbage = kept ? this.#chunkKeys(where, manifest) : [];
+    if (!kept && old.value) garbage.push(...this.#chunkKeys(where, old.value));
     await this.#deleteKeys([...garbage, pending]);
-    await this.#sweep(kind, name);
+    await this.#sweep(where);
   }
 
   /** Removes the chunks of writes to this record that crashed long ago. */
-  async #sweep(kind: Kind, name: string): Promise<void> {
+  async #sweep(where: Where): Promise<void> {
     const stale = Date.now() - STALE_MS;
     for await (
-      const marker of this.kv.list<number>({ prefix: [this.prefix, "pending", kind, name] })
+      const marker of this.kv.list<number>({ prefix: [this.prefix, "pending", ...where] })
     ) {
-      if (marker.value > stale) continue;
-      const v = marker.key[4] as string;
+      if (marker.value > stale || marker.key.length !== where.length + 3) continue;
+      const v = marker.key[marker.key.length - 1] as string;
       const keys: Deno.KvKey[] = [marker.key];
-      for await (const c of this.kv.list({ prefix: [this.prefix, `${kind}c`, name, v] })) {
-        keys.push(c.key);
-      }
+      const chunks = [this.prefix, `${where[0]}c`, ...where.slice(1), v];
+      for await (const c of this.kv.list({ prefix: chunks })) keys.push(c.key);
       await this.#deleteKeys(keys);
     }
   }
 
   /** Reads a record whole, following a replaced manifest to the new one. */
-  async #read(
-    kind: Kind,
-    name: string,
-  ): Promise<{ manifest: Manifest; bytes: Uint8Array } | undefined> {
-    const key = this.#manifestKey(kind, name);
+  async #read(where: Where): Promise<{ manifest: Manifest; bytes: Uint8Array } | undefined> {
+    const key = this.#manifestKey(where);
     for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
       const entry = await this.kv.get<Manifest>(key);
       if (!entry.value) return undefined;
-      const keys = this.#chunkKeys(kind, name, entry.value);
+      const keys = this.#chunkKeys(where, entry.value);
       if (!(entry.value.size >= 0 && entry.value.size <= keys.length * CHUNK)) {
-        const label = kind === "cp" ? `checkpoint ${name}` : `base ${name}`;
-        throw new CheckpointRejected("corrupt", label, "its manifest does not add up");
+        throw new CheckpointRejected("corrupt", this.#label(where), "its manifest does not add up");
       }
       // Copied in as the chunks arrive, a few at a time between reads: one copy of a big record
       // at the end would hold the thread that serves HTTP.
@@ -184,43 +184,73 @@ export class KvBackend implements Backend {
         return { manifest: entry.value, bytes };
       }
       if ((await this.kv.get(key)).versionstamp === entry.versionstamp) {
-        const label = kind === "cp" ? `checkpoint ${name}` : `base ${name}`;
-        throw new CheckpointRejected("truncated", label, "some of its chunks are missing");
+        throw new CheckpointRejected(
+          "truncated",
+          this.#label(where),
+          "some of its chunks are missing",
+        );
       }
     }
-    throw new StoreUnavailable(`Deno KV ${this.path}: ${name} kept changing while being read`);
+    throw new StoreUnavailable(
+      `Deno KV ${this.path}: ${this.#label(where)} kept changing while being read`,
+    );
   }
 
   putCheckpoint(id: string, record: RawCheckpoint): Promise<void> {
-    return this.#run("putCheckpoint", () => this.#write("cp", id, record.body, record.meta));
+    return this.#run("putCheckpoint", () => this.#write(["cp", id], record.body, record.meta));
   }
 
   getCheckpoint(id: string): Promise<RawCheckpoint | undefined> {
     return this.#run("getCheckpoint", async () => {
-      const found = await this.#read("cp", id);
+      const found = await this.#read(["cp", id]);
       return found && { meta: found.manifest.meta ?? new Uint8Array(), body: found.bytes };
     });
   }
 
   getMeta(id: string): Promise<Uint8Array | undefined> {
     return this.#run("getMeta", async () => {
-      const entry = await this.kv.get<Manifest>(this.#manifestKey("cp", id));
+      const entry = await this.kv.get<Manifest>(this.#manifestKey(["cp", id]));
       return entry.value ? entry.value.meta ?? new Uint8Array() : undefined;
     });
   }
 
   deleteSession(id: string): Promise<boolean> {
     return this.#run("deleteSession", async () => {
-      const key = this.#manifestKey("cp", id);
+      const key = this.#manifestKey(["cp", id]);
       for (;;) {
         const old = await this.kv.get<Manifest>(key);
-        if (!old.value) return false;
+        if (!old.value) {
+          await this.#deleteLinks(id, []);
+          return false;
+        }
         if ((await this.kv.atomic().check(old).delete(key).commit()).ok) {
-          await this.#deleteKeys(this.#chunkKeys("cp", id, old.value));
+          await this.#deleteKeys(this.#chunkKeys(["cp", id], old.value));
+          await this.#deleteLinks(id, []);
           return true;
         }
       }
     });
+  }
+
+  putLink(id: string, name: string, bytes: Uint8Array): Promise<void> {
+    return this.#run("putLink", () => this.#write(["link", id, name], bytes));
+  }
+
+  getLink(id: string, name: string): Promise<Uint8Array | undefined> {
+    return this.#run("getLink", async () => (await this.#read(["link", id, name]))?.bytes);
+  }
+
+  deleteLinks(id: string, keep: string[]): Promise<void> {
+    return this.#run("deleteLinks", () => this.#deleteLinks(id, keep));
+  }
+
+  async #deleteLinks(id: string, keep: string[]): Promise<void> {
+    for await (const e of this.kv.list<Manifest>({ prefix: [this.prefix, "link", id] })) {
+      const name = String(e.key[3]);
+      if (keep.includes(name)) continue;
+      const where: Where = ["link", id, name];
+      await this.#deleteKeys([e.key, ...this.#chunkKeys(where, e.value)]);
+    }
   }
 
   listMeta(): Promise<{ id: string; meta: Uint8Array }[]> {
@@ -239,16 +269,16 @@ export class KvBackend implements Backend {
 
   hasBase(hash: string): Promise<boolean> {
     return this.#run("hasBase", async () => {
-      return (await this.kv.get(this.#manifestKey("base", hash))).value !== null;
+      return (await this.kv.get(this.#manifestKey(["base", hash]))).value !== null;
     });
   }
 
   putBase(hash: string, bytes: Uint8Array): Promise<void> {
-    return this.#run("putBase", () => this.#write("base", hash, bytes, undefined, true));
+    return this.#run("putBase", () => this.#write(["base", hash], bytes, undefined, true));
   }
 
   getBase(hash: string): Promise<Uint8Array | undefined> {
-    return this.#run("getBase", async () => (await this.#read("base", hash))?.bytes);
+    return this.#run("getBase", async () => (await this.#read(["base", hash]))?.bytes);
   }
 
   /** Sets the lease to `holder` when `allowed` says so of the current one, atomically. */

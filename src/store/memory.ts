@@ -10,6 +10,7 @@ export class MemoryBackend implements Backend {
   readonly shared = false;
   #checkpoints = new Map<string, RawCheckpoint>();
   #bases = new Map<string, Uint8Array>();
+  #links = new Map<string, Map<string, Uint8Array>>();
   #leases = new Map<string, { holder: string; expires: number }>();
 
   putCheckpoint(id: string, record: RawCheckpoint): Promise<void> {
@@ -27,7 +28,25 @@ export class MemoryBackend implements Backend {
   }
 
   deleteSession(id: string): Promise<boolean> {
+    this.#links.delete(id);
     return Promise.resolve(this.#checkpoints.delete(id));
+  }
+
+  putLink(id: string, name: string, bytes: Uint8Array): Promise<void> {
+    let links = this.#links.get(id);
+    if (!links) this.#links.set(id, links = new Map());
+    links.set(name, bytes.slice());
+    return Promise.resolve();
+  }
+
+  getLink(id: string, name: string): Promise<Uint8Array | undefined> {
+    return Promise.resolve(this.#links.get(id)?.get(name)?.slice());
+  }
+
+  deleteLinks(id: string, keep: string[]): Promise<void> {
+    const links = this.#links.get(id);
+    for (const name of links?.keys() ?? []) if (!keep.includes(name)) links!.delete(name);
+    return Promise.resolve();
   }
 
   listMeta(): Promise<{ id: string; meta: Uint8Array }[]> {

@@ -2,7 +2,8 @@
  * The `redis://` backend: one Redis shared by several Moat instances (node-redis, pinned).
  *
  * Keys, all under `MOAT_STORE_PREFIX` (`<prefix>:`): `cp:<id>` (a hash: the sealed metadata and
- * body), `meta` (a hash: session id → sealed metadata, for listing), `base:<hash>`, `lease:<id>`
+ * body), `links:<id>` (a hash: link name → sealed memory delta), `meta` (a hash: session id →
+ * sealed metadata, for listing), `base:<hash>`, `lease:<id>`
  * (the holder's instance id, expiring with PX). A checkpoint is written in one MULTI transaction
  * and read with one HMGET, so a reader sees one checkpoint whole. Leases are compare-and-set
  * scripts.
@@ -206,8 +207,30 @@ export class RedisBackend implements Backend {
       const [removed] = await this.#client.multi()
         .del(this.#key("cp", id))
         .hDel(this.#key("meta"), id)
+        .del(this.#key("links", id))
         .exec();
       return Number(removed) > 0;
+    });
+  }
+
+  putLink(id: string, name: string, value: Uint8Array): Promise<void> {
+    return this.#run("putLink", async () => {
+      await this.#client.hSet(this.#key("links", id), name, Buffer.from(value));
+    });
+  }
+
+  getLink(id: string, name: string): Promise<Uint8Array | undefined> {
+    return this.#run(
+      "getLink",
+      async () => bytes(await this.#bin.hGet(this.#key("links", id), name)),
+    );
+  }
+
+  deleteLinks(id: string, keep: string[]): Promise<void> {
+    return this.#run("deleteLinks", async () => {
+      const names = await this.#client.hKeys(this.#key("links", id));
+      const gone = names.filter((name) => !keep.includes(name));
+      if (gone.length) await this.#client.hDel(this.#key("links", id), gone);
     });
   }
 

@@ -9,6 +9,7 @@ import {
   type Backend,
   type Checkpoint,
   CheckpointRejected,
+  type Link,
   type SessionMeta,
   SessionMetaSchema,
   type Store,
@@ -33,6 +34,16 @@ async function openMeta(sealer: Sealer, id: string, sealed: Uint8Array): Promise
   return parsed.data;
 }
 
+/** A sealed record's AES-GCM tag (its last 16 bytes), base64: what the metadata binds a link by. */
+function tagOf(sealed: Uint8Array): string {
+  return btoa(String.fromCharCode(...sealed.subarray(sealed.byteLength - 16)));
+}
+
+/** A link is sealed under its session and name, so it cannot stand in for another. */
+function linkName(id: string, name: string): string {
+  return `${id}/${name}`;
+}
+
 function parseJson(bytes: Uint8Array): unknown {
   try {
     return JSON.parse(decoder.decode(bytes));
@@ -51,13 +62,23 @@ export function sealedStore(
   options: SealedOptions = {},
 ): Store {
   const sealer = "master" in sealerOrKey ? sealerInThread(sealerOrKey) : sealerOrKey;
+  /** A link's sealed bytes, checked to be the very one the metadata names. */
+  const sealedLink = async (id: string, link: Link): Promise<Uint8Array> => {
+    const sealed = await backend.getLink(id, link.name);
+    const record = `link ${linkName(id, link.name)}`;
+    if (!sealed) throw new CheckpointRejected("missing", record, "a link of its chain is missing");
+    if (sealed.byteLength < 16 || tagOf(sealed) !== link.tag) {
+      throw new CheckpointRejected("tampered", record, "it is not the link its checkpoint names");
+    }
+    return sealed;
+  };
   const sealAs = (
     kind: RecordKind,
     name: string,
     bytes: Uint8Array,
     extra?: Uint8Array,
     handOver = false,
-  ) => sealer.seal(kind, name, bytes, { extra, compress: kind === "base", handOver });
+  ) => sealer.seal(kind, name, bytes, { extra, compress: kind !== "meta", handOver });
   return {
     kind: backend.kind,
     shared: backend.shared,
@@ -100,6 +121,26 @@ export function sealedStore(
       const sealed = await backend.getBase(hash);
       return sealed && await sealer.unseal("base", hash, sealed);
     },
+    async putLink(id: string, name: string, delta: Uint8Array, handOver = false): Promise<Link> {
+      const sealed = await sealAs("link", linkName(id, name), delta, undefined, handOver);
+      await backend.putLink(id, name, sealed);
+      return { name, bytes: sealed.byteLength, tag: tagOf(sealed) };
+    },
+    async getLink(id: string, link: Link): Promise<Uint8Array> {
+      return await sealer.unseal("link", linkName(id, link.name), await sealedLink(id, link));
+    },
+    async mergeLinks(id: string, links: Link[], name: string): Promise<Link> {
+      const sealed = await Promise.all(links.map((link) => sealedLink(id, link)));
+      const merged = await sealer.merge(
+        "link",
+        links.map((link) => linkName(id, link.name)),
+        sealed,
+        linkName(id, name),
+      );
+      await backend.putLink(id, name, merged);
+      return { name, bytes: merged.byteLength, tag: tagOf(merged) };
+    },
+    pruneLinks: (id, keep) => backend.deleteLinks(id, keep),
     acquireLease: (id, instance, ttlMs) => backend.acquireLease(id, instance, ttlMs),
     renewLease: (id, instance, ttlMs) => backend.renewLease(id, instance, ttlMs),
     releaseLease: (id, instance) => backend.releaseLease(id, instance),

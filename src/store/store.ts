@@ -6,6 +6,22 @@
  */
 import { z } from "zod";
 
+/**
+ * One link of a session's chain: a memory delta against the image the links before it make (the
+ * first: against the base). Named in the sealed metadata with its authentication tag, so a link
+ * swapped for another (an older one of the same name) is refused.
+ */
+export const LinkSchema = z.object({
+  name: z.string().min(1),
+  /** Sealed size in the store. */
+  bytes: z.number().int().min(0),
+  /** The sealed link's AES-GCM tag, base64. */
+  tag: z.string().min(1),
+});
+
+/** One link of a session's chain, as its metadata names it. */
+export type Link = z.infer<typeof LinkSchema>;
+
 /** Session metadata saved with each checkpoint; listed without the checkpoint's bytes. */
 export const SessionMetaSchema = z.looseObject({
   /** `persistent` or `ephemeral` (only persistent sessions are checkpointed today). */
@@ -22,15 +38,23 @@ export const SessionMetaSchema = z.looseObject({
   seq: z.number().int().min(0),
   /** The content hash of the boot snapshot (`putBase`) the delta was taken against. */
   baseId: z.string().min(1),
+  /**
+   * The session's memory: links written over the base in order. Absent for a session with no
+   * state yet, and in checkpoints written before chains (their one delta is in the body).
+   */
+  chain: z.array(LinkSchema).optional(),
 });
 
 /** Session metadata saved with each checkpoint (extra fields are kept as they are). */
 export type SessionMeta = z.infer<typeof SessionMetaSchema>;
 
-/** One checkpoint: the metadata and the interpreter's delta against its base. */
+/**
+ * One checkpoint: the metadata (naming the chain of memory links) and the interpreter's
+ * description and files.
+ */
 export interface Checkpoint {
   meta: SessionMeta;
-  /** Raw delta bytes; the store compresses and encrypts them. */
+  /** Raw bytes (`checkpoint/format.ts`); the store compresses and encrypts them. */
   delta: Uint8Array;
   /**
    * On a put: the caller does not use `delta` again, so the store may move its buffer to the
@@ -93,7 +117,7 @@ export interface Store extends Leases {
   getCheckpoint(sessionId: string): Promise<Checkpoint | undefined>;
   /** The metadata of the session's last checkpoint (not its bytes), or undefined. */
   getMeta(sessionId: string): Promise<SessionMeta | undefined>;
-  /** Removes the session's checkpoint (not its lease: leases expire); returns whether it had one. */
+  /** Removes the session's checkpoint and links (not its lease: leases expire); whether it had one. */
   deleteSession(sessionId: string): Promise<boolean>;
   /**
    * Every stored session with its metadata (not its bytes), in no particular order; sort by
@@ -112,6 +136,24 @@ export interface Store extends Leases {
   putBase(hash: string, bytes: Uint8Array): Promise<void>;
   /** The base stored under `hash`, or undefined. */
   getBase(hash: string): Promise<Uint8Array | undefined>;
+  /**
+   * Stores one link of a session's chain (a memory delta) under `name`, which no other link of
+   * the session has had; returns how the session's metadata names it. Nothing refers to it until
+   * a checkpoint's metadata does. `handOver` as for a checkpoint.
+   */
+  putLink(sessionId: string, name: string, delta: Uint8Array, handOver?: boolean): Promise<Link>;
+  /**
+   * A link's delta; rejects with `CheckpointRejected` when it is missing ("truncated"), is not
+   * the one the metadata names, or fails authentication.
+   */
+  getLink(sessionId: string, link: Link): Promise<Uint8Array>;
+  /**
+   * Merges `links` (in order) into one link named `name`, off the main thread: the chain's
+   * compaction. The store keeps the old links until `pruneLinks`.
+   */
+  mergeLinks(sessionId: string, links: Link[], name: string): Promise<Link>;
+  /** Removes every link of the session but those named in `keep`. */
+  pruneLinks(sessionId: string, keep: string[]): Promise<void>;
 }
 
 /** A sealed checkpoint as a backend keeps it: the sealed metadata and the sealed body. */
@@ -141,6 +183,11 @@ export interface Backend extends Leases {
   /** Stores the bytes unless the hash is already stored (then it does nothing). */
   putBase(hash: string, bytes: Uint8Array): Promise<void>;
   getBase(hash: string): Promise<Uint8Array | undefined>;
+  /** Stores a link of the session's chain (`deleteSession` removes them all). */
+  putLink(sessionId: string, name: string, bytes: Uint8Array): Promise<void>;
+  getLink(sessionId: string, name: string): Promise<Uint8Array | undefined>;
+  /** Removes every link of the session not named in `keep`. */
+  deleteLinks(sessionId: string, keep: string[]): Promise<void>;
 }
 
 /**

@@ -215,10 +215,10 @@ export async function boot(
   prepared?: PreparedLoad,
 ): Promise<{ live: Live; restored?: Restored }> {
   capMemory(msg.memoryBytes, new Int32Array(msg.stats));
-  // A restore rebuilds the full image from the delta base and the checkpoint's delta.
+  // A restore rebuilds the full image from the delta base and the checkpoint's chain of deltas.
   const base = msg.deltaBase ?? msg.snapshot;
   const plan = msg.checkpoint && base
-    ? await prepareRestore(msg.checkpoint, base, msg.memoryBytes, {
+    ? await prepareRestore(msg.checkpoint, msg.links ?? [], base, msg.memoryBytes, {
       fetch: () => msg.network.length ? fetchJson(msg.network, msg.memoryBytes / 4) : noNetwork,
     })
     : undefined;
@@ -311,7 +311,11 @@ function adopt(
 }
 
 /** Takes a checkpoint of the idle interpreter (only ever between calls). */
-export async function checkpoint(live: Live, baseId: string): Promise<Reply<"checkpoint">> {
+export function checkpoint(
+  live: Live,
+  baseId: string,
+  against?: number,
+): Reply<"checkpoint"> {
   const started = performance.now();
   const handles = {
     run: live.run as unknown as PyProxy,
@@ -325,7 +329,7 @@ export async function checkpoint(live: Live, baseId: string): Promise<Reply<"che
   const rule = live.authorized ?? "null";
   if (rule !== "null") live.setAuthorized("null");
   try {
-    const taken = await takeCheckpoint(live.py, handles, baseId);
+    const taken = takeCheckpoint(live.py, handles, baseId, against);
     return { ...taken, ms: performance.now() - started };
   } finally {
     if (rule !== "null") live.setAuthorized(rule);

@@ -91,8 +91,8 @@ async function handle(msg: HostMessage): Promise<void> {
       return reply<"boot">(msg.id, { bootMs, memoryBytes: memoryBytes(live), restored });
     }
     case "checkpoint": {
-      const taken = await checkpoint(booted(), msg.baseId);
-      return reply<"checkpoint">(msg.id, taken, [taken.bytes.buffer]);
+      const taken = checkpoint(booted(), msg.baseId, msg.against);
+      return reply<"checkpoint">(msg.id, taken, [taken.bytes.buffer, taken.delta.buffer]);
     }
     case "exec": {
       const abandoned = new Promise<typeof ABANDONED>((resolve) => {

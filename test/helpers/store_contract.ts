@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { deriveKey, type StoreKey } from "../../src/codec/crypto.ts";
 import { sealedStore } from "../../src/store/sealed.ts";
 import { OFF_THREAD_BYTES, sealerOffThread } from "../../src/codec/sealer.ts";
+import { applyDelta, diffImage } from "../../src/worker/checkpoint/delta.ts";
 import {
   type Backend,
   type Checkpoint,
@@ -110,6 +111,47 @@ export async function storeContract(t: Deno.TestContext, fixture: StoreFixture):
         for (const id of ["s-moved", "s-moved-too"]) await store.deleteSession(id);
       },
     );
+
+    await t.step("links are read back, merged off the main thread, pruned, and bound", async () => {
+      // Three images of a session's memory, each a delta against the one before.
+      const images = [randomBytes(1 << 20)];
+      for (let i = 1; i < 4; i++) {
+        const next = images[i - 1].slice();
+        next.set(randomBytes(3 * 4096), i * 200_000);
+        images.push(next);
+      }
+      const deltas = images.slice(1).map((image, i) => diffImage(images[i], image));
+      const links = [];
+      for (const [i, delta] of deltas.entries()) {
+        links.push(await store.putLink("s-l", String(i + 1), delta.slice(), i === 0));
+      }
+      assert.deepEqual(await store.getLink("s-l", links[1]), deltas[1]);
+      const merged = await store.mergeLinks("s-l", links, "1-3");
+      const rebuilt = applyDelta(images[0], await store.getLink("s-l", merged));
+      assert.deepEqual(rebuilt, images[3], "the merged link makes the last image");
+      await store.pruneLinks("s-l", ["1-3"]);
+      await rejected(store.getLink("s-l", links[0]), "missing");
+      await rejected(store.getLink("s-l", { ...merged, name: "2" }), "missing");
+      // Another valid link of the session under the name is not the one named: refused.
+      const again = await store.putLink("s-l", "9", deltas[0]);
+      await store.putLink("s-l", "1-3", deltas[0]);
+      await rejected(store.getLink("s-l", merged), "tampered");
+      // Bytes moved to another session or name fail authentication.
+      const raw = (await backend.getLink("s-l", "9"))!;
+      await backend.putLink("s-other", "9", raw);
+      await rejected(store.getLink("s-other", again), "tampered");
+      await backend.putLink("s-l", "8", raw);
+      await rejected(store.getLink("s-l", { ...again, name: "8" }), "tampered");
+      await store.putCheckpoint("s-l", checkpoint(1, 10));
+      await store.deleteSession("s-l");
+      assert.equal(
+        await backend.getLink("s-l", "9"),
+        undefined,
+        "deleting a session drops its links",
+      );
+      await store.deleteSession("s-other");
+      assert.equal(await backend.getLink("s-other", "9"), undefined);
+    });
 
     await t.step("a base is written once per hash and read back", async () => {
       const base = randomBytes(200_000);

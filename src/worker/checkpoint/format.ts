@@ -1,9 +1,10 @@
 /**
  * The bytes of one checkpoint: a JSON description and binary sections (Pyodide's snapshot
- * header, the memory delta, file contents), gzipped as a whole. Pure; shared by the worker that
- * writes a checkpoint and the one that restores it, and readable by the host (`readMeta`).
+ * header, file contents; the memory is in deltas stored beside it). Not compressed here: the
+ * sealing worker compresses off the interpreter's thread. Pure; shared by the worker that writes
+ * a checkpoint and the one that restores it, and readable by the host (`readPrefix`).
  */
-import { compress, decompress } from "./delta.ts";
+import { decompress } from "./delta.ts";
 
 const MAGIC = "MOATCKP1";
 /** Bump when the meaning of a field changes; a restore refuses other versions by name. */
@@ -60,8 +61,11 @@ export interface CheckpointMeta {
   baseId: string;
   /** Pyodide's snapshot header (magic, build id, hiwire state): section index. */
   headerSection: number;
-  /** The memory delta: section index. */
-  deltaSection: number;
+  /**
+   * Checkpoints written before memory deltas were stored apart: the delta's section index. Now
+   * absent: the memory is the base with the session's chain of deltas written over it.
+   */
+  deltaSection?: number;
   lost: Lost[];
   /** Pyodide's `loadedPackages`: name → source. */
   packages: Record<string, string>;
@@ -81,31 +85,17 @@ export class CheckpointFormatError extends Error {
 
 /**
  * Layout: "MOATCKP1", u32 version, the base id (64 hex characters, so a host can check it without
- * inflating anything), then gzip of: u32 JSON length, the description, u32 section count, and
- * each section as u32 length + bytes. A body that does not compress (random data) is stored as
- * it is behind one zero byte instead: gzip gains nothing there and costs seconds.
+ * reading anything else), one byte (0: stored as it is; older checkpoints were compressed here),
+ * then: u32 JSON length, the description, u32 section count, and each section as u32 length +
+ * bytes.
  */
 const PREFIX = 8 + 4 + 64;
-/** How much of a body is compressed to judge whether the rest is worth it. */
-const SAMPLE_BYTES = 1 << 20;
 
-/** Whether a sample from the middle of `body` shrinks under gzip (random data does not). */
-async function compressible(body: Uint8Array<ArrayBuffer>): Promise<boolean> {
-  if (body.length <= 2 * SAMPLE_BYTES) return true;
-  const middle = body.length >> 1;
-  const sample = await compress(body.slice(middle, middle + SAMPLE_BYTES));
-  return sample.length <= SAMPLE_BYTES * 0.9;
-}
-
-/**
- * Packs the description and sections behind a small plain prefix, gzipped unless they do not
- * compress. The body is written once, in place behind the prefix: for a big incompressible
- * checkpoint that buffer is the answer, with no further copy of it.
- */
-export async function packCheckpoint(
+/** Packs the description and sections behind a small plain prefix, in one buffer. */
+export function packCheckpoint(
   meta: CheckpointMeta,
   sections: Uint8Array[],
-): Promise<Uint8Array<ArrayBuffer>> {
+): Uint8Array<ArrayBuffer> {
   const json = new TextEncoder().encode(JSON.stringify(meta));
   const total = 4 + json.length + 4 + sections.reduce((n, s) => n + 4 + s.length, 0);
   const out = new Uint8Array(PREFIX + 1 + total);
@@ -120,12 +110,6 @@ export async function packCheckpoint(
     view.setUint32(at, s.length, true);
     body.set(s, at + 4);
     at += 4 + s.length;
-  }
-  if (await compressible(body)) {
-    const packed = await compress(body);
-    const gz = new Uint8Array(PREFIX + packed.length);
-    gz.set(packed, PREFIX);
-    return writePrefix(gz, meta);
   }
   out[PREFIX] = 0; // stored as it is
   return writePrefix(out, meta);

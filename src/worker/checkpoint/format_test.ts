@@ -12,7 +12,6 @@ const META: CheckpointMeta = {
   version: CHECKPOINT_VERSION,
   baseId: "ab".repeat(32),
   headerSection: 0,
-  deltaSection: 1,
   lost: [],
   packages: {},
   files: [],
@@ -31,19 +30,16 @@ function random(length: number): Uint8Array {
   return out;
 }
 
-Deno.test("a checkpoint reads back as it was packed, gzipped or stored as it is", async (t) => {
-  const cases: [string, Uint8Array[], boolean][] = [
-    ["small sections", [new Uint8Array([1, 2, 3]), new Uint8Array(0)], false],
-    ["a big compressible body", [new Uint8Array(64), new Uint8Array(5 << 20).fill(7)], false],
-    ["a big body of random data", [new Uint8Array(64), random(5 << 20)], true],
+Deno.test("a checkpoint reads back as it was packed, stored as it is (the sealer compresses)", async (t) => {
+  const cases: [string, Uint8Array[]][] = [
+    ["small sections", [new Uint8Array([1, 2, 3]), new Uint8Array(0)]],
+    ["a big body of random data", [new Uint8Array(64), random(5 << 20)]],
   ];
-  for (const [what, sections, stored] of cases) {
+  for (const [what, sections] of cases) {
     await t.step(what, async () => {
-      const bytes = await packCheckpoint(META, sections);
+      const bytes = packCheckpoint(META, sections);
       assert.equal(readPrefix(bytes).baseId, META.baseId);
-      assert.equal(bytes[76] === 0, stored, "stored as it is exactly when it does not compress");
-      if (stored) assert.ok(bytes.length < sections[1].length + 1000);
-      else if (sections[1].length > 1000) assert.ok(bytes.length < sections[1].length / 10);
+      assert.equal(bytes[76], 0, "stored as it is");
       const back = await unpackCheckpoint(bytes, 64 << 20);
       assert.deepEqual(back.meta, META);
       assert.equal(back.sections.length, sections.length);
@@ -53,7 +49,7 @@ Deno.test("a checkpoint reads back as it was packed, gzipped or stored as it is"
 });
 
 Deno.test("a checkpoint cut short, too big or not one is refused by name", async () => {
-  const bytes = await packCheckpoint(META, [new Uint8Array(64), random(5 << 20)]);
+  const bytes = packCheckpoint(META, [new Uint8Array(64), random(5 << 20)]);
   await assert.rejects(unpackCheckpoint(bytes.subarray(0, bytes.length - 10), 64 << 20), {
     name: "CheckpointFormatError",
     message: /cut short/,

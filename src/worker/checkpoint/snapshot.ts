@@ -16,7 +16,7 @@ import {
 import { applyFiles, applyStreams, captureFiles, captureStreams } from "./fs.ts";
 import { type FreshTree, freshTree } from "./fs.ts";
 import { captureDylibs, captureTable, replayDylibs } from "./dylibs.ts";
-import { deltaInfo, diffImage, writeDeltaChunks } from "./delta.ts";
+import { deltaInfo, PageTracker, writeDeltaChunks } from "./delta.ts";
 import { looseEnds, releaseForSnapshot, STASH } from "./python.ts";
 import {
   describe,
@@ -46,6 +46,8 @@ export type Role = "fetch";
 
 const state: {
   base?: Uint8Array;
+  /** What the memory was at the last checkpoint taken or restored, for the next delta. */
+  pages?: PageTracker;
   fresh?: FreshTree;
   tableBootLength?: number;
   bridges?: { core: PyProxy; importhook: PyProxy };
@@ -65,7 +67,8 @@ const PYODIDE_HEADER = 48;
 export interface RestorePlan {
   /** Pyodide's header alone: the image is written into the memory directly (`writeImage`). */
   snapshot: Uint8Array;
-  image: { base: Uint8Array; delta: Uint8Array; bytes: number };
+  /** The base image and the deltas written over it in order (the chain, then an older delta). */
+  image: { base: Uint8Array; deltas: Uint8Array[]; bytes: number };
   meta: CheckpointMeta;
   sections: Uint8Array[];
   lost: Lost[];
@@ -86,11 +89,13 @@ export function setMounts(paths: string[]): void {
 }
 
 /**
- * Reads a checkpoint and rebuilds the full Pyodide snapshot from `base` and its delta.
- * `rebuild` makes each named JavaScript object again for this worker (its policy decides).
+ * Reads a checkpoint and plans the memory: `base` with the session's chain of deltas (`links`)
+ * written over it. `rebuild` makes each named JavaScript object again for this worker (its
+ * policy decides).
  */
 export async function prepareRestore(
   checkpoint: Uint8Array<ArrayBuffer>,
+  links: Uint8Array[],
   base: Uint8Array,
   maxBytes: number,
   rebuild: Record<Role, () => unknown>,
@@ -98,10 +103,13 @@ export async function prepareRestore(
   const started = performance.now();
   const { meta, sections } = await unpackCheckpoint(checkpoint, maxBytes * 2 + (64 << 20));
   const header = sections[meta.headerSection];
-  const delta = sections[meta.deltaSection];
+  // A checkpoint from before chains carries its one delta (against the base) itself.
+  const deltas = meta.deltaSection === undefined ? links : [sections[meta.deltaSection]];
+  if (deltas.length === 0) throw new Error("the checkpoint holds no memory");
   const baseStart = new Uint32Array(base.buffer, base.byteOffset, 2)[1];
   const baseImage = base.subarray(baseStart);
-  const image = { base: baseImage, delta, bytes: deltaInfo(delta).imageBytes };
+  const bytes = Math.max(...deltas.map((d) => deltaInfo(d).imageBytes));
+  const image = { base: baseImage, deltas, bytes };
   const snapshot = header.slice(); // its own buffer: Pyodide reads it as 32-bit words
   const lost: Lost[] = [...meta.lost];
   const internals: { api?: Any; module?: Any } = {};
@@ -181,11 +189,11 @@ function isZero(words: Int32Array, from: number, to: number): boolean {
 
 /**
  * Writes the checkpoint's memory into the fresh heap: the base chunk by chunk, skipping chunks
- * zero in the base and in the heap alike (they never become resident), then the delta's changed
- * chunks over it. One pass over the base, no full image built on the way.
+ * zero in the base and in the heap alike (they never become resident), then each delta's
+ * changed chunks over it, in order. One pass over the base, no full image built on the way.
  */
 function writeImage(heap: Uint8Array, image: RestorePlan["image"]): void {
-  const { base, delta, bytes } = image;
+  const { base, deltas, bytes } = image;
   const words = (a: Uint8Array) =>
     a.byteOffset % 4 ? undefined : new Int32Array(a.buffer, a.byteOffset, a.length >> 2);
   const src = words(base);
@@ -204,7 +212,9 @@ function writeImage(heap: Uint8Array, image: RestorePlan["image"]): void {
     }
     clear(to, end); // past the base, the image is zero
   }
-  writeDeltaChunks(delta, heap);
+  for (const delta of deltas) writeDeltaChunks(delta, heap);
+  state.pages = new PageTracker(base);
+  state.pages.restored(heap.subarray(0, bytes), deltas);
 }
 
 /** Keeps what a checkpoint needs from the boot: the base snapshot and Pyodide's own modules. */
@@ -247,27 +257,46 @@ export function adoptRestored(py: PyodideAPI, plan: RestorePlan): SessionHandles
   return adopted;
 }
 
+/** A checkpoint as taken: the packed description and files, and the memory's delta. */
+export interface Taken {
+  bytes: Uint8Array<ArrayBuffer>;
+  /** The chunks that changed since the last checkpoint taken or restored (`full`: the base). */
+  delta: Uint8Array<ArrayBuffer>;
+  full: boolean;
+  /** Names this checkpoint's memory, for the next one to be a delta against. */
+  generation: number;
+  lost: Lost[];
+  imageBytes: number;
+  chunks: number;
+}
+
 /**
- * Takes a checkpoint of the interpreter, which is idle (between calls): returns the packed,
- * compressed bytes and what could not go into them.
+ * Takes a checkpoint of the interpreter, which is idle (between calls): its memory as a delta
+ * against the last checkpoint when that is `against` (the host stored it), else against the
+ * base; and what could not go into it.
  */
-export async function takeCheckpoint(
+export function takeCheckpoint(
   py: PyodideAPI,
   handles: SessionHandles,
   baseId: string,
-): Promise<{ bytes: Uint8Array<ArrayBuffer>; lost: Lost[]; imageBytes: number; chunks: number }> {
+  against?: number,
+): Taken {
   if (!state.base || !state.fresh || !state.bridges) {
     throw new Error("this interpreter was not booted from a snapshot; it cannot checkpoint");
   }
   const module = (py as Any)._module;
   const api = (py as Any)._api;
   const lost: Lost[] = looseEnds(handles.run);
-  const { files, removed, blobs } = captureFiles(py.FS, state.fresh, state.mounts, 2);
+  const { files, removed, blobs } = captureFiles(py.FS, state.fresh, state.mounts, 1);
   const streams = captureStreams(py.FS, lost);
   const dylibs = captureDylibs(module, lost);
   const table = captureTable(module, state.tableBootLength ?? 0, dylibs, lost);
   let header: Uint8Array;
-  let delta: Uint8Array;
+  let delta: Uint8Array<ArrayBuffer>;
+  const pages = state.pages ??= new PageTracker(
+    state.base.subarray(new Uint32Array(state.base.buffer, state.base.byteOffset, 2)[1]),
+  );
+  const full = pages.atBase || against !== pages.generation;
   const release = releaseForSnapshot(py, handles, state.bridges);
   try {
     const internals = internalNames(api, module);
@@ -286,8 +315,7 @@ export async function takeCheckpoint(
       return { what };
     }, (serializer) => api.serializeHiwireState(serializer));
     header = pyodideHeader(state.base, JSON.stringify(hiwire));
-    const baseStart = new Uint32Array(state.base.buffer, state.base.byteOffset, 2)[1];
-    delta = diffImage(state.base.subarray(baseStart), module.HEAPU8);
+    delta = pages.diff(module.HEAPU8, full);
   } finally {
     release.restore();
   }
@@ -295,7 +323,6 @@ export async function takeCheckpoint(
     version: CHECKPOINT_VERSION,
     baseId,
     headerSection: 0,
-    deltaSection: 1,
     lost,
     packages: { ...state.packages, ...(py.loadedPackages as Record<string, string>) },
     files,
@@ -306,8 +333,8 @@ export async function takeCheckpoint(
   };
   const imageBytes = module.HEAPU8.length;
   const chunks = new DataView(delta.buffer, delta.byteOffset).getUint32(12, true);
-  const bytes = await packCheckpoint(meta, [header, delta, ...blobs]);
-  return { bytes, lost, imageBytes, chunks };
+  const bytes = packCheckpoint(meta, [header, ...blobs]);
+  return { bytes, delta, full, generation: pages.generation, lost, imageBytes, chunks };
 }
 
 /** Pyodide's header for our hiwire JSON, with the base snapshot's magic and build id. */
