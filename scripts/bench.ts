@@ -479,6 +479,63 @@ async function bigSessionNextCall(): Promise<void> {
   });
 }
 
+/**
+ * A small change (`n += 1`) to sessions of three sizes, each stored with `checkpoint: "sync"`:
+ * how long its checkpoint holds the session (/metrics), and what it writes (the answer's bytes).
+ * With deltas against the last checkpoint both follow the change, not the heap.
+ */
+async function smallChanges(): Promise<void> {
+  say("a small change to an idle, a 64 MiB and a 150 MB session (kv store, sync checkpoints)…");
+  await using server = await startServer({
+    policyText: "limits:\n  poolSize: 1\n  memoryMb: 1024\n",
+  });
+  const sizes: [string, string, string?, string?][] = [
+    ["an idle session", "n = 0", "≤ 15 ms held"],
+    [
+      "a session holding 64 MiB",
+      "import os\nBIG = os.urandom(64 << 20)\nn = 0",
+      undefined,
+      "≤ 1 MiB",
+    ],
+    ["a session holding 150 MB", "import os\nBIG = os.urandom(150_000_000)\nn = 0"],
+  ];
+  for (const [what, setup, holdTarget, bytesTarget] of sizes) {
+    const id = (await server.post("/v1/sessions", {})).body.id;
+    await call(server, setup, id, { checkpoint: "sync" });
+    const heap = (await call(server, "n += 1", id, { checkpoint: "sync" })).resources?.memoryBytes;
+    const holds: number[] = [];
+    const written: number[] = [];
+    for (let i = 0; i < (quick ? 10 : 30); i++) {
+      const before = await scrape(server);
+      const body = await call(server, "n += 1", id, { checkpoint: "sync" });
+      const after = await scrape(server);
+      if (body.checkpoint?.ok !== true) {
+        problem(`${what}: sync checkpoint failed: ${JSON.stringify(body.checkpoint)}`);
+        continue;
+      }
+      const d = (name: string) => metric(after, name) - metric(before, name);
+      holds.push(
+        d("moat_checkpoint_hold_seconds_sum") / d("moat_checkpoint_hold_seconds_count") * 1000,
+      );
+      written.push(body.checkpoint.bytes);
+    }
+    if (!holds.length) continue;
+    const hold = percentile(holds, 0.5);
+    const bytes = percentile(written, 0.5);
+    record({
+      what: `small change to ${what} (${mb(heap ?? 0)} heap): checkpoint holds it p50 / p99`,
+      value: `${ms(hold)} / ${ms(percentile(holds, 0.99))}`,
+      ...(holdTarget ? { target: holdTarget, met: hold <= 15 } : {}),
+    });
+    record({
+      what: `small change to ${what}: bytes written per checkpoint (p50 / max)`,
+      value: `${mb(bytes)} / ${mb(Math.max(...written))}`,
+      ...(bytesTarget ? { target: bytesTarget, met: bytes <= 1 << 20 } : {}),
+    });
+    await (await server.request(`/v1/sessions/${id}`, { method: "DELETE" })).body?.cancel();
+  }
+}
+
 async function untilHibernated(server: TestServer, ids: string[], timeoutMs: number) {
   const until = performance.now() + timeoutMs;
   for (const id of ids) {
@@ -744,6 +801,7 @@ packages:
 
 async function durablePhases(): Promise<void> {
   await checkpointSizes();
+  await smallChanges();
   await bigSessionNextCall();
   await restores();
   try {

@@ -21,7 +21,11 @@ function image(chunks: number, seed: number): Uint8Array<ArrayBuffer> {
 Deno.test("an unchanged image is a delta of no chunks", () => {
   const base = image(8, 7);
   const delta = diffImage(base, base.slice());
-  assert.deepEqual(deltaInfo(delta), { imageBytes: base.length, chunks: 0 });
+  assert.deepEqual(deltaInfo(delta), {
+    imageBytes: base.length,
+    chunks: 0,
+    chunkBytes: CHUNK_BYTES,
+  });
   assert.equal(delta.length, 16);
   assert.deepEqual(applyDelta(base, delta), base);
 });
@@ -43,7 +47,11 @@ Deno.test("memory that grew past the base costs only its non-zero chunks", () =>
   grown.set(base);
   grown[8 * CHUNK_BYTES + 1] = 9;
   const delta = diffImage(base, grown);
-  assert.deepEqual(deltaInfo(delta), { imageBytes: grown.length, chunks: 1 });
+  assert.deepEqual(deltaInfo(delta), {
+    imageBytes: grown.length,
+    chunks: 1,
+    chunkBytes: CHUNK_BYTES,
+  });
   assert.deepEqual(applyDelta(base, delta), grown);
 });
 
