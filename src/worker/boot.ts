@@ -16,6 +16,7 @@ import type {
 import { withAllocatorHook } from "./checkpoint/dylibs.ts";
 import {
   adoptRestored,
+  preparePages,
   prepareRestore,
   rememberBoot,
   type RestorePlan,
@@ -266,6 +267,7 @@ export async function boot(
   };
   await warmUp(live, runnerGlobals);
   runnerGlobals.destroy();
+  preparePages();
   return { live };
 }
 

@@ -164,3 +164,28 @@ Deno.test("merging keeps each chunk as the last delta wrote it", () => {
     ),
   );
 });
+
+Deno.test("blocks still equal to the base and grown zero memory are told apart from changes", () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.array(fc.nat(96 * 1024 - 1), { maxLength: 6 }), { minLength: 1, maxLength: 5 }),
+      fc.boolean(),
+      (steps, grow) => {
+        const base = image(256, 13); // 64 KiB: four blocks
+        const pages = new PageTracker(base);
+        let before = new Uint8Array(96 * 1024);
+        before.set(base);
+        for (const [i, offsets] of steps.entries()) {
+          const next = before.slice();
+          for (const at of offsets) if (grow || at < base.length) next[at] ^= 1 + i;
+          const delta = pages.diff(next, false);
+          const grown = new Uint8Array(next.length);
+          grown.set(before);
+          assert.deepEqual(applyDelta(grown, delta), next);
+          assert.deepEqual(delta, diffImage(before, next), "exactly the chunks that changed");
+          before = next;
+        }
+      },
+    ),
+  );
+});

@@ -25,14 +25,30 @@ export function pinFixedSlots(module: Any): void {
   }
 }
 
+/** Where a Pyodide internal sits, by name. */
+type InternalName = { api?: string; module?: string };
+
+const namesOf = new WeakMap<object, Map<unknown, InternalName>>();
+
 /**
  * Pyodide's own functions Python holds (e.g. the event loop's `pyodide_js._api.scheduleCallback`),
- * named by where they sit, so a restore takes the new interpreter's.
+ * named by where they sit, so a restore takes the new interpreter's. Listed once per interpreter
+ * (the module has thousands of properties) and again only when a value is not found.
  */
-export function internalNames(
-  api: Any,
-  module: Any,
-): Map<unknown, { api?: string; module?: string }> {
+export function internalNames(api: Any, module: Any): (value: unknown) => InternalName | undefined {
+  let names = namesOf.get(module);
+  let fresh = false;
+  return (value) => {
+    if (!names) [names, fresh] = [listInternals(api, module), true];
+    const found = names.get(value);
+    if (found || fresh) return found;
+    [names, fresh] = [listInternals(api, module), true];
+    namesOf.set(module, names);
+    return names.get(value);
+  };
+}
+
+function listInternals(api: Any, module: Any): Map<unknown, InternalName> {
   const names = new Map<unknown, { api?: string; module?: string }>();
   for (const [where, owner] of [["module", module], ["api", api]] as const) {
     for (const key of Object.getOwnPropertyNames(owner)) {
@@ -47,6 +63,7 @@ export function internalNames(
       }
     }
   }
+  namesOf.set(module, names);
   return names;
 }
 

@@ -106,10 +106,8 @@ export async function prepareRestore(
   // A checkpoint from before chains carries its one delta (against the base) itself.
   const deltas = meta.deltaSection === undefined ? links : [sections[meta.deltaSection]];
   if (deltas.length === 0) throw new Error("the checkpoint holds no memory");
-  const baseStart = new Uint32Array(base.buffer, base.byteOffset, 2)[1];
-  const baseImage = base.subarray(baseStart);
   const bytes = Math.max(...deltas.map((d) => deltaInfo(d).imageBytes));
-  const image = { base: baseImage, deltas, bytes };
+  const image = { base: baseImage(base), deltas, bytes };
   const snapshot = header.slice(); // its own buffer: Pyodide reads it as 32-bit words
   const lost: Lost[] = [...meta.lost];
   const internals: { api?: Any; module?: Any } = {};
@@ -217,6 +215,21 @@ function writeImage(heap: Uint8Array, image: RestorePlan["image"]): void {
   state.pages.restored(heap.subarray(0, bytes), deltas);
 }
 
+/**
+ * Fingerprints the base at boot, while the worker waits in the pool: a fresh session's first
+ * checkpoint then compares instead of hashing it (a restore does it at its first checkpoint).
+ */
+export function preparePages(): void {
+  if (state.pages || !state.base) return;
+  state.pages = new PageTracker(baseImage(state.base));
+  state.pages.prepare();
+}
+
+/** The memory image of a snapshot in Pyodide's layout (past its header). */
+function baseImage(base: Uint8Array): Uint8Array {
+  return base.subarray(new Uint32Array(base.buffer, base.byteOffset, 2)[1]);
+}
+
 /** Keeps what a checkpoint needs from the boot: the base snapshot and Pyodide's own modules. */
 export function rememberBoot(py: PyodideAPI, base: Uint8Array | undefined): void {
   state.base = base;
@@ -293,9 +306,7 @@ export function takeCheckpoint(
   const table = captureTable(module, state.tableBootLength ?? 0, dylibs, lost);
   let header: Uint8Array;
   let delta: Uint8Array<ArrayBuffer>;
-  const pages = state.pages ??= new PageTracker(
-    state.base.subarray(new Uint32Array(state.base.buffer, state.base.byteOffset, 2)[1]),
-  );
+  const pages = state.pages ??= new PageTracker(baseImage(state.base));
   const full = pages.atBase || against !== pages.generation;
   const release = releaseForSnapshot(py, handles, state.bridges);
   try {
@@ -304,7 +315,7 @@ export function takeCheckpoint(
       if (value instanceof Primitive) return { primitive: value.json };
       const role = state.roles.get(value);
       if (role) return { role };
-      const internal = internals.get(value);
+      const internal = internals(value);
       if (internal) return internal;
       if (isResolver(value)) return { resolver: true };
       const what = describe(value);
