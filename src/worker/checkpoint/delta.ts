@@ -220,20 +220,21 @@ export class PageTracker {
     const base = this.#baseHashes!;
     const baseChunks = (base.length >> 1) - 1;
     const zero = ZERO_BLOCK;
-    const imageBuf = Buffer.from(image.buffer, image.byteOffset, image.byteLength);
-    const baseBuf = Buffer.from(this.#base.buffer, this.#base.byteOffset, this.#base.byteLength);
+    const baseBytes = this.#base;
     const now = new Int32Array(2 * chunks);
     for (let first = 0; first < chunks; first += CHUNKS_PER_BLOCK) {
       const last = Math.min(chunks, first + CHUNKS_PER_BLOCK);
       const from = first * CHUNK_BYTES;
       const to = Math.min(image.length, last * CHUNK_BYTES);
       const whole = to - from === BLOCK_BYTES;
-      if (whole && last <= baseChunks && to <= baseBuf.length) {
-        if (imageBuf.subarray(from, to).equals(baseBuf.subarray(from, to))) {
+      if (whole && last <= baseChunks && to <= baseBytes.length) {
+        if (Buffer.compare(image.subarray(from, to), baseBytes.subarray(from, to)) === 0) {
           now.set(base.subarray(2 * first, 2 * last), 2 * first);
           continue;
         }
-      } else if (whole && from >= baseBuf.length && imageBuf.subarray(from, to).equals(zero)) {
+      } else if (
+        whole && from >= baseBytes.length && Buffer.compare(image.subarray(from, to), zero) === 0
+      ) {
         for (let c = first; c < last; c++) {
           now[2 * c] = base[2 * baseChunks];
           now[2 * c + 1] = base[2 * baseChunks + 1];
