@@ -215,7 +215,9 @@ export class Checkpoints {
       meta = this.#meta(session, await this.baseId);
       // A delta against the last checkpoint only when that one is stored and this worker took
       // (or restored) it; else against the base, and the chain starts again.
-      const against = d.tip?.interpreter === interpreter && d.chain ? d.tip.generation : undefined;
+      const against = d.tip?.interpreter.deref() === interpreter && d.chain
+        ? d.tip.generation
+        : undefined;
       taken = await interpreter.checkpoint(meta.baseId, against);
       metrics.checkpointHeld(performance.now() - started);
     } catch (err) {
@@ -273,7 +275,7 @@ export class Checkpoints {
       await this.store.putCheckpoint(session.id, head);
       d.seq = seq;
       d.chain = chain;
-      d.tip = { interpreter, generation: taken.generation };
+      d.tip = { interpreter: new WeakRef(interpreter), generation: taken.generation };
       d.stored = true;
       d.failure = undefined;
       if (compacted !== before || taken.full) {

@@ -203,7 +203,9 @@ export class DurableSessions {
     session.durable.dirty = false;
     // The restored image is the chain's end: the next checkpoint is a delta against it.
     session.durable.chain = meta.chain;
-    session.durable.tip = meta.chain ? { interpreter, generation: 0 } : undefined;
+    session.durable.tip = meta.chain
+      ? { interpreter: new WeakRef(interpreter), generation: 0 }
+      : undefined;
     session.durable.restored = {
       ms: performance.now() - started,
       lost: [...lost, ...interpreter.restored?.lost ?? []],

@@ -73,9 +73,10 @@ export interface Durability {
   chain?: Link[];
   /**
    * The interpreter whose checkpoint `generation` is the stored one (it took or restored it):
-   * its next checkpoint is a delta against that. Cleared when a write fails.
+   * its next checkpoint is a delta against that. Cleared when a write fails. Held weakly: a
+   * hibernated session keeps nothing of its stopped interpreter.
    */
-  tip?: { interpreter: Interpreter; generation: number };
+  tip?: { interpreter: WeakRef<Interpreter>; generation: number };
   /** The interpreter changed since its last checkpoint. */
   dirty: boolean;
   /** This instance holds the session's lease. */
