@@ -1,8 +1,9 @@
 /**
- * Who seals and unseals records (`crypto.ts`). A big record is sealed and unsealed in a worker of
- * its own (`worker.ts`), its bytes moved there and back rather than copied, so encrypting,
- * compressing and copying a big checkpoint never holds the thread that serves HTTP and routes
- * calls. Small records (metadata) are sealed in place: the trip would cost more than the work.
+ * Who seals and unseals records (`crypto.ts`). Checkpoints, links and bases are sealed and
+ * unsealed in a worker of their own (`worker.ts`), their bytes moved there and back rather than
+ * copied, so compressing, encrypting and copying a checkpoint never holds the thread that serves
+ * HTTP and routes calls. Metadata (a small JSON record), and any record under 64 KiB that is
+ * read back, is handled in place: the trip would cost more than the work.
  */
 import { deriveKey, type RecordKind, seal, type StoreKey, unseal } from "./crypto.ts";
 import { mergeSealed } from "./merge.ts";
@@ -10,7 +11,7 @@ import { CheckpointRejected, type RejectReason } from "./rejected.ts";
 import { movable } from "./transfer.ts";
 import { CODEC_DIR, DELTA_MODULE, SEALER_WORKER_URL } from "../paths.ts";
 
-/** Records at least this big are sealed and unsealed off the main thread. */
+/** Records read back at least this big are unsealed off the main thread. */
 export const OFF_THREAD_BYTES = 64 * 1024;
 
 /** Options of one seal: bytes bound into its authentication, and whether to compress. */
@@ -65,8 +66,9 @@ export function sealerInThread(key: StoreKey): Sealer {
 }
 
 /**
- * Seals big records in a worker started at once (and again after it died), small ones in this
- * thread. The worker may read its own modules (`src/codec/`) and nothing else.
+ * Seals every record but metadata in a worker started at once (and again after it died), and
+ * unseals big ones there. The worker may read its own modules (`src/codec/`) and the delta
+ * format it merges, nothing else.
  */
 export async function sealerOffThread(secret: string): Promise<Sealer> {
   const key = await deriveKey(secret);
@@ -132,7 +134,7 @@ export async function sealerOffThread(secret: string): Promise<Sealer> {
   worker = start();
   return {
     seal(kind, name, plain, options = {}) {
-      if (plain.byteLength < OFF_THREAD_BYTES) return local.seal(kind, name, plain, options);
+      if (kind === "meta") return local.seal(kind, name, plain, options);
       const { extra, compress = true, handOver = false } = options;
       const request = {
         id: nextId++,
