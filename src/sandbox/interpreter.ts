@@ -113,6 +113,17 @@ export class Interpreter {
   bootMs = 0;
   /** Set by `prepare`: settles once the worker's wasm is instantiated. */
   #prepared?: Promise<void>;
+  #preparedDone = false;
+
+  /** A prepared worker (`prepare`) that has instantiated Pyodide: a restore into it starts now. */
+  get prepared(): boolean {
+    return this.#preparedDone && this.alive;
+  }
+
+  /** Settles once a prepared worker is ready (or failed); undefined for other interpreters. */
+  get preparing(): Promise<void> | undefined {
+    return this.#prepared?.catch(() => {});
+  }
   /** Set when this interpreter was restored from a checkpoint: what could not be restored. */
   restored?: Restored;
   /**
@@ -163,7 +174,10 @@ export class Interpreter {
       const request = { indexPath: PYODIDE_DIR, wasmModule, snapshot: options.snapshot, lifeline };
       await interpreter.#request("prepare", request, [lifeline]);
     })();
-    interpreter.#prepared.catch(() => interpreter.terminate());
+    interpreter.#prepared.then(
+      () => interpreter.#preparedDone = true,
+      () => interpreter.terminate(),
+    );
     return interpreter;
   }
 
