@@ -52,7 +52,7 @@ async function restoreEach(server: TestServer, ids: string[], gapMs: number): Pr
  * Restore p50/p99 (the answers' `restoreMs`: store read, unseal, boot from the checkpoint) from
  * hibernation, then after a restart (SIGTERM, a new server on the same kv store).
  */
-export async function restoreTimes(quick: boolean, say: (line: string) => void) {
+export async function restoreTimes(quick: boolean, say: (line: string) => void, gapMs = 300) {
   const n = quick ? 8 : 20;
   say(`durable: restore p50/p99, ${n} sessions from hibernation, then after a restart…`);
   const dir = await Deno.makeTempDir({ prefix: "moat-bench-durable-" });
@@ -81,7 +81,7 @@ export async function restoreTimes(quick: boolean, say: (line: string) => void) 
       for (const id of ids) await untilHibernated(server, id);
       row(
         `restore from hibernation (restoreMs p50 / p99, ${n} sessions)`,
-        await restoreEach(server, ids, 300),
+        await restoreEach(server, ids, gapMs),
       );
       server.kill("SIGTERM");
       await server.exited();
@@ -89,7 +89,7 @@ export async function restoreTimes(quick: boolean, say: (line: string) => void) 
     await using second = await startServer({ env, policyText });
     row(
       `restore after a restart (restoreMs p50 / p99, ${n} sessions)`,
-      await restoreEach(second, ids, 300),
+      await restoreEach(second, ids, gapMs),
     );
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -97,10 +97,12 @@ export async function restoreTimes(quick: boolean, say: (line: string) => void) 
   return rows;
 }
 
-// `deno run -A scripts/bench_durable.ts [--quick]`: these rows alone.
+// `deno run -A scripts/bench_durable.ts [--quick] [--gap-ms=N]`: these rows alone, restores N ms
+// apart (300 by default, as in `deno task bench`).
 if (import.meta.main) {
   const quick = Deno.args.includes("--quick");
-  const rows = await restoreTimes(quick, (line) => console.error(`bench: ${line}`));
+  const gap = Number(Deno.args.find((a) => a.startsWith("--gap-ms="))?.slice(9) ?? 300);
+  const rows = await restoreTimes(quick, (line) => console.error(`bench: ${line}`), gap);
   for (const r of rows) {
     console.log(`${r.what}  ${r.value}  target ${r.target}: ${r.met ? "met" : "NOT met"}`);
   }
