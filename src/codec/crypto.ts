@@ -8,8 +8,8 @@
  * (HKDF with a random 16-byte salt) and a random 12-byte IV, so one long-lived key never meets the
  * GCM limit on random nonces.
  *
- * Envelope: version (1 byte) · flags (1: bit 0 = gzip, of older records; bit 1 = zstd) · key id (4) · salt (16) · IV (12) ·
- * ciphertext with its 16-byte tag. The header, the record's kind and name (session id or hash)
+ * Envelope: version (1 byte) · flags (1: 0 = stored, 1 = gzip (older records), 2 = zstd) · key id
+ * (4) · salt (16) · IV (12) · ciphertext with its 16-byte tag. The header, the record's kind and name (session id or hash)
  * and any caller-given bytes are additional authenticated data: a record moved to another
  * session, or re-labelled, fails authentication.
  */
@@ -129,7 +129,7 @@ export async function unseal(
     throw new CheckpointRejected("truncated", record, `${sealed.byteLength} bytes is too short`);
   }
   const header = sealed.subarray(0, HEADER);
-  if (header[0] !== VERSION || (header[1] & ~(GZIP | ZSTD)) !== 0 || header[1] === 3) {
+  if (header[0] !== VERSION || ![0, GZIP, ZSTD].includes(header[1])) {
     throw new CheckpointRejected("format", record, `unknown format ${header[0]}/${header[1]}`);
   }
   if (!header.subarray(2, 6).every((b, i) => b === key.id[i])) {

@@ -214,13 +214,13 @@ export const ReplySchemas = {
   checkpoint: z.object({
     /** The checkpoint's description and files; opaque to the host (`checkpoint/format.ts`). */
     bytes: z.instanceof(Uint8Array),
-    /** The memory pages that changed since `against` (or the base, when `full`). */
+    /** The memory chunks that changed since `against` (or the base, when `full`). */
     delta: z.instanceof(Uint8Array),
     full: z.boolean(),
     /** Names this checkpoint, for the next request's `against`. */
     generation: z.number(),
     lost: z.array(lostSchema),
-    /** Size of the interpreter's memory, and how many 4 KiB pages the delta holds. */
+    /** Size of the interpreter's memory, and how many chunks the delta holds. */
     imageBytes: z.number(),
     chunks: z.number(),
     ms: z.number(),

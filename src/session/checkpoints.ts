@@ -285,8 +285,8 @@ export class Checkpoints {
       }
       const ms = performance.now() - started;
       d.cost = ms - baseMs;
-      metrics.checkpoint(link.bytes + taken.bytes.byteLength, ms, true);
       const bytes = link.bytes + taken.bytes.byteLength;
+      metrics.checkpoint(bytes, ms, true);
       return { ok: true, bytes, seq, ms: Math.round(ms * 10) / 10 };
     } catch (err) {
       // The next checkpoint starts a chain again: this one's link may be missing.

@@ -1,6 +1,6 @@
 /**
- * A checkpoint's memory image stored as deltas: only the 4 KiB pages that differ from the image
- * before are kept, so a session that changed little costs kilobytes instead of its whole heap.
+ * A checkpoint's memory image stored as deltas: only the chunks (`CHUNK_BYTES`) that differ from
+ * the image before are kept, so a session that changed little costs kilobytes instead of its whole heap.
  * The first delta of a session is against the delta base (an idle session's image); each later
  * one against the image the checkpoint before it stored (`PageTracker`), and the store merges
  * deltas (`mergeDeltas`). Pure: no Pyodide, no I/O, nothing but `node:` imports, since the
@@ -28,7 +28,6 @@ export class DeltaError extends Error {
 
 /** Zero bytes to compare memory that grew past the base with (fresh pages are zero). */
 const ZERO = Buffer.alloc(CHUNK_BYTES);
-const ZERO_BLOCK = Buffer.alloc(16 * 1024);
 
 /** Whether `image[from, to)` equals `base` there, where `base` counts as zero past its end. */
 function same(image: Buffer, base: Buffer, from: number, to: number): boolean {
@@ -59,24 +58,35 @@ export function diffImage(base: Uint8Array, image: Uint8Array): Uint8Array<Array
 
 /** A delta of `image`'s chunks at `changed` (ascending indices), copied out. */
 function packChunks(image: Uint8Array, changed: ArrayLike<number>): Uint8Array<ArrayBuffer> {
+  return writeDelta(image.length, changed, (c) => image.subarray(c * CHUNK_BYTES));
+}
+
+/**
+ * The delta of an image of `imageBytes` whose chunks at `changed` (ascending) hold what `source`
+ * gives for each, cut to the chunk's size; a shorter source leaves the rest zero.
+ */
+function writeDelta(
+  imageBytes: number,
+  changed: ArrayLike<number>,
+  source: (chunk: number) => Uint8Array,
+): Uint8Array<ArrayBuffer> {
+  const size = (c: number) => Math.min(CHUNK_BYTES, imageBytes - c * CHUNK_BYTES);
   let dataBytes = 0;
-  for (let k = 0; k < changed.length; k++) {
-    dataBytes += Math.min(CHUNK_BYTES, image.length - changed[k] * CHUNK_BYTES);
-  }
+  for (let k = 0; k < changed.length; k++) dataBytes += size(changed[k]);
   const head = (HEADER_WORDS + changed.length) * 4;
   const out = new Uint8Array(head + dataBytes);
   const view = new DataView(out.buffer);
   view.setUint32(0, DELTA_MAGIC, true);
   view.setUint32(4, CHUNK_BYTES, true);
-  view.setUint32(8, image.length, true);
+  view.setUint32(8, imageBytes, true);
   view.setUint32(12, changed.length, true);
   let at = head;
   for (let k = 0; k < changed.length; k++) {
-    view.setUint32(16 + 4 * k, changed[k], true);
-    const from = changed[k] * CHUNK_BYTES;
-    const chunk = image.subarray(from, Math.min(from + CHUNK_BYTES, image.length));
-    out.set(chunk, at);
-    at += chunk.length;
+    const c = changed[k];
+    view.setUint32(16 + 4 * k, c, true);
+    const bytes = source(c);
+    out.set(bytes.subarray(0, Math.min(bytes.length, size(c))), at);
+    at += size(c);
   }
   return out;
 }
@@ -85,8 +95,9 @@ const WORDS_PER_CHUNK = CHUNK_BYTES / 4;
 
 /**
  * Two 32-bit lanes per chunk, every word feeding both (multiply, add, rotate: no bit of a word
- * can change unseen), seeded per tracker so a page's content cannot be chosen to collide. About
- * 4 GB/s here: a 30 MB heap in under 10 ms, faster than comparing it with a copy.
+ * can change unseen), seeded per tracker so a chunk's content cannot be chosen to collide. It
+ * spares keeping a copy of the image; where the base is still equal, comparing with it is
+ * faster (`scripts/bench_fingerprint.ts`).
  */
 function hashChunks(
   bytes: Uint8Array,
@@ -131,6 +142,7 @@ function hashChunks(
 /** Memory compared with the base (memcmp) a block at a time before any of it is hashed. */
 const BLOCK_BYTES = 16 * 1024;
 const CHUNKS_PER_BLOCK = BLOCK_BYTES / CHUNK_BYTES;
+const ZERO_BLOCK = Buffer.alloc(BLOCK_BYTES);
 
 /**
  * What a session's memory was at its last checkpoint, as a fingerprint per chunk (8 bytes per
@@ -219,7 +231,6 @@ export class PageTracker {
     this.prepare();
     const base = this.#baseHashes!;
     const baseChunks = (base.length >> 1) - 1;
-    const zero = ZERO_BLOCK;
     const baseBytes = this.#base;
     const now = new Int32Array(2 * chunks);
     for (let first = 0; first < chunks; first += CHUNKS_PER_BLOCK) {
@@ -233,7 +244,8 @@ export class PageTracker {
           continue;
         }
       } else if (
-        whole && from >= baseBytes.length && Buffer.compare(image.subarray(from, to), zero) === 0
+        whole && from >= baseBytes.length &&
+        Buffer.compare(image.subarray(from, to), ZERO_BLOCK) === 0
       ) {
         for (let c = first; c < last; c++) {
           now[2 * c] = base[2 * baseChunks];
@@ -306,25 +318,11 @@ export function mergeDeltas(deltas: Uint8Array[]): Uint8Array<ArrayBuffer> {
     }
   }
   const changed = Uint32Array.from(latest.keys()).sort();
-  let dataBytes = 0;
-  for (const c of changed) dataBytes += Math.min(CHUNK_BYTES, imageBytes - c * CHUNK_BYTES);
-  const head = (HEADER_WORDS + changed.length) * 4;
-  const out = new Uint8Array(head + dataBytes);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, DELTA_MAGIC, true);
-  view.setUint32(4, CHUNK_BYTES, true);
-  view.setUint32(8, imageBytes, true);
-  view.setUint32(12, changed.length, true);
-  let at = head;
-  changed.forEach((c, k) => {
-    view.setUint32(16 + 4 * k, c, true);
-    // A chunk written short (the end of a smaller image) is zero past what it wrote.
-    const { delta, at: from, length } = latest.get(c)!;
-    const size = Math.min(CHUNK_BYTES, imageBytes - c * CHUNK_BYTES);
-    out.set(delta.subarray(from, from + Math.min(length, size)), at);
-    at += size;
+  // A chunk written short (the end of a smaller image) is zero past what it wrote.
+  return writeDelta(imageBytes, changed, (c) => {
+    const { delta, at, length } = latest.get(c)!;
+    return delta.subarray(at, at + length);
   });
-  return out;
 }
 
 /** What a delta says about the image it rebuilds, read without rebuilding it. */

@@ -343,7 +343,7 @@ export function takeCheckpoint(
     table,
   };
   const imageBytes = module.HEAPU8.length;
-  const chunks = new DataView(delta.buffer, delta.byteOffset).getUint32(12, true);
+  const { chunks } = deltaInfo(delta);
   const bytes = packCheckpoint(meta, [header, ...blobs]);
   return { bytes, delta, full, generation: pages.generation, lost, imageBytes, chunks };
 }
