@@ -46,10 +46,15 @@ export class SessionFiles {
   put(id: string, path: string, bytes: Uint8Array<ArrayBuffer>) {
     const { fileBytes, filesBytes, memoryMb } = this.limits;
     const body = { path, bytes, fileBytes, filesBytes, memoryBytes: memoryMb * 1024 * 1024 };
-    return this.#run(id, async (i) => {
-      const reply = unwrap(await i.file("files.put", body, [bytes.buffer]));
-      return { file: entry(reply.file), created: reply.created };
-    }, true);
+    return this.#run(
+      id,
+      async (i) => {
+        const reply = unwrap(await i.file("files.put", body, [bytes.buffer]));
+        return { file: entry(reply.file), created: reply.created };
+      },
+      true,
+      bytes.byteLength,
+    );
   }
 
   /** The file's bytes and details. */
@@ -87,18 +92,24 @@ export class SessionFiles {
     id: string,
     task: (interpreter: Interpreter) => Promise<T>,
     changes = false,
+    bytes = 0,
   ): Promise<T> {
-    return await this.sessions.withInterpreter(id, async (interpreter) => {
-      try {
-        return await task(interpreter);
-      } catch (err) {
-        if (err instanceof MoatError) throw err;
-        // The worker was stopped meanwhile (the session deleted, the server short of memory).
-        throw new Unavailable(
-          `The session's interpreter stopped during the request: ${messageOf(err)}`,
-        );
-      }
-    }, changes);
+    return await this.sessions.withInterpreter(
+      id,
+      async (interpreter) => {
+        try {
+          return await task(interpreter);
+        } catch (err) {
+          if (err instanceof MoatError) throw err;
+          // The worker was stopped meanwhile (the session deleted, the server short of memory).
+          throw new Unavailable(
+            `The session's interpreter stopped during the request: ${messageOf(err)}`,
+          );
+        }
+      },
+      changes,
+      bytes,
+    );
   }
 }
 

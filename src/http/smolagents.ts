@@ -6,6 +6,7 @@ import { checkTimeout, ExecBodySchema, readJson } from "./body.ts";
 import { errors, json, jsonBody, serve } from "./openapi.ts";
 import { errorBody } from "../errors.ts";
 import { AnswerSchema, ErrorSchema, SessionIdParams, SessionInfoSchema } from "./schemas.ts";
+import { answerBody } from "./deliver.ts";
 import { streamCall, wantsStream } from "./stream.ts";
 
 const checkResponses = { 200: json(SessionInfoSchema, "The session exists."), ...errors(401, 404) };
@@ -53,10 +54,12 @@ export function smolagentsRoutes(sessions: SessionManager, maxTimeoutMs: number)
     const body = await readJson(c, ExecBodySchema);
     checkTimeout(body.timeoutMs, maxTimeoutMs);
     if (wantsStream(c)) {
-      return await streamCall(c, (onOutput) => sessions.submit(id, { ...body, onOutput }));
+      return await streamCall(c, id, (onOutput) => sessions.submit(id, { ...body, onOutput }));
     }
     const answer = await sessions.exec(id, body);
-    return c.body(answer.body, 200, { "content-type": "application/json; charset=utf-8" });
+    return c.body(answerBody(answer.body, id, answer.held), 200, {
+      "content-type": "application/json; charset=utf-8",
+    });
   };
   const tags = ["smolagents"];
   serve(app, {

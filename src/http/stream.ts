@@ -4,16 +4,20 @@
  * event's data is the text as a JSON string, so every character survives), then one `result`
  * event whose data is exactly the JSON answer a plain call returns. The call belongs to the
  * session, not to the connection: a client that goes away does not stop it, and its result
- * lands in the session as usual.
+ * lands in the session as usual. Events the client has not taken are charged to the session; a
+ * client that takes none for `UNREAD_MS` while some wait loses the stream (see `deliver.ts`).
  */
 import type { Context } from "hono";
-import { streamSSE } from "hono/streaming";
 import { errorBody, MoatError } from "../errors.ts";
 import type { OutputHook } from "../sandbox/interpreter.ts";
 import type { Answer } from "../session/answer.ts";
+import type { Held } from "../session/held.ts";
+import { logDropped, type UnreadGuard, unreadGuard } from "./deliver.ts";
 
-/** A comment line sent while nothing else is, so that proxies keep an idle stream open. */
+/** How often a comment line is sent while nothing else is. */
 const KEEPALIVE_MS = 15_000;
+/** Characters of an event sent at a time. */
+const PIECE = 64 * 1024;
 
 /** The request asked for an event stream. */
 export function wantsStream(c: Context): boolean {
@@ -33,18 +37,24 @@ interface Event {
  */
 export async function streamCall(
   c: Context,
-  start: (onOutput: OutputHook) => Promise<{ answer: Promise<Answer> }>,
+  session: string,
+  start: (onOutput: OutputHook) => Promise<{ answer: Promise<Answer>; held: Held }>,
 ): Promise<Response> {
-  const events: Event[] = [];
+  const events: (Event & { release: () => void })[] = [];
   let wake: (() => void) | undefined;
+  // Known once the call is queued; output comes only after that.
+  const charged: { held?: Held } = {};
+  let dropped = false;
   const push = (event: Event) => {
-    events.push(event);
+    if (dropped) return;
+    events.push({ ...event, release: charged.held?.add(event.data.length) ?? (() => {}) });
     wake?.();
   };
-  const { answer } = await start((stream, text) =>
+  const started = await start((stream, text) =>
     push({ event: stream, data: JSON.stringify(text) })
   );
-  answer.then(
+  charged.held = started.held;
+  started.answer.then(
     (a) => push({ event: "result", data: a.body }),
     (err) => {
       const body = err instanceof MoatError
@@ -58,19 +68,96 @@ export async function streamCall(
       push({ event: "error", data: JSON.stringify(body) });
     },
   );
-  return streamSSE(c, async (sse) => {
-    const keepalive = setInterval(() => sse.write(": keep-alive\n\n"), KEEPALIVE_MS);
-    try {
-      for (;;) {
-        for (let e = events.shift(); e; e = events.shift()) {
-          await sse.writeSSE(e); // a write to a client that left is dropped, not thrown
-          if (e.event === "result" || e.event === "error") return;
+  return c.body(
+    sseBody(session, events, held, {
+      next: () => new Promise<void>((resolve) => wake = resolve),
+      wake: () => wake?.(),
+      drop: () => dropped = true,
+    }),
+    200,
+    {
+      "content-type": "text/event-stream",
+      "cache-control": "no-cache",
+    },
+  );
+}
+
+/**
+ * The event stream's body, pulled by the socket: an event goes out in pieces, each once the
+ * socket took the one before, so a client that reads nothing leaves the rest here, charged to
+ * its session, until `UNREAD_MS` pass and the stream is cut.
+ */
+function sseBody(
+  session: string,
+  events: (Event & { release: () => void })[],
+  held: Held | undefined,
+  signal: { next(): Promise<void>; wake(): void; drop(): void },
+): ReadableStream<Uint8Array> {
+  const encoder = new TextEncoder();
+  let current: { text: string; at: number; event: Event & { release: () => void } } | undefined;
+  let sent = 0;
+  let ping = false;
+  let ended = false;
+  let guard: UnreadGuard;
+  let keepalive: ReturnType<typeof setInterval>;
+  const end = () => {
+    ended = true;
+    signal.drop();
+    guard.stop();
+    clearInterval(keepalive);
+    for (const e of events.splice(0)) e.release();
+    current?.event.release();
+    current = undefined;
+    signal.wake();
+  };
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      guard = unreadGuard(held, 0, (why) => {
+        const waiting = (current ? current.text.length - current.at : 0) +
+          events.reduce((n, e) => n + e.data.length, 0);
+        logDropped(session, sent + waiting, sent, why);
+        end();
+        controller.error(new Error(`event stream dropped: ${why}`));
+      });
+      // A comment line while nothing else is sent, so that proxies keep an idle stream open.
+      keepalive = setInterval(() => {
+        ping = true;
+        signal.wake();
+      }, KEEPALIVE_MS);
+    },
+    async pull(controller) {
+      while (!current) {
+        if (ended) return;
+        const event = events.shift();
+        if (event) {
+          current = { text: `event: ${event.event}\ndata: ${event.data}\n\n`, at: 0, event };
+          break;
         }
-        await new Promise<void>((resolve) => wake = resolve);
-        wake = undefined;
+        if (ping) {
+          ping = false;
+          return controller.enqueue(encoder.encode(": keep-alive\n\n"));
+        }
+        guard.idle();
+        await signal.next();
       }
-    } finally {
-      clearInterval(keepalive);
-    }
-  });
+      // Waiting for the socket to take this piece: the client must read within UNREAD_MS.
+      guard.wait();
+      // (`data` is JSON: one line, whatever it holds.)
+      const piece = current.text.slice(current.at, current.at + PIECE);
+      current.at += piece.length;
+      controller.enqueue(encoder.encode(piece));
+      if (current.at < current.text.length) return;
+      const { event } = current;
+      event.release();
+      sent += event.data.length;
+      current = undefined;
+      if (event.event === "result" || event.event === "error") {
+        end();
+        controller.close();
+      }
+    },
+    cancel() {
+      end(); // the client left; the call goes on and lands in the session
+    },
+  }, { highWaterMark: 0 });
 }

@@ -1,5 +1,6 @@
 /** A call's answer: its outcome serialized as the protocol's HTTP body, plus what the audit needs. */
 import type { LimitHit, Outcome } from "./outcome.ts";
+import type { Held } from "./held.ts";
 import { describeFailures, emptyReport, type PackagesReport } from "./packages.ts";
 
 /** One call's answer: the HTTP body as text, plus what the audit log needs. */
@@ -13,6 +14,8 @@ export interface Answer {
   denied?: string[];
   /** What the call's `packages` list came to (also in `body`), for the metrics. */
   packages?: PackagesReport;
+  /** Where the HTTP layer charges the answer's bytes until its client has taken them. */
+  held?: Held;
 }
 
 /** What the answer says besides the outcome. */

@@ -258,6 +258,8 @@ export class Checkpoints {
   ): Promise<CheckpointReport> {
     const d = session.durable;
     const size = taken.delta.byteLength + taken.bytes.byteLength;
+    // On its way to the store, the checkpoint is the session's to carry (the watchdog counts it).
+    const release = session.held.add(size);
     try {
       if (!taken.full && !d.chain) throw new Error("the checkpoint it builds on is not stored");
       const base = performance.now();
@@ -292,6 +294,8 @@ export class Checkpoints {
       // The next checkpoint starts a chain again: this one's link may be missing.
       d.tip = undefined;
       return this.#failed(session, err, size, started);
+    } finally {
+      release();
     }
   }
 

@@ -19,8 +19,9 @@ import {
   type SessionOptions,
   type Slot,
 } from "./session.ts";
+import type { Held } from "./held.ts";
 import { Registry } from "./registry.ts";
-import { MemoryWatchdog } from "./watchdog.ts";
+import { holderOf, MemoryWatchdog } from "./watchdog.ts";
 
 export {
   type CallRequest,
@@ -81,7 +82,7 @@ export class SessionManager {
     this.#sweeper = setInterval(() => this.sweep(), every);
     this.#watchdog = new MemoryWatchdog(
       policy.limits.serverMemoryMb * 1024 * 1024,
-      () => [...this.#sessions.values()].flatMap((s) => s.interpreter ? [s.interpreter] : []),
+      () => [...this.#sessions.values()].map(holderOf),
       options.log,
     );
   }
@@ -123,10 +124,19 @@ export class SessionManager {
    * Queues a call: rejects at once for an unknown session (404), a full queue (429), too many
    * packages (400) or a server shutting down (503), else resolves with the answer to come.
    */
-  async submit(id: string, request: CallRequest): Promise<{ answer: Promise<Answer> }> {
+  async submit(id: string, request: CallRequest): Promise<{ answer: Promise<Answer>; held: Held }> {
     assertPackageCount(request.packages, this.#policy.packages.maxPerCall);
     const session = await this.#enqueue(id);
-    return { answer: session.queue.run(() => this.#run(session, request)) };
+    // The code waiting in the queue is the session's to carry (the watchdog counts it).
+    const release = session.held.add(request.code.length);
+    const answer = session.queue.run(async () => {
+      release();
+      const answer = await this.#run(session, request);
+      answer.held = session.held;
+      return answer;
+    });
+    answer.catch(release);
+    return { answer, held: session.held };
   }
 
   /**
@@ -138,9 +148,12 @@ export class SessionManager {
     id: string,
     task: (interpreter: Interpreter) => Promise<T>,
     changes = false,
+    bytes = 0,
   ): Promise<T> {
     const session = await this.#enqueue(id);
+    const release = session.held.add(bytes);
     return await session.queue.run(async () => {
+      release();
       await this.#runner(session, this.#policy.limits.timeoutMs);
       const result = await task(await (session.slot ?? this.#boot(session)).ready);
       if (changes) await this.#durable?.afterCall(session, false);

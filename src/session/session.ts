@@ -1,6 +1,7 @@
 /** One session as the manager keeps it, and what the API says of it. */
 import type { Interpreter, KillReason } from "../sandbox/interpreter.ts";
 import type { Link } from "../store/store.ts";
+import { Held } from "./held.ts";
 import { SerialQueue } from "./queue.ts";
 
 /** `persistent` keeps state between calls; `ephemeral` gives every call a clean interpreter. */
@@ -108,6 +109,8 @@ export class Session {
   lost?: { reason: KillReason; detail: string };
   /** Calls, resets and checkpoints run one at a time, in arrival order. */
   readonly queue = new SerialQueue();
+  /** What the session holds outside its interpreter (unread answers, queued calls, checkpoints). */
+  readonly held = new Held();
   readonly packages = new Set<string>();
   readonly durable: Durability = { stored: false, seq: 0, dirty: false, leased: false };
   constructor(

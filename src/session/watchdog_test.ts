@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import type { Interpreter, KillReason } from "../sandbox/interpreter.ts";
-import { MemoryWatchdog } from "./watchdog.ts";
+import { Held } from "./held.ts";
+import { holderOf, MemoryWatchdog } from "./watchdog.ts";
 
 const MB = 1024 * 1024;
 
@@ -14,11 +15,19 @@ class FakeInterpreter {
   }
 }
 
-function watchdog(budgetMb: number, rssMb: () => number, fakes: FakeInterpreter[]) {
+function watchdog(
+  budgetMb: number,
+  rssMb: () => number,
+  fakes: FakeInterpreter[],
+  held: Held[] = [],
+) {
   const log: string[] = [];
   const dog = new MemoryWatchdog(
     budgetMb * MB,
-    () => fakes as unknown as Interpreter[],
+    () =>
+      fakes.map((f, i) =>
+        holderOf({ interpreter: f as unknown as Interpreter, held: held[i] ?? new Held() })
+      ),
     (line) => log.push(line),
     () => rssMb() * MB,
   );
@@ -55,7 +64,7 @@ Deno.test("over budget, the largest live interpreter is stopped for memory", () 
     assert.equal(log.length, 1);
     assert.match(
       log[0],
-      /900 MB over the budget of 800 MB; stopping an interpreter holding 300 MB/,
+      /900 MB over the budget of 800 MB; stopping a session holding 300 MB/,
     );
   } finally {
     dog.stop();
@@ -135,6 +144,29 @@ Deno.test("over budget with no live interpreter, nothing is stopped and no quiet
     fakes.push(late);
     assert.equal(dog.check(10_001), true);
     assert.equal(late.kills.length, 1);
+  } finally {
+    dog.stop();
+  }
+});
+
+Deno.test("what a session holds outside its interpreter is charged to it, and dropped", () => {
+  const fakes = [new FakeInterpreter(200 * MB), new FakeInterpreter(50 * MB)];
+  const held = [new Held(), new Held()];
+  let dropped = 0;
+  // 300 MB of unread answers (droppable) and 20 MB of queued calls (not) beside 50 MB.
+  const releaseAnswer = held[1].add(300 * MB, () => {
+    dropped++;
+    releaseAnswer();
+  });
+  held[1].add(20 * MB);
+  const { dog, log } = watchdog(800, () => 900, fakes, held);
+  try {
+    assert.equal(dog.check(10_000), true);
+    assert.deepEqual(fakes.map((f) => f.kills.length), [0, 1]);
+    assert.match(fakes[1].kills[0].detail, /held the most \(370 MB\)/);
+    assert.match(log[0], /stopping a session holding 370 MB/);
+    assert.equal(dropped, 1);
+    assert.equal(held[1].bytes, 20 * MB);
   } finally {
     dog.stop();
   }
