@@ -222,16 +222,45 @@ export class Checkpoints {
       metrics.checkpointHeld(performance.now() - started);
     } catch (err) {
       d.tip = undefined;
-      return { written: Promise.resolve(this.#failed(session, err, 0, started)) };
+      const report = this.#failed(session, err, 0, started);
+      return { written: this.#after(session.id, () => this.#unstored(session, report)) };
     }
-    const written = this.settled(session.id).then(() =>
-      this.#write(session, interpreter, meta, taken, started)
-    );
+    return {
+      written: this.#after(
+        session.id,
+        () => this.#write(session, interpreter, meta, taken, started),
+      ),
+    };
+  }
+
+  /** Runs a store write of the session after the ones before it; `settled` waits for it. */
+  #after(id: string, write: () => Promise<CheckpointReport>): Promise<CheckpointReport> {
+    const written = this.settled(id).then(write);
     const tail = written.finally(() => {
-      if (this.#writes.get(session.id) === tail) this.#writes.delete(session.id);
+      if (this.#writes.get(id) === tail) this.#writes.delete(id);
     });
-    this.#writes.set(session.id, tail);
-    return { written };
+    this.#writes.set(id, tail);
+    return written;
+  }
+
+  /**
+   * A state that could not be taken is marked in the store (`unstored`, with the reason), so that
+   * after a restart the session is lost (410), not brought back older or empty without a word.
+   * The next checkpoint that succeeds replaces the mark.
+   */
+  async #unstored(session: Session, report: CheckpointReport): Promise<CheckpointReport> {
+    const d = session.durable;
+    try {
+      const seq = d.seq + 1;
+      const meta = { ...this.#meta(session, await this.baseId), seq, unstored: report.reason };
+      await this.store.putCheckpoint(session.id, { meta, delta: new Uint8Array() });
+      d.seq = seq;
+      d.chain = undefined;
+      d.stored = true;
+    } catch (err) {
+      this.#log(`could not mark session ${session.id} as unstored: ${messageOf(err)}`);
+    }
+    return report;
   }
 
   /** Whether a checkpoint of the session is being written now. */

@@ -145,6 +145,12 @@ export class DurableSessions {
     }
     if (meta.seq < d.seq) throw rolledBack(session.id, meta.seq, d.seq);
     if (session.slot && meta.seq === d.seq) return;
+    if (typeof meta.unstored === "string") {
+      throw new SessionLostError(
+        `Session '${session.id}' cannot be restored: its latest state could not be ` +
+          `checkpointed (${meta.unstored}), and an older one would lose calls without a word`,
+      );
+    }
     if (session.slot) this.hooks.discard(session, "another instance ran the session since");
     d.seq = meta.seq;
     d.stored = true;
@@ -168,7 +174,7 @@ export class DurableSessions {
       // A write under way is the latest state: wait for it, then read what the store holds.
       await this.checkpoints.settled(session.id);
       const meta = await this.checkpoints.meta(session.id);
-      if (!meta || meta.empty || meta.seq < d.seq) return false;
+      if (!meta || meta.empty || meta.unstored || meta.seq < d.seq) return false;
       this.hooks.discard(session, why);
       await this.#restore(session, [{ what: "the state since the last checkpoint", why }]);
     } catch {

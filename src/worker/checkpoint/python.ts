@@ -27,7 +27,10 @@ export function releaseForSnapshot(
   bridges: { core: PyProxy; importhook: PyProxy },
 ): { restore(): void } {
   const api = (py as Any)._api;
+  assertPlain(api.sys, "module", "the module sys");
   const modules = api.sys.modules as PyProxy & Map<string, unknown>;
+  assertPlain(modules, "dict", "sys.modules");
+  assertPlain(api._pyodide, "module", "the module _pyodide");
   const named: [string, unknown][] = [
     ["_pyodide_core", bridges.core],
     ["pyodide.code", api.pyodide_code],
@@ -49,7 +52,8 @@ export function releaseForSnapshot(
   }
   for (const [name, value] of named) modules.set(name, value);
   api._pyodide._importhook = bridges.importhook;
-  const stash = py.globals.get("dict")() as PyProxy & Map<string, unknown>;
+  // Made by Pyodide's converter, not by calling `dict`: the session may have replaced builtins.
+  const stash = py.toPy(new Map()) as PyProxy & Map<string, unknown>;
   stash.set("run", handles.run);
   stash.set("namespace", handles.namespace);
   stash.set("cancel", handles.cancel);
@@ -58,6 +62,20 @@ export function releaseForSnapshot(
   modules.set(STASH, stash);
   stash.destroy();
   return { restore };
+}
+
+/**
+ * Refuses an object whose methods the session may have replaced (`sys.modules = MyDict()`, a
+ * module given a class of its own): with the exact built-in type, what Moat calls on it is the
+ * type's own C code, never the session's Python. Reading the type runs no Python either.
+ */
+function assertPlain(value: PyProxy, type: string, what: string): void {
+  if (value?.type !== type) {
+    throw new Error(
+      `${what} was replaced by an object of type '${value?.type}': the session's state cannot be ` +
+        `checkpointed (Moat runs none of the session's code to take it)`,
+    );
+  }
 }
 
 /**
