@@ -787,8 +787,10 @@ packages:
     what: `resident memory, ${made} hibernated sessions vs an empty server`,
     value: `${label}; ${hibernated} hibernated, ${live} live; made in ${creating.toFixed(0)} s, ` +
       `${ms(percentile(each, 0.5))} each (p50)`,
-    target: "≤ 200 MB for 1000",
-    met: perSession * 1000 <= 200,
+    // Judged on 1000 only: with fewer, what the first sessions cost once (allocator arenas, the
+    // sealing worker's heap) is spread over too few and the extrapolation overstates (quick runs
+    // gave 0.7 MB each for 117 where the full run measured 0.1 MB each for 1000).
+    ...(made >= 1000 ? { target: "≤ 200 MB for 1000", met: perSession * 1000 <= 200 } : {}),
   });
   // The first ones made must still come back.
   for (const [i, id] of ids.slice(0, 3).entries()) {

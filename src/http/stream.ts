@@ -69,7 +69,7 @@ export async function streamCall(
     },
   );
   return c.body(
-    sseBody(session, events, held, {
+    sseBody(session, events, started.held, {
       next: () => new Promise<void>((resolve) => wake = resolve),
       wake: () => wake?.(),
       drop: () => dropped = true,
