@@ -112,62 +112,67 @@ Deno.test("an older record of the session written back is refused with 410, not 
   }
 });
 
-Deno.test("a session whose state cannot be checkpointed says so, and after a restart is 410", async () => {
+/** Runs `before` on a server, stops it, then `after` on a new one over the same KV store. */
+async function acrossRestart(
+  before: (server: TestServer) => Promise<string>,
+  after: (server: TestServer, id: string) => Promise<void>,
+): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "moat-records-" });
   const env = { MOAT_TOKEN: TOKEN, MOAT_STORE: `kv:${dir}/store.kv` };
   try {
     let id: string;
     {
       await using first = await startServer({ env, policyText: POLICY });
-      id = await first.createSession();
-      await first.exec("balance = 100", { session: id, sync: true });
-      // A sys.modules whose methods are the session's own: taking the state would run them.
-      const { body } = await first.post(`/v1/sessions/${id}`, {
-        code: "import sys\nclass Mine(dict):\n    def __setitem__(self, k, v):\n" +
-          "        raise RuntimeError('ran inside the checkpoint')\n" +
-          "sys.modules = Mine(sys.modules)\nbalance = 0",
-        checkpoint: "sync",
-      });
-      assert.equal(body.error, null, JSON.stringify(body));
-      assert.equal(body.checkpoint.ok, false, JSON.stringify(body));
-      assert.match(body.checkpoint.reason, /sys\.modules was replaced by an object of type 'Mine'/);
-      assert.doesNotMatch(body.checkpoint.reason, /ran inside the checkpoint/);
-      // Every answer says so while it lasts; the live session keeps its state.
-      const next = await first.exec("balance", { session: id });
-      assert.equal(next.result, 0);
-      assert.equal((next as { checkpoint?: { ok: boolean } }).checkpoint?.ok, false);
+      id = await before(first);
       await stopped(first);
     }
-    // Not the older balance of 100, and not an empty session: lost, and said.
     await using second = await startServer({ env, policyText: POLICY });
+    await after(second, id);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("a session whose state cannot be checkpointed says so, and after a restart is 410", async () => {
+  await acrossRestart(async (first) => {
+    const id = await first.createSession();
+    await first.exec("balance = 100", { session: id, sync: true });
+    // A sys.modules whose methods are the session's own: taking the state would run them.
+    const { body } = await first.post(`/v1/sessions/${id}`, {
+      code: "import sys\nclass Mine(dict):\n    def __setitem__(self, k, v):\n" +
+        "        raise RuntimeError('ran inside the checkpoint')\n" +
+        "sys.modules = Mine(sys.modules)\nbalance = 0",
+      checkpoint: "sync",
+    });
+    assert.equal(body.error, null, JSON.stringify(body));
+    assert.equal(body.checkpoint.ok, false, JSON.stringify(body));
+    assert.match(body.checkpoint.reason, /sys\.modules was replaced by an object of type 'Mine'/);
+    assert.doesNotMatch(body.checkpoint.reason, /ran inside the checkpoint/);
+    // Every answer says so while it lasts; the live session keeps its state.
+    const next = await first.exec("balance", { session: id });
+    assert.equal(next.result, 0);
+    assert.equal((next as { checkpoint?: { ok: boolean } }).checkpoint?.ok, false);
+    return id;
+  }, async (second, id) => {
+    // Not the older balance of 100, and not an empty session: lost, and said.
     const { status, body } = await second.post(`/v1/sessions/${id}`, { code: "balance" });
     assert.equal(status, 410, JSON.stringify(body));
     assert.equal(body.error.name, "SessionLost");
     assert.match(body.error.message, /could not be checkpointed/);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a session that replaced builtins is still checkpointed and restored", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "moat-records-" });
-  const env = { MOAT_TOKEN: TOKEN, MOAT_STORE: `kv:${dir}/store.kv` };
-  try {
-    let id: string;
-    {
-      await using first = await startServer({ env, policyText: POLICY });
-      id = await first.createSession();
-      const { body } = await first.post(`/v1/sessions/${id}`, {
-        code: "import builtins\nbuiltins.dict = None\nkept = 7",
-        checkpoint: "sync",
-      });
-      assert.equal(body.checkpoint?.ok, true, JSON.stringify(body));
-      await stopped(first);
-    }
-    await using second = await startServer({ env, policyText: POLICY });
+  await acrossRestart(async (first) => {
+    const id = await first.createSession();
+    const { body } = await first.post(`/v1/sessions/${id}`, {
+      code: "import builtins\nbuiltins.dict = None\nkept = 7",
+      checkpoint: "sync",
+    });
+    assert.equal(body.checkpoint?.ok, true, JSON.stringify(body));
+    return id;
+  }, async (second, id) => {
     const body = await second.exec("kept", { session: id });
     assert.equal(body.result, 7, JSON.stringify(body));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  });
 });
