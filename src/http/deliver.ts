@@ -40,8 +40,9 @@ export interface UnreadGuard {
 }
 
 /**
- * Charges `bytes` to `held` and calls `onDrop` once, when a wait runs out (`unread`) or the
- * memory watchdog drops what the session holds (`memory`).
+ * Charges `bytes` to `held` and calls `onDrop` once, when a wait runs out (`unread`) or, while
+ * something waits, the memory watchdog drops what the session holds (`memory`). A stream with
+ * nothing waiting (a call that has not printed yet) is not dropped: its result is still to come.
  */
 export function unreadGuard(
   held: Held | undefined,
@@ -49,8 +50,13 @@ export function unreadGuard(
   onDrop: (why: DropReason) => void,
 ): UnreadGuard {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const release = held?.add(bytes, () => drop("memory")) ?? (() => {});
-  const idle = () => clearTimeout(timer);
+  let droppable: (() => void) | undefined;
+  const release = held?.add(bytes) ?? (() => {});
+  const idle = () => {
+    clearTimeout(timer);
+    droppable?.();
+    droppable = undefined;
+  };
   const stop = () => {
     idle();
     release();
@@ -61,6 +67,7 @@ export function unreadGuard(
   };
   const wait = () => {
     idle();
+    droppable = held?.add(0, () => drop("memory"));
     timer = setTimeout(() => drop("unread"), UNREAD_MS);
   };
   return { wait, idle, stop };
