@@ -223,7 +223,12 @@ export class Checkpoints {
     } catch (err) {
       d.tip = undefined;
       const report = this.#failed(session, err, 0, started);
-      return { written: this.#after(session.id, () => this.#unstored(session, report)) };
+      // An interpreter stopped meanwhile (the session deleted, reset, or lost to a limit) took its
+      // state with it: nothing to mark, and a mark would bring a deleted session back.
+      if (!interpreter.alive) return { written: Promise.resolve(report) };
+      return {
+        written: this.#after(session.id, () => this.#unstored(session, interpreter, report)),
+      };
     }
     return {
       written: this.#after(
@@ -248,8 +253,13 @@ export class Checkpoints {
    * after a restart the session is lost (410), not brought back older or empty without a word.
    * The next checkpoint that succeeds replaces the mark.
    */
-  async #unstored(session: Session, report: CheckpointReport): Promise<CheckpointReport> {
+  async #unstored(
+    session: Session,
+    interpreter: Interpreter,
+    report: CheckpointReport,
+  ): Promise<CheckpointReport> {
     const d = session.durable;
+    if (!interpreter.alive) return report;
     try {
       const seq = d.seq + 1;
       const meta = { ...this.#meta(session, await this.baseId), seq, unstored: report.reason };
