@@ -7,6 +7,7 @@
  *   deno task bench --quick    # fewer repetitions
  *   deno task bench --mcp      # only MCP's run_python_code against the HTTP API
  *   deno task bench --durable  # only the durable sessions' rows (checkpoints, restores)
+ *   deno task bench --small    # only the checkpoint holds and bytes of a small change
  */
 import { LimitsSchema } from "../src/policy/schema.ts";
 import { Interpreter } from "../src/sandbox/interpreter.ts";
@@ -850,6 +851,8 @@ const loadBefore = await load();
 if (Deno.args.includes("--mcp")) {
   await using server = await startServer({ policyText: POLICY });
   await mcpTrips(server);
+} else if (Deno.args.includes("--small")) {
+  await smallChanges();
 } else if (Deno.args.includes("--durable")) {
   await durablePhases();
 } else if (Deno.args.includes("--hibernated")) {
