@@ -32,6 +32,8 @@ const counts = { calls: 0, lost: 0, wrong: 0, status5xx: 0, hostile: 0, refused:
 const health: number[] = [];
 const isolated: number[] = [];
 let peakRss = 0;
+/** RSS samples taken, those over the budget, and the longest run of samples over it. */
+const rssSamples = { all: 0, over: 0, run: 0, longest: 0 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** One execute request; counts 5xx; returns the body or undefined when it failed at HTTP level. */
@@ -155,6 +157,11 @@ async function probes(server: TestServer, until: number): Promise<void> {
     const stat = new TextDecoder().decode(out.stdout);
     const rss = Number(stat.match(/VmRSS:\s+(\d+)/)?.[1] ?? 0) * 1024;
     peakRss = Math.max(peakRss, rss);
+    rssSamples.all++;
+    if (rss > BUDGET_MB * 2 ** 20) {
+      rssSamples.over++;
+      rssSamples.longest = Math.max(rssSamples.longest, ++rssSamples.run);
+    } else rssSamples.run = 0;
     await sleep(100);
   }
 }
@@ -184,5 +191,7 @@ console.log(`5xx answers: ${counts.status5xx}`);
 console.log(`/health from a prober of its own: ${quantiles(isolated)}; target p99 ≤ 50 ms`);
 console.log(`/health from the soak's own busy loop: ${quantiles(health)}`);
 console.log(
-  `peak resident memory: ${Math.round(peakRss / 2 ** 20)} MB against a budget of ${BUDGET_MB} MB`,
+  `peak resident memory: ${Math.round(peakRss / 2 ** 20)} MB against a budget of ${BUDGET_MB} MB; ` +
+    `over it in ${rssSamples.over} of ${rssSamples.all} samples (~0.1 s apart), ` +
+    `at most ${rssSamples.longest} in a row`,
 );
