@@ -96,7 +96,7 @@ export async function sealerOffThread(secret: string): Promise<Sealer> {
           env: false,
           run: false,
           ffi: false,
-          sys: false,
+          sys: ["setPriority"], // its own thread's priority, lowered at start, then revoked
           import: false,
         },
       },

@@ -17,7 +17,8 @@ export function workerPermissions(network: string[], workerUrl: URL): Deno.Permi
     env: false,
     run: false,
     ffi: false,
-    sys: false,
+    // its own thread's priority, lowered at start (src/worker/priority.ts); revoked at boot
+    sys: ["setPriority"],
     import: false,
   };
 }
