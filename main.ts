@@ -22,6 +22,7 @@ import { readMounts } from "./src/sandbox/mounts.ts";
 import { loadDeltaBase } from "./src/sandbox/delta_base.ts";
 import { Pool } from "./src/sandbox/pool.ts";
 import { loadSnapshot } from "./src/sandbox/snapshot.ts";
+import { stuckWorkers } from "./src/sandbox/interpreter.ts";
 import { Checkpoints } from "./src/session/checkpoints.ts";
 import { SessionManager } from "./src/session/manager.ts";
 import { describeStore, openStore } from "./src/store/open.ts";
@@ -207,7 +208,11 @@ async function main(): Promise<void> {
     sessions,
     metrics,
     mcp,
-    health: () => ({ poolReady: pool.ready, sessions: sessions.list().length }),
+    health: () => ({
+      poolReady: pool.ready,
+      sessions: sessions.list().length,
+      ...(stuckWorkers() ? { stuckWorkers: stuckWorkers() } : {}),
+    }),
     ready: readiness({
       pool: () => ({ ready: pool.ready, size: policy.limits.poolSize }),
       ping: () => store.ping(),

@@ -8,6 +8,7 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { SecurityKind } from "./audit.ts";
 import type { Answer } from "./session/answer.ts";
 import type { LimitHit } from "./session/outcome.ts";
+import { stuckWorkers } from "./sandbox/interpreter.ts";
 
 const OUTCOMES = ["ok", "error"] as const;
 const LIMITS: (LimitHit | "none")[] = [
@@ -122,6 +123,13 @@ export class Metrics {
       "Always 1; its labels name this instance (MOAT_INSTANCE_ID) and its mode (deploy, local).",
     labelNames: ["instance", "mode"] as const,
     registers: [this.registry],
+  });
+  readonly stuckWorkers: Gauge = new Gauge({
+    name: "moat_workers_stuck",
+    help: "Stopped interpreters whose thread still runs (Python inside one C function that " +
+      "never checks for signals); each keeps a core and its memory until the server restarts.",
+    registers: [this.registry],
+    collect: () => this.stuckWorkers.set(stuckWorkers()),
   });
   readonly residentMemory: Gauge = new Gauge({
     name: "process_resident_memory_bytes",

@@ -377,3 +377,67 @@ Deno.test("a worker's death is noticed at once, by every route", async (t) => {
     assert.equal((await interpreter.exec("1", 1000, 100)).kind, "killed");
   });
 });
+
+/** CPU seconds the process has used so far (user + system), read with `cat` from /proc. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const out = await new Deno.Command("cat", { args: [`/proc/${pid}/stat`] }).output();
+  const fields = new TextDecoder().decode(out.stdout).split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Resident memory of the process, in MB. */
+async function rssMb(pid: number): Promise<number> {
+  const out = await new Deno.Command("cat", { args: [`/proc/${pid}/status`] }).output();
+  return Number(new TextDecoder().decode(out.stdout).match(/VmRSS:\s+(\d+)/)?.[1]) / 1024;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+Deno.test("a stopped interpreter's thread ends: its core and its memory come back", async (t) => {
+  // Deno's worker.terminate() leaves a busy thread running (denoland/deno#35657); Moat's kill
+  // switch ends it from inside, where Python checks for signals.
+  await using server = await startServer({
+    policyText: LIMITS_POLICY.replace("memoryMb: 256", "memoryMb: 256\n  checkpointDelayMs: 60000"),
+  });
+  const pid = server.pid!;
+
+  await t.step("a loop that catches everything, holding 150 MB", async () => {
+    const id = await server.createSession();
+    assert.equal((await server.exec("1", { session: id })).result, 1);
+    await sleep(2000); // the pool's refill
+    const idle = await rssMb(pid);
+    const running = server.exec(
+      "x = b'x' * 150_000_000\nwhile True:\n    try:\n        while True: pass\n" +
+        "    except BaseException:\n        pass",
+      { session: id, timeoutMs: 1500 },
+    );
+    await sleep(1000);
+    const whileRunning = await rssMb(pid);
+    assertLostState(await running, "TimeoutError");
+    await sleep(3000); // the session's replacement and the pool's refill boot meanwhile
+    const before = await cpuSeconds(pid);
+    await sleep(2000);
+    const used = await cpuSeconds(pid) - before;
+    assert.ok(used < 0.5, `the server used ${used} s of CPU in 2 s with no call running`);
+    const after = await rssMb(pid);
+    // The 150 MB went back: as many interpreters as before the call, none holding them.
+    const seen = `resident ${idle} MB before, ${whileRunning} MB running, ${after} MB after`;
+    assert.ok(whileRunning - idle > 120, seen);
+    assert.ok(after - idle < 75, seen);
+    const health = await (await server.request("/health", { auth: false })).json();
+    assert.equal(health.stuckWorkers, undefined, JSON.stringify(health));
+  });
+
+  await t.step("a loop inside one C function is reported as stuck, not hidden", async () => {
+    // sum() over a range never checks for signals: nothing can stop it before it returns.
+    const id = await server.createSession();
+    const answer = await server.exec("sum(range(10**18))", { session: id, timeoutMs: 300 });
+    assertLostState(answer, "TimeoutError");
+    assert.equal((await server.exec("6 * 7", { session: id })).result, 42);
+    await sleep(31_000); // EXIT_WAIT_MS
+    const health = await (await server.request("/health", { auth: false })).json();
+    assert.equal(health.stuckWorkers, 1, JSON.stringify(health));
+    const metrics = await (await server.request("/metrics")).text();
+    assert.match(metrics, /^moat_workers_stuck 1$/m);
+  });
+});

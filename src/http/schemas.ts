@@ -117,4 +117,6 @@ export const HealthSchema = z.looseObject({
   status: z.enum(["ok", "stopping"]),
   poolReady: z.number().int().optional(),
   sessions: z.number().int().optional(),
+  /** Stopped interpreters whose thread still runs (see SECURITY.md); absent when none. */
+  stuckWorkers: z.number().int().optional(),
 }).meta({ id: "Health" });

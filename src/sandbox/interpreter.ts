@@ -24,6 +24,7 @@ import {
   type WheelBytes,
   WorkerEnvelopeSchema,
 } from "../protocol/messages.ts";
+import { KILL_SIGNAL } from "../worker/kill_switch.ts";
 import { LiveOutput, type OutputHook } from "./live_output.ts";
 
 export type { OutputHook };
@@ -81,6 +82,26 @@ interface LifelinePort {
   close(): void;
 }
 
+/**
+ * How long a stopped worker may take to end before it is counted as stuck. A worker ends within
+ * milliseconds when its thread gets a core; this also bounds how long the memory watchdog counts
+ * its memory as on its way out.
+ */
+const EXIT_WAIT_MS = 30_000;
+
+/**
+ * Workers stopped more than `EXIT_WAIT_MS` ago whose thread still runs: Python busy inside one C
+ * function that never checks for signals (`sum(range(10**18))`), which neither the kill switch
+ * nor Deno's `terminate()` can stop (denoland/deno#35657). Each keeps a core (at nice 15) and its
+ * memory until that function returns or the server restarts.
+ */
+const stuck = new Set<Interpreter>();
+
+/** How many stopped workers have not ended (see `stuck`), for `/health` and `/metrics`. */
+export function stuckWorkers(): number {
+  return stuck.size;
+}
+
 /** A request the worker answered with an error, or did not answer as its kind requires. */
 class WorkerFailed extends Error {}
 
@@ -95,6 +116,16 @@ export class Interpreter {
   readonly #stats = new Int32Array(new SharedArrayBuffer(12));
   readonly #lifeline: LifelinePort;
   readonly #lifelineEnd: MessagePort;
+  /** Whether the worker holds the lifeline's end (sent with its first request). */
+  #lifelineSent = false;
+  /**
+   * Settles once the worker's thread has ended after it died or was stopped, so its memory is
+   * back with the system; or `EXIT_WAIT_MS` after the stop, when it is counted as stuck instead.
+   * Never rejects.
+   */
+  readonly exited: Promise<void>;
+  readonly #exit: () => void;
+  #exitTimer?: ReturnType<typeof setTimeout>;
   #death?: { reason: KillReason; detail: string };
   #memoryBytes = 0;
   readonly #pending = new Map<
@@ -149,7 +180,15 @@ export class Interpreter {
     this.#lifeline = channel.port1 as unknown as LifelinePort;
     this.#lifelineEnd = channel.port2 as unknown as MessagePort;
     this.#lifeline.on("message", () => {});
-    this.#lifeline.on("close", () => this.#die("crashed", "its worker stopped unexpectedly"));
+    const exited = Promise.withResolvers<void>();
+    this.exited = exited.promise;
+    this.#exit = exited.resolve;
+    this.#lifeline.on("close", () => {
+      clearTimeout(this.#exitTimer);
+      stuck.delete(this);
+      exited.resolve();
+      this.#die("crashed", "its worker stopped unexpectedly");
+    });
   }
 
   /**
@@ -399,6 +438,7 @@ export class Interpreter {
       });
       this.#worker.postMessage({ ...body, kind, id } as HostMessage, transfer);
     });
+    if (transfer.includes(this.#lifelineEnd as unknown as Transferable)) this.#lifelineSent = true;
     const limits = this.#limits;
     if (!limits || SELF_BOUNDED.has(kind)) return answer;
     const ms = kind === "boot" ? Math.max(limits.timeoutMs, BOOT_DEADLINE_MS) : limits.timeoutMs;
@@ -473,8 +513,19 @@ export class Interpreter {
   #die(reason: KillReason, detail: string, notify = true): void {
     if (this.#death) return;
     this.#death = { reason, detail };
+    // Ends Python that is still running (terminate alone leaves a busy thread spinning).
+    Atomics.store(this.#interrupt, 0, KILL_SIGNAL);
     this.#worker.terminate();
-    this.#lifeline.close();
+    // The lifeline closes by itself once the worker's thread has ended (`exited`); here when
+    // the worker never held it.
+    if (!this.#lifelineSent) this.#lifeline.close();
+    else {
+      this.#exitTimer = setTimeout(() => {
+        stuck.add(this);
+        this.#exit();
+      }, EXIT_WAIT_MS);
+      Deno.unrefTimer(this.#exitTimer);
+    }
     const error = new Error(detail);
     for (const { settle } of this.#pending.values()) settle(undefined, error);
     this.#pending.clear();

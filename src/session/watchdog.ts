@@ -5,21 +5,17 @@ import type { Held } from "./held.ts";
 export interface Holder {
   /** Its interpreter's memory (files included) and what it holds outside it (`Held`). */
   readonly memoryBytes: number;
-  /** Stops its interpreter and drops what can be dropped (unread answers). */
-  stop(detail: string): void;
+  /**
+   * Stops its interpreter and drops what can be dropped (unread answers); settles once the
+   * interpreter's worker has ended, its memory back with the system.
+   */
+  stop(detail: string): Promise<void>;
 }
 
 /** How often the server's resident memory is read. */
 const EVERY_MS = 200;
 /** After a kill, time for the worker's memory to be returned before the next decision. */
 const SETTLE_MS = 1_000;
-/**
- * A stopped worker's memory goes back to the system only once its isolate is torn down, which
- * may take seconds; meanwhile a restore or a replacement allocates. Until the resident memory
- * shows the release (or this long at most), it is counted as gone, so that the next interpreter
- * (often the very session's replacement) is not stopped for memory already on its way out.
- */
-const FREEING_MS = 5_000;
 
 /**
  * Keeps the whole server under a memory budget. Each interpreter is capped by the policy's
@@ -33,10 +29,14 @@ const FREEING_MS = 5_000;
 export class MemoryWatchdog {
   readonly #timer: ReturnType<typeof setInterval>;
   #quietUntil = 0;
-  /** Memory of stopped interpreters not yet seen returned, and until when it is expected. */
-  #freeing = 0;
-  #freeingUntil = 0;
-  #rssAtKill = 0;
+  /**
+   * Memory of stopped sessions whose workers have not ended yet. A worker's memory goes back to
+   * the system only once its thread has torn it down, which takes as long as that thread waits
+   * for a core (interpreters run below the HTTP thread, so on a busy machine it can take
+   * seconds); meanwhile it is counted as gone, so that the next session (often the very
+   * session's replacement) is not stopped for memory already on its way out.
+   */
+  #leaving = 0;
 
   constructor(
     private readonly budgetBytes: number,
@@ -52,8 +52,7 @@ export class MemoryWatchdog {
   check(now = performance.now()): boolean {
     if (now < this.#quietUntil) return false;
     const rss = this.rss();
-    if (now >= this.#freeingUntil || rss <= this.#rssAtKill - this.#freeing / 2) this.#freeing = 0;
-    if (rss - this.#freeing <= this.budgetBytes) return false;
+    if (rss - this.#leaving <= this.budgetBytes) return false;
     let largest: Holder | undefined;
     for (const holder of this.holders()) {
       if (holder.memoryBytes > (largest?.memoryBytes ?? 0)) largest = holder;
@@ -67,11 +66,10 @@ export class MemoryWatchdog {
       `memory: ${mb(rss)} MB over the budget of ${mb(this.budgetBytes)} MB; stopping ` +
         `a session holding ${mb(largest.memoryBytes)} MB`,
     );
-    largest.stop(detail);
+    const leaving = Math.min(largest.memoryBytes, rss);
+    this.#leaving += leaving;
+    largest.stop(detail).finally(() => this.#leaving -= leaving);
     this.#quietUntil = now + SETTLE_MS;
-    this.#freeing += Math.min(largest.memoryBytes, rss);
-    this.#freeingUntil = now + FREEING_MS;
-    this.#rssAtKill = rss;
     return true;
   }
 
@@ -82,7 +80,10 @@ export class MemoryWatchdog {
 
 /** A session as the watchdog weighs it: its live interpreter, and what it holds outside it. */
 export function holderOf(
-  session: { interpreter?: Pick<Interpreter, "alive" | "memoryBytes" | "kill">; held: Held },
+  session: {
+    interpreter?: Pick<Interpreter, "alive" | "memoryBytes" | "kill" | "exited">;
+    held: Held;
+  },
 ): Holder {
   const interpreter = session.interpreter?.alive ? session.interpreter : undefined;
   return {
@@ -90,6 +91,7 @@ export function holderOf(
     stop(detail) {
       interpreter?.kill("memory", detail);
       session.held.dropAll();
+      return interpreter?.exited ?? Promise.resolve();
     },
   };
 }

@@ -29,6 +29,7 @@ import { makeWorkDir } from "./files.ts";
 import { writeMounts } from "./fs.ts";
 import { capBuffers, capMemory } from "./limits.ts";
 import { dropPermissions, lockDown } from "./lockdown.ts";
+import { installKillSwitch } from "./kill_switch.ts";
 import { fetchJson } from "./network.ts";
 import { Packages } from "./packages.ts";
 import { type FileQuota, quotaFiles } from "./fs_quota.ts";
@@ -243,6 +244,7 @@ export async function boot(
   py.setStderr({ write: (b: Uint8Array) => output.stderr.write(b) });
   const interrupt = new Int32Array(msg.interrupt);
   py.setInterruptBuffer(interrupt);
+  installKillSwitch(py, interrupt);
   if (plan) return adopt(py, msg, plan, { base, output, interrupt });
   hideHost(py);
   // Every interpreter restored from one snapshot shares its random state; give each its own.
