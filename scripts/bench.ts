@@ -8,6 +8,7 @@
  *   deno task bench --mcp      # only MCP's run_python_code against the HTTP API
  *   deno task bench --durable  # only the durable sessions' rows (checkpoints, restores)
  *   deno task bench --small    # only the checkpoint holds and bytes of a small change
+ *   deno task bench --calls    # only calls/s with 8 sessions in parallel, three rounds
  */
 import { LimitsSchema } from "../src/policy/schema.ts";
 import { Interpreter } from "../src/sandbox/interpreter.ts";
@@ -847,10 +848,35 @@ async function load(): Promise<string> {
   }
 }
 
+/** `--calls`: only the back-to-back calls/s, three rounds of 3 s (for side-by-side runs). */
+async function callsOnly(): Promise<void> {
+  await using server = await startServer({ policyText: POLICY });
+  const pid = server.pid!;
+  const eight: string[] = [];
+  for (let i = 0; i < 8; i++) eight.push((await server.post("/v1/sessions", {})).body.id);
+  await Promise.all(eight.map(async (id) => {
+    for (let i = 0; i < 100; i++) await call(server, "1", id);
+  }));
+  for (let r = 0; r < 3; r++) {
+    const until = performance.now() + 3000;
+    const cpu0 = await cpuSeconds(pid);
+    const t0 = performance.now();
+    const calls = await callsUntil(server, eight, until);
+    const rate = calls / ((performance.now() - t0) / 1000);
+    const cpuPerCall = (await cpuSeconds(pid) - cpu0) / calls * 1e6;
+    record({
+      what: `calls per second, 8 sessions in parallel, round ${r + 1} of 3`,
+      value: `${Math.round(rate)} /s (server CPU ${Math.round(cpuPerCall)} µs per call)`,
+    });
+  }
+}
+
 const loadBefore = await load();
 if (Deno.args.includes("--mcp")) {
   await using server = await startServer({ policyText: POLICY });
   await mcpTrips(server);
+} else if (Deno.args.includes("--calls")) {
+  await callsOnly();
 } else if (Deno.args.includes("--small")) {
   await smallChanges();
 } else if (Deno.args.includes("--durable")) {

@@ -46,12 +46,6 @@ export const V8_FLAGS = "--v8-flags=--disallow-code-generation-from-strings";
  */
 export const MEMORY_V8_FLAGS = "--v8-flags=--max-semi-space-size=1,--expose-gc";
 
-/**
- * The one system call the server may make: interpreters' workers lower their own thread's
- * priority below the main thread's (src/worker/priority.ts); they revoke it at boot.
- */
-export const SYS_FLAG = "--allow-sys=setPriority";
-
 /** What the server process may touch; everything else stays denied. */
 export interface Grants {
   /** Absolute paths readable: Pyodide, the runner, the policies, the cache, the mounts. */
@@ -143,7 +137,6 @@ export function flagsFor(grants: Grants): string[] {
     "--no-prompt",
     V8_FLAGS,
     MEMORY_V8_FLAGS,
-    SYS_FLAG,
     ...list("--allow-read", grants.read),
     ...list("--allow-write", grants.write),
     ...list("--allow-net", grants.net),

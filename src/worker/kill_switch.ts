@@ -20,15 +20,16 @@ const exit = globalThis.Deno?.exit;
 /** Puts the kill switch between the interpreter and its interrupt buffer (after `setInterruptBuffer`). */
 export function installKillSwitch(py: PyodideAPI, interrupt: Int32Array): void {
   let read = 0;
+  // Read every few dozen bytecodes: kept to a plain read and a compare.
   const buffer = {
     get 0(): number {
-      read = Atomics.load(interrupt, 0);
+      read = interrupt[0];
       if (read === KILL_SIGNAL) exit(1);
       return read;
     },
-    /** The interpreter clears what it read; a kill written meanwhile is kept. */
+    /** The interpreter clears what it read (a no-op for 0); a kill written meanwhile is kept. */
     set 0(value: number) {
-      Atomics.compareExchange(interrupt, 0, read, value);
+      if (read !== 0) Atomics.compareExchange(interrupt, 0, read, value);
     },
   };
   // deno-lint-ignore no-explicit-any
