@@ -6,6 +6,7 @@
  * wrong answers, 5xx, `/health` p99, and peak resident memory against the policy's budget.
  *
  *   deno task soak --minutes 10
+ *   deno task soak --minutes 2 --why   # and what the server logged around the slowest probes
  */
 import { INITIALIZE } from "../test/helpers/mcp.ts";
 import { startServer, type TestServer } from "../test/helpers/server.ts";
@@ -30,6 +31,9 @@ packages:
 const counts = { calls: 0, lost: 0, wrong: 0, status5xx: 0, hostile: 0, refused: 0 };
 /** `/health` times measured in the soak's own (busy) event loop, and by a worker of its own. */
 const health: number[] = [];
+/** `/health` probes slower than this are kept with their start, for `--why`. */
+const SLOW_MS = 50;
+const slow: { ms: number; at: number }[] = [];
 const isolated: number[] = [];
 let peakRss = 0;
 /** RSS samples taken, those over the budget, and the longest run of samples over it. */
@@ -137,8 +141,12 @@ async function mcpFlood(server: TestServer, until: number): Promise<void> {
 function isolatedProbes(server: TestServer, minutes: number): Promise<void> {
   const worker = new Worker(new URL("./soak_probe.ts", import.meta.url), { type: "module" });
   const done = Promise.withResolvers<void>();
-  worker.onmessage = (e: MessageEvent<number | "done">) => {
-    if (e.data !== "done") return void isolated.push(e.data);
+  worker.onmessage = (e: MessageEvent<{ ms: number; at: number } | "done">) => {
+    if (e.data !== "done") {
+      isolated.push(e.data.ms);
+      if (e.data.ms > SLOW_MS) slow.push(e.data);
+      return;
+    }
     worker.terminate();
     done.resolve();
   };
@@ -176,6 +184,29 @@ await Promise.all([
   ...Array.from({ length: 6 }, () => agent(server, until)),
   ...Array.from({ length: 3 }, (_, i) => hostile(server, until, i * 2)),
 ]);
+/**
+ * What the server logged around the slowest `/health` probes (`--why`): the audit lines within a
+ * second before each, by event, to see what the server was doing meanwhile.
+ */
+function around(stdout: string, probes: { ms: number; at: number }[]): string {
+  const lines = stdout.split("\n").flatMap((l) => {
+    try {
+      const { time, event } = JSON.parse(l);
+      return [{ t: Date.parse(time), event: String(event) }];
+    } catch {
+      return [];
+    }
+  });
+  return probes.toSorted((a, b) => b.ms - a.ms).slice(0, 10).map((p) => {
+    const near = new Map<string, number>();
+    for (const l of lines) {
+      if (l.t >= p.at - 1000 && l.t <= p.at + p.ms) near.set(l.event, (near.get(l.event) ?? 0) + 1);
+    }
+    return `  ${p.ms.toFixed(0)} ms at ${new Date(p.at).toISOString()}: ` +
+      [...near].map(([e, n]) => `${e}×${n}`).join(", ");
+  }).join("\n");
+}
+
 /** `p50 …, p99 …, max …` of a list of times in ms. */
 function quantiles(times: number[]): string {
   const sorted = times.toSorted((a, b) => a - b);
@@ -197,3 +228,7 @@ console.log(
     `over it in ${rssSamples.over} of ${rssSamples.all} samples (~0.1 s apart), ` +
     `at most ${rssSamples.longest} in a row`,
 );
+if (Deno.args.includes("--why")) {
+  console.log(`slowest /health probes, and what the server logged in the second before:`);
+  console.log(around(server.stdout + server.stderr, slow));
+}

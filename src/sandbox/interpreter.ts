@@ -102,6 +102,13 @@ export function stuckWorkers(): number {
   return stuck.size;
 }
 
+/** The memory stuck workers hold (as they last reported it), which no session holds any more. */
+export function stuckBytes(): number {
+  let bytes = 0;
+  for (const interpreter of stuck) bytes += interpreter.memoryBytes;
+  return bytes;
+}
+
 /** A request the worker answered with an error, or did not answer as its kind requires. */
 class WorkerFailed extends Error {}
 

@@ -2,6 +2,7 @@ import { SessionLost, TooManyRequests, Unavailable } from "../errors.ts";
 import type { PackageLoader } from "../packages/loader.ts";
 import type { Policy } from "../policy/schema.ts";
 import type { ExecEnd, Interpreter, KillReason } from "../sandbox/interpreter.ts";
+import { stuckBytes } from "../sandbox/interpreter.ts";
 import type { Pool } from "../sandbox/pool.ts";
 import { type Answer, serialize } from "./answer.ts";
 import type { Checkpoints, Loaded } from "./checkpoints.ts";
@@ -84,6 +85,8 @@ export class SessionManager {
       policy.limits.serverMemoryMb * 1024 * 1024,
       () => [...this.#sessions.values()].map(holderOf),
       options.log,
+      undefined,
+      stuckBytes,
     );
   }
 
