@@ -42,6 +42,7 @@ export async function loadDeltaBase(
   const path = `${cacheDir}base-${await baseKey(options)}.bin`;
   try {
     const bytes = shared(await Deno.readFile(path));
+    await pruneBases(cacheDir, path, log);
     return { bytes, id: await snapshotId(bytes) };
   } catch {
     // not cached yet
@@ -64,8 +65,41 @@ export async function loadDeltaBase(
     const tmp = `${path}.${crypto.randomUUID()}.tmp`;
     await Deno.writeFile(tmp, bytes);
     await Deno.rename(tmp, path);
+    await pruneBases(cacheDir, path, log);
   } catch (err) {
     log(`could not cache the checkpoint base in ${cacheDir} (${messageOf(err)}); continuing`);
   }
   return { bytes, id: await snapshotId(bytes) };
+}
+
+/** Bases kept in the cache: the one in use and the most recently used others. */
+export const BASES_KEPT = 4;
+
+/**
+ * Keeps the cache from growing with every policy or snapshot a checkout ever ran (30 MB each):
+ * marks `current` as just used and removes all but the `BASES_KEPT` most recently used bases.
+ * Safe: a server reads its base once at start-up, and the session store holds its own copy of
+ * every base a checkpoint names.
+ */
+export async function pruneBases(
+  cacheDir: string,
+  current: string,
+  log: (line: string) => void = () => {},
+): Promise<void> {
+  try {
+    const now = new Date();
+    await Deno.utime(current, now, now);
+    const bases: { path: string; used: number }[] = [];
+    for await (const entry of Deno.readDir(cacheDir)) {
+      if (!entry.isFile || !/^base-[0-9a-f]+\.bin$/.test(entry.name)) continue;
+      const path = `${cacheDir}${entry.name}`;
+      bases.push({ path, used: (await Deno.stat(path)).mtime?.getTime() ?? 0 });
+    }
+    bases.sort((a, b) => b.used - a.used);
+    for (const { path } of bases.slice(BASES_KEPT)) {
+      if (path !== current) await Deno.remove(path).catch(() => {});
+    }
+  } catch (err) {
+    log(`could not prune old checkpoint bases in ${cacheDir} (${messageOf(err)}); continuing`);
+  }
 }
