@@ -208,11 +208,14 @@ async function main(): Promise<void> {
     sessions,
     metrics,
     mcp,
-    health: () => ({
-      poolReady: pool.ready,
-      sessions: sessions.list().length,
-      ...(stuckWorkers() ? { stuckWorkers: stuckWorkers() } : {}),
-    }),
+    health: () => {
+      const stuck = stuckWorkers();
+      return {
+        poolReady: pool.ready,
+        sessions: sessions.list().length,
+        ...(stuck ? { stuckWorkers: stuck } : {}),
+      };
+    },
     ready: readiness({
       pool: () => ({ ready: pool.ready, size: policy.limits.poolSize }),
       ping: () => store.ping(),

@@ -16,6 +16,7 @@ import { loadSnapshot } from "../src/sandbox/snapshot.ts";
 import { httpClient } from "../test/helpers/mcp.ts";
 import { restoreTimes } from "./bench_durable.ts";
 import { startServer, type TestServer } from "../test/helpers/server.ts";
+import { cpuSeconds, rssBytes } from "../test/helpers/proc.ts";
 
 const quick = Deno.args.includes("--quick");
 const N = (full: number) => quick ? Math.max(3, Math.round(full / 5)) : full;
@@ -65,7 +66,6 @@ async function call(
   return body;
 }
 
-/** CPU seconds (user + system, all threads) another process has used so far. */
 /** Trivial calls, one at a time per session and all sessions at once, until `until`; how many. */
 async function callsUntil(server: TestServer, ids: string[], until: number): Promise<number> {
   let calls = 0;
@@ -78,16 +78,30 @@ async function callsUntil(server: TestServer, ids: string[], until: number): Pro
   return calls;
 }
 
-async function cpuSeconds(pid: number): Promise<number> {
-  const out = await new Deno.Command("cat", { args: [`/proc/${pid}/stat`] }).output();
-  const fields = new TextDecoder().decode(out.stdout).split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks
+/** `n` new sessions' ids. */
+async function newSessions(server: TestServer, n: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) ids.push((await server.post("/v1/sessions", {})).body.id);
+  return ids;
 }
 
-/** Resident memory of another process (Deno reads /proc only with --allow-all). */
-async function rssBytes(pid: number): Promise<number> {
-  const out = await new Deno.Command("ps", { args: ["-o", "rss=", "-p", String(pid)] }).output();
-  return Number(new TextDecoder().decode(out.stdout).trim()) * 1024;
+/** Eight new sessions, each warmed with 100 trivial calls. */
+async function eightWarmSessions(server: TestServer): Promise<string[]> {
+  const eight = await newSessions(server, 8);
+  await Promise.all(eight.map(async (id) => {
+    for (let i = 0; i < 100; i++) await call(server, "1", id);
+  }));
+  return eight;
+}
+
+/** Trivial calls per second over `seconds` on `ids` at once, and the server's CPU per call (µs). */
+async function callRate(server: TestServer, ids: string[], seconds: number) {
+  const until = performance.now() + seconds * 1000;
+  const cpu0 = await cpuSeconds(server.pid!);
+  const t0 = performance.now();
+  const calls = await callsUntil(server, ids, until);
+  const rate = calls / ((performance.now() - t0) / 1000);
+  return { rate, cpuPerCall: (await cpuSeconds(server.pid!) - cpu0) / calls * 1e6 };
 }
 
 async function poolFull(server: TestServer, size: number): Promise<void> {
@@ -234,18 +248,8 @@ async function serverPhases(): Promise<void> {
   }
 
   say("calls per second with 8 sessions in parallel…");
-  const eight: string[] = [];
-  for (let i = 0; i < 8; i++) eight.push((await server.post("/v1/sessions", {})).body.id);
-  await Promise.all(eight.map(async (id) => {
-    for (let i = 0; i < 100; i++) await call(server, "1", id);
-  }));
-  const seconds = quick ? 2 : 5;
-  const until = performance.now() + seconds * 1000;
-  const cpu0 = await cpuSeconds(pid);
-  const t0 = performance.now();
-  const calls = await callsUntil(server, eight, until);
-  const rate = calls / ((performance.now() - t0) / 1000);
-  const cpuPerCall = (await cpuSeconds(pid) - cpu0) / calls * 1e6;
+  const eight = await eightWarmSessions(server);
+  const { rate, cpuPerCall } = await callRate(server, eight, quick ? 2 : 5);
   record({
     what: "calls per second, 8 sessions in parallel",
     value:
@@ -607,8 +611,7 @@ async function restores(): Promise<void> {
 
 /** Calls per second for `seconds`, 8 sessions in parallel, and checkpoints written meanwhile. */
 async function throughput(server: TestServer, seconds: number) {
-  const eight: string[] = [];
-  for (let i = 0; i < 8; i++) eight.push((await server.post("/v1/sessions", {})).body.id);
+  const eight = await newSessions(server, 8);
   // Warm up for a second, not a number of calls: with checkpoints on, a call may wait seconds.
   const warm = performance.now() + 1000;
   await callsUntil(server, eight, warm);
@@ -851,19 +854,9 @@ async function load(): Promise<string> {
 /** `--calls`: only the back-to-back calls/s, three rounds of 3 s (for side-by-side runs). */
 async function callsOnly(): Promise<void> {
   await using server = await startServer({ policyText: POLICY });
-  const pid = server.pid!;
-  const eight: string[] = [];
-  for (let i = 0; i < 8; i++) eight.push((await server.post("/v1/sessions", {})).body.id);
-  await Promise.all(eight.map(async (id) => {
-    for (let i = 0; i < 100; i++) await call(server, "1", id);
-  }));
+  const eight = await eightWarmSessions(server);
   for (let r = 0; r < 3; r++) {
-    const until = performance.now() + 3000;
-    const cpu0 = await cpuSeconds(pid);
-    const t0 = performance.now();
-    const calls = await callsUntil(server, eight, until);
-    const rate = calls / ((performance.now() - t0) / 1000);
-    const cpuPerCall = (await cpuSeconds(pid) - cpu0) / calls * 1e6;
+    const { rate, cpuPerCall } = await callRate(server, eight, 3);
     record({
       what: `calls per second, 8 sessions in parallel, round ${r + 1} of 3`,
       value: `${Math.round(rate)} /s (server CPU ${Math.round(cpuPerCall)} µs per call)`,

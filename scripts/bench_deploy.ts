@@ -10,14 +10,14 @@
 import { loadPolicy } from "../src/policy/load.ts";
 import { copyApp } from "../test/helpers/app_copy.ts";
 import { startServer, type TestServer } from "../test/helpers/server.ts";
+import { rssBytes } from "../test/helpers/proc.ts";
 
 const runs = Number(Deno.args[Deno.args.indexOf("--runs") + 1]) || 3;
 const DEPLOY_LIMIT_MB = 768;
 const sessions = (await loadPolicy("deploy")).policy.limits.sessions;
 
 async function rssMb(pid: number): Promise<number> {
-  const out = await new Deno.Command("ps", { args: ["-o", "rss=", "-p", String(pid)] }).output();
-  return Number(new TextDecoder().decode(out.stdout).trim()) / 1024;
+  return await rssBytes(pid) / 2 ** 20;
 }
 
 /** Spawn to the first answer of a trivial call, in ms; the server is left running. */

@@ -9,6 +9,7 @@
  *   deno task soak --minutes 2 --why   # and what the server logged around the slowest probes
  */
 import { INITIALIZE } from "../test/helpers/mcp.ts";
+import { rssBytes } from "../test/helpers/proc.ts";
 import { startServer, type TestServer } from "../test/helpers/server.ts";
 
 const minutes = Number(Deno.args[Deno.args.indexOf("--minutes") + 1] || 10) || 10;
@@ -160,10 +161,7 @@ async function probes(server: TestServer, until: number): Promise<void> {
     const res = await fetch(`${server.url}/health`);
     await res.body?.cancel();
     health.push(performance.now() - t);
-    // `cat`: Deno reads /proc only with --allow-all.
-    const out = await new Deno.Command("cat", { args: [`/proc/${server.pid}/status`] }).output();
-    const stat = new TextDecoder().decode(out.stdout);
-    const rss = Number(stat.match(/VmRSS:\s+(\d+)/)?.[1] ?? 0) * 1024;
+    const rss = await rssBytes(server.pid!);
     peakRss = Math.max(peakRss, rss);
     rssSamples.all++;
     if (rss > BUDGET_MB * 2 ** 20) {

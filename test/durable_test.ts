@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { startServer, type TestServer } from "./helpers/server.ts";
 import { DirectoryServer, fastmodSpec, writeLockIndex } from "./helpers/wheels.ts";
+import { rssBytes } from "./helpers/proc.ts";
 
 const TOKEN = "durable-test-token-0123456789";
 
@@ -145,13 +146,6 @@ Deno.test("the default session at / is durable too", async () => {
   assert.equal((await second.exec("remembered")).result, "at the root");
   await Deno.remove(dir, { recursive: true });
 });
-
-/** Resident memory of a process, from /proc. */
-async function rssBytes(pid: number): Promise<number> {
-  const { stdout } = await new Deno.Command("ps", { args: ["-o", "rss=", "-p", String(pid)] })
-    .output();
-  return Number(new TextDecoder().decode(stdout).trim()) * 1024;
-}
 
 async function until(what: string, ok: () => Promise<boolean>, ms = 20_000): Promise<void> {
   const deadline = Date.now() + ms;

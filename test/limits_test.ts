@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { LimitsSchema } from "../src/policy/schema.ts";
 import { Interpreter } from "../src/sandbox/interpreter.ts";
 import { type ExecAnswer, startServer, type TestServer } from "./helpers/server.ts";
+import { cpuSeconds, rssBytes } from "./helpers/proc.ts";
 
 // Every limit is attacked here and must hold. Times are never asserted as performance; the only
 // bounds are the promise "answered within timeout + grace", checked with a wide margin.
@@ -378,19 +379,6 @@ Deno.test("a worker's death is noticed at once, by every route", async (t) => {
   });
 });
 
-/** CPU seconds the process has used so far (user + system), read with `cat` from /proc. */
-async function cpuSeconds(pid: number): Promise<number> {
-  const out = await new Deno.Command("cat", { args: [`/proc/${pid}/stat`] }).output();
-  const fields = new TextDecoder().decode(out.stdout).split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-/** Resident memory of the process, in MB. */
-async function rssMb(pid: number): Promise<number> {
-  const out = await new Deno.Command("cat", { args: [`/proc/${pid}/status`] }).output();
-  return Number(new TextDecoder().decode(out.stdout).match(/VmRSS:\s+(\d+)/)?.[1]) / 1024;
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 Deno.test("a stopped interpreter's thread ends: its core and its memory come back", async (t) => {
@@ -405,21 +393,21 @@ Deno.test("a stopped interpreter's thread ends: its core and its memory come bac
     const id = await server.createSession();
     assert.equal((await server.exec("1", { session: id })).result, 1);
     await sleep(2000); // the pool's refill
-    const idle = await rssMb(pid);
+    const idle = await rssBytes(pid) / 2 ** 20;
     const running = server.exec(
       "x = b'x' * 150_000_000\nwhile True:\n    try:\n        while True: pass\n" +
         "    except BaseException:\n        pass",
       { session: id, timeoutMs: 1500 },
     );
     await sleep(1000);
-    const whileRunning = await rssMb(pid);
+    const whileRunning = await rssBytes(pid) / 2 ** 20;
     assertLostState(await running, "TimeoutError");
     await sleep(3000); // the session's replacement and the pool's refill boot meanwhile
     const before = await cpuSeconds(pid);
     await sleep(2000);
     const used = await cpuSeconds(pid) - before;
     assert.ok(used < 0.5, `the server used ${used} s of CPU in 2 s with no call running`);
-    const after = await rssMb(pid);
+    const after = await rssBytes(pid) / 2 ** 20;
     // The 150 MB went back: as many interpreters as before the call, none holding them.
     const seen = `resident ${idle} MB before, ${whileRunning} MB running, ${after} MB after`;
     assert.ok(whileRunning - idle > 80, seen);

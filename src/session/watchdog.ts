@@ -32,8 +32,7 @@ export class MemoryWatchdog {
   /**
    * Memory of stopped sessions whose workers have not ended yet. A worker's memory goes back to
    * the system only once its thread has torn it down, which takes as long as that thread waits
-   * for a core (interpreters run below the HTTP thread, so on a busy machine it can take
-   * seconds); meanwhile it is counted as gone, so that the next session (often the very
+   * for a core (seconds, on a busy machine); meanwhile it is counted as gone, so that the next session (often the very
    * session's replacement) is not stopped for memory already on its way out.
    */
   #leaving = 0;

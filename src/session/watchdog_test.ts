@@ -28,6 +28,7 @@ function watchdog(
   rssMb: () => number,
   fakes: FakeInterpreter[],
   held: Held[] = [],
+  stuckMb = 0,
 ) {
   const log: string[] = [];
   const dog = new MemoryWatchdog(
@@ -38,6 +39,7 @@ function watchdog(
       ),
     (line) => log.push(line),
     () => rssMb() * MB,
+    () => stuckMb * MB,
   );
   return { dog, log };
 }
@@ -187,27 +189,12 @@ Deno.test("memory held by stuck workers is left out: no session is stopped for i
   // 400 MB sit in a worker that never ended (Python inside one C function); the sessions hold
   // 300 MB. Stopping them could not bring the 400 MB back.
   const fakes = [new FakeInterpreter(200 * MB), new FakeInterpreter(100 * MB)];
-  const log: string[] = [];
-  const dog = new MemoryWatchdog(
-    800 * MB,
-    () =>
-      fakes.map((f) => holderOf({ interpreter: f as unknown as Interpreter, held: new Held() })),
-    (line) => log.push(line),
-    () => 1000 * MB,
-    () => 400 * MB,
-  );
+  const { dog } = watchdog(800, () => 1000, fakes, [], 400);
   try {
     assert.equal(dog.check(10_000), false);
     assert.deepEqual(fakes.map((f) => f.kills.length), [0, 0]);
     // Past the budget by what the sessions themselves hold: the largest is stopped.
-    const over = new MemoryWatchdog(
-      500 * MB,
-      () =>
-        fakes.map((f) => holderOf({ interpreter: f as unknown as Interpreter, held: new Held() })),
-      (line) => log.push(line),
-      () => 1000 * MB,
-      () => 400 * MB,
-    );
+    const { dog: over } = watchdog(500, () => 1000, fakes, [], 400);
     try {
       assert.equal(over.check(10_000), true);
       assert.equal(fakes[0].kills.length, 1);
