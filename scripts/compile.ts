@@ -16,7 +16,15 @@ import { basename, dirname, relative, resolve } from "node:path";
 import { readConfig } from "../src/config.ts";
 import { DOCS_ASSET_FILES } from "../src/http/docs_assets.ts";
 import { flagsFor, grantsFor, within } from "../src/permissions/flags.ts";
-import { CACHE_DIR, CODEC_DIR, POLICY_DIR, PYODIDE_DIR, ROOT, WORKER_DIR } from "../src/paths.ts";
+import {
+  CACHE_DIR,
+  CODEC_DIR,
+  POLICY_DIR,
+  PYODIDE_DIR,
+  ROOT,
+  STORE_DIR,
+  WORKER_DIR,
+} from "../src/paths.ts";
 import { loadPolicy, resolvePolicyPath } from "../src/policy/load.ts";
 import { loadSnapshot } from "../src/sandbox/snapshot.ts";
 
@@ -63,6 +71,7 @@ export async function compileArgs(output: string, cacheDir?: string): Promise<st
     PYODIDE_DIR,
     WORKER_DIR,
     CODEC_DIR,
+    STORE_DIR,
     POLICY_DIR,
     ...DOCS_ASSET_FILES,
     ...[...Deno.readDirSync(CACHE_DIR)]

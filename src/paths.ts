@@ -18,6 +18,12 @@ export const CODEC_DIR = `${ROOT}src/codec/`;
 export const DELTA_MODULE = `${WORKER_DIR}checkpoint/delta.ts`;
 /** The sealing worker's entry module. */
 export const SEALER_WORKER_URL = new URL("./codec/worker.ts", import.meta.url);
+/** The session store's modules: the read grant of the worker that runs Deno KV (`thread.ts`). */
+export const STORE_DIR = `${ROOT}src/store/`;
+/** How a worker lowers its thread's priority; the store's worker reads it too. */
+export const PRIORITY_MODULE = `${WORKER_DIR}priority.ts`;
+/** The store worker's entry module. */
+export const STORE_WORKER_URL = new URL("./store/thread_worker.ts", import.meta.url);
 /**
  * The cache as shipped with the code: `deno task snapshot` (Deno Deploy's build step) writes the
  * snapshot here, and `deno task compile` embeds it in the binary from here.

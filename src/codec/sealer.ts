@@ -10,6 +10,7 @@ import { mergeSealed } from "./merge.ts";
 import { CheckpointRejected, type RejectReason } from "./rejected.ts";
 import { movable } from "./transfer.ts";
 import { CODEC_DIR, DELTA_MODULE, SEALER_WORKER_URL } from "../paths.ts";
+import { prioritySys } from "../sandbox/worker_permissions.ts";
 
 /** Records read back at least this big are unsealed off the main thread. */
 export const OFF_THREAD_BYTES = 64 * 1024;
@@ -96,7 +97,7 @@ export async function sealerOffThread(secret: string): Promise<Sealer> {
           env: false,
           run: false,
           ffi: false,
-          sys: false,
+          sys: prioritySys(), // its own thread's priority, lowered at start, then revoked
           import: false,
         },
       },

@@ -5,7 +5,15 @@
  */
 import { DOCS_ASSET_FILES } from "../http/docs_assets.ts";
 import { PYODIDE_CDN } from "../packages/source.ts";
-import { CACHE_DIR, CODEC_DIR, POLICY_DIR, PYODIDE_DIR, ROOT, WORKER_DIR } from "../paths.ts";
+import {
+  CACHE_DIR,
+  CODEC_DIR,
+  POLICY_DIR,
+  PYODIDE_DIR,
+  ROOT,
+  STORE_DIR,
+  WORKER_DIR,
+} from "../paths.ts";
 import type { Policy } from "../policy/schema.ts";
 import type { StoreSetting } from "../store/setting.ts";
 
@@ -45,6 +53,12 @@ export const V8_FLAGS = "--v8-flags=--disallow-code-generation-from-strings";
  * global object before any other code runs there.
  */
 export const MEMORY_V8_FLAGS = "--v8-flags=--max-semi-space-size=1,--expose-gc";
+
+/**
+ * The one system call the server may make: interpreters' workers lower their own thread's
+ * priority below the main thread's (src/worker/priority.ts); they revoke it at boot.
+ */
+export const SYS_FLAG = "--allow-sys=setPriority";
 
 /** What the server process may touch; everything else stays denied. */
 export interface Grants {
@@ -102,6 +116,8 @@ export function grantsFor(policy: Policy, where: Where = {}): Grants {
     noSlash(WORKER_DIR),
     // The sealing worker's modules: a worker is started from files its parent may read.
     noSlash(CODEC_DIR),
+    // The store's worker's modules (Deno KV runs there: src/store/thread.ts).
+    noSlash(STORE_DIR),
     noSlash(CACHE_DIR),
     POLICY_DIR,
     ...DOCS_ASSET_FILES,
@@ -137,6 +153,7 @@ export function flagsFor(grants: Grants): string[] {
     "--no-prompt",
     V8_FLAGS,
     MEMORY_V8_FLAGS,
+    SYS_FLAG,
     ...list("--allow-read", grants.read),
     ...list("--allow-write", grants.write),
     ...list("--allow-net", grants.net),

@@ -92,7 +92,7 @@ const EXIT_WAIT_MS = 30_000;
 /**
  * Workers stopped more than `EXIT_WAIT_MS` ago whose thread still runs: Python busy inside one C
  * function that never checks for signals (`sum(range(10**18))`), which neither the kill switch
- * nor Deno's `terminate()` can stop (denoland/deno#35657). Each keeps a core and its
+ * nor Deno's `terminate()` can stop (denoland/deno#35657). Each keeps a core (at nice 15) and its
  * memory until that function returns or the server restarts.
  */
 const stuck = new Set<Interpreter>();

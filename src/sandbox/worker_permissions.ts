@@ -17,9 +17,19 @@ export function workerPermissions(network: string[], workerUrl: URL): Deno.Permi
     env: false,
     run: false,
     ffi: false,
-    sys: false,
+    sys: prioritySys(), // its own thread's priority (src/worker/priority.ts); revoked at boot
     import: false,
   };
+}
+
+/**
+ * `sys` for a worker that lowers its own thread's priority at start: `setPriority` where this
+ * process holds it (the server's flags grant it), else nothing, since a worker cannot be given
+ * more than its parent (an embedding, a script run with fewer flags).
+ */
+export function prioritySys(): Deno.PermissionOptionsObject["sys"] {
+  const granted = Deno.permissions.querySync({ name: "sys", kind: "setPriority" }).state;
+  return granted === "granted" ? ["setPriority"] : false;
 }
 
 /** The directory of the worker's entry module (its modules are read from there). */

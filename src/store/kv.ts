@@ -8,13 +8,9 @@
  * the old record or the new one, never a mix. A marker per write in progress lets a later write
  * remove the chunks of one that crashed.
  */
-import {
-  type Backend,
-  CheckpointRejected,
-  type LeaseInfo,
-  type RawCheckpoint,
-  StoreUnavailable,
-} from "./store.ts";
+import { CheckpointRejected } from "../codec/rejected.ts";
+import type { Backend, LeaseInfo, RawCheckpoint } from "./store.ts";
+import { StoreUnavailable } from "./unavailable.ts";
 
 const CHUNK = 60_000;
 /** 12 chunks of 60 kB stay under KV's 800 KiB per atomic operation. */

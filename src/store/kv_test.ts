@@ -3,6 +3,7 @@ import { storeContract } from "../../test/helpers/store_contract.ts";
 import { KvBackend } from "./kv.ts";
 import { openStore } from "./open.ts";
 import { StoreUnavailable } from "./store.ts";
+import { kvOffThread } from "./thread.ts";
 
 async function chunkCount(path: string): Promise<number> {
   const kv = await Deno.openKv(path);
@@ -20,6 +21,18 @@ Deno.test("the Deno KV store keeps the store contract", async (t) => {
   try {
     await storeContract(t, {
       open: (prefix = "moat") => KvBackend.open(`${dir}/store.kv`, prefix),
+      prefixes: true,
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the Deno KV store in its own worker keeps the store contract", async (t) => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await storeContract(t, {
+      open: (prefix = "moat") => kvOffThread(`${dir}/store.kv`, prefix),
       prefixes: true,
     });
   } finally {

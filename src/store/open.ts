@@ -7,6 +7,7 @@ import { KvBackend } from "./kv.ts";
 import { MemoryBackend } from "./memory.ts";
 import { RedisBackend } from "./redis.ts";
 import { sealedStore } from "./sealed.ts";
+import { kvOffThread } from "./thread.ts";
 import { sealerOffThread } from "../codec/sealer.ts";
 import { defaultKvPath, type StoreSetting } from "./setting.ts";
 import type { CheckpointRejected, Store } from "./store.ts";
@@ -60,7 +61,8 @@ export async function openStore(options: OpenOptions): Promise<Store> {
       if (!platform) await Deno.mkdir(cacheDir, { recursive: true });
       const secret = await storeSecret(options.key, `${cacheDir}store.key`);
       const path = platform ? undefined : setting.path ?? defaultKvPath(cacheDir);
-      const backend = await KvBackend.open(path, prefix);
+      // The platform's database stays on this thread: a worker there is not known to reach it.
+      const backend = path ? await kvOffThread(path, prefix) : await KvBackend.open(path, prefix);
       return sealedStore(backend, await sealerOffThread(secret), seal);
     }
     case "redis": {

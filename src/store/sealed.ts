@@ -123,8 +123,10 @@ export function sealedStore(
     },
     async putLink(id: string, name: string, delta: Uint8Array, handOver = false): Promise<Link> {
       const sealed = await sealAs("link", linkName(id, name), delta, undefined, handOver);
+      // Named before the put: the backend may move the bytes to its own thread.
+      const link = { name, bytes: sealed.byteLength, tag: tagOf(sealed) };
       await backend.putLink(id, name, sealed);
-      return { name, bytes: sealed.byteLength, tag: tagOf(sealed) };
+      return link;
     },
     async getLink(id: string, link: Link): Promise<Uint8Array> {
       return await sealer.unseal("link", linkName(id, link.name), await sealedLink(id, link));
@@ -137,8 +139,9 @@ export function sealedStore(
         sealed,
         linkName(id, name),
       );
+      const link = { name, bytes: merged.byteLength, tag: tagOf(merged) };
       await backend.putLink(id, name, merged);
-      return { name, bytes: merged.byteLength, tag: tagOf(merged) };
+      return link;
     },
     pruneLinks: (id, keep) => backend.deleteLinks(id, keep),
     acquireLease: (id, instance, ttlMs) => backend.acquireLease(id, instance, ttlMs),

@@ -169,7 +169,8 @@ export interface RawCheckpoint {
 export interface Backend extends Leases {
   /**
    * Replaces the session's record atomically (meta and body together). Reads return fresh bytes
-   * on every call, which the caller may keep or move to another thread.
+   * on every call, which the caller may keep or move to another thread; bytes given to a put are
+   * the backend's from then on (it may move them to its own thread), never used by the caller.
    */
   putCheckpoint(sessionId: string, record: RawCheckpoint): Promise<void>;
   getCheckpoint(sessionId: string): Promise<RawCheckpoint | undefined>;
@@ -190,12 +191,5 @@ export interface Backend extends Leases {
   deleteLinks(sessionId: string, keep: string[]): Promise<void>;
 }
 
-/**
- * The store cannot be reached or did not answer in time (Redis down, the KV file unwritable).
- * Callers keep live sessions running and report the failed checkpoint.
- */
-export class StoreUnavailable extends Error {
-  override name = "StoreUnavailable";
-}
-
+export { StoreUnavailable } from "./unavailable.ts";
 export { CheckpointRejected, type RejectReason } from "../codec/rejected.ts";

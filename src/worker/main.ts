@@ -7,6 +7,7 @@
  */
 // First, so nothing can compile code from strings here even without the V8 flag (Deno Deploy).
 import "./no_codegen.ts";
+import { lowerPriority } from "./priority.ts";
 import type { HostMessage, Reply, RequestKind, WorkerEnvelope } from "../protocol/messages.ts";
 import {
   boot,
@@ -21,6 +22,9 @@ import { messageOf } from "./errors.ts";
 import { ABANDONED, exec } from "./exec.ts";
 import { deleteFile, getFile, listFiles, putFile } from "./files.ts";
 import { Streamer } from "./stream.ts";
+
+// Below the thread that serves HTTP, before anything else runs here (see priority.ts).
+lowerPriority();
 
 let live: Live | undefined;
 /** A load started by `prepare`, which the boot request (a restore) continues; used once. */

@@ -104,7 +104,7 @@ export async function storeContract(t: Deno.TestContext, fixture: StoreFixture):
         const raw = (await backend.getCheckpoint("s-moved"))!;
         const flipped = raw.body.slice();
         flipped[OFF_THREAD_BYTES + 5] ^= 1;
-        await backend.putCheckpoint("s-moved", { meta: raw.meta, body: flipped });
+        await backend.putCheckpoint("s-moved", { meta: raw.meta.slice(), body: flipped });
         await rejected(store.getCheckpoint("s-moved"), "tampered");
         await backend.putCheckpoint("s-moved-too", raw);
         await rejected(store.getCheckpoint("s-moved-too"), "tampered");
@@ -138,7 +138,7 @@ export async function storeContract(t: Deno.TestContext, fixture: StoreFixture):
       await rejected(store.getLink("s-l", merged), "tampered");
       // Bytes moved to another session or name fail authentication.
       const raw = (await backend.getLink("s-l", "9"))!;
-      await backend.putLink("s-other", "9", raw);
+      await backend.putLink("s-other", "9", raw.slice());
       await rejected(store.getLink("s-other", again), "tampered");
       await backend.putLink("s-l", "8", raw);
       await rejected(store.getLink("s-l", { ...again, name: "8" }), "tampered");
@@ -229,23 +229,23 @@ export async function storeContract(t: Deno.TestContext, fixture: StoreFixture):
 
       const flipped = raw.body.slice();
       flipped[flipped.length - 20] ^= 1;
-      await backend.putCheckpoint("s-a", { meta: raw.meta, body: flipped });
+      await backend.putCheckpoint("s-a", { meta: raw.meta.slice(), body: flipped });
       await rejected(store.getCheckpoint("s-a"), "tampered");
 
-      await backend.putCheckpoint("s-a", { meta: raw.meta, body: raw.body.subarray(0, 20) });
+      await backend.putCheckpoint("s-a", { meta: raw.meta.slice(), body: raw.body.slice(0, 20) });
       await rejected(store.getCheckpoint("s-a"), "truncated");
-      await backend.putCheckpoint("s-a", { meta: raw.meta, body: raw.body.subarray(0, 3000) });
+      await backend.putCheckpoint("s-a", { meta: raw.meta.slice(), body: raw.body.slice(0, 3000) });
       await rejected(store.getCheckpoint("s-a"), "tampered");
 
       const other = (await backend.getCheckpoint("s-b"))!;
-      await backend.putCheckpoint("s-a", { meta: raw.meta, body: other.body });
+      await backend.putCheckpoint("s-a", { meta: raw.meta.slice(), body: other.body.slice() });
       await rejected(store.getCheckpoint("s-a"), "tampered");
       await backend.putCheckpoint("s-c", other);
       await rejected(store.getCheckpoint("s-c"), "tampered");
 
       const badMeta = raw.meta.slice();
       badMeta[badMeta.length - 1] ^= 1;
-      await backend.putCheckpoint("s-a", { meta: badMeta, body: raw.body });
+      await backend.putCheckpoint("s-a", { meta: badMeta, body: raw.body.slice() });
       await rejected(store.getCheckpoint("s-a"), "tampered");
       const listed = await watched.listSessions();
       assert.deepEqual(listed.map((s) => s.id).sort(), ["s-b"]);

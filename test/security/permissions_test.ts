@@ -45,7 +45,12 @@ Deno.test("the flags are derived from the policy and are never wider", async (t)
       assert.ok(flags.includes("--no-prompt"));
       assert.ok(flags.includes("--v8-flags=--disallow-code-generation-from-strings"));
       for (const flag of flags) {
-        assert.match(flag, /^--(no-prompt|v8-flags=.+|allow-(read|write|net|env)=.+)$/, flag);
+        // sys: setPriority only (interpreters lower their own thread's priority, then revoke it)
+        assert.match(
+          flag,
+          /^--(no-prompt|v8-flags=.+|allow-(read|write|net|env)=.+|allow-sys=setPriority)$/,
+          flag,
+        );
       }
       assert.ok(!flags.some((f) => f.startsWith("--allow-run") || f === "-A"));
       // The listen address, and Pyodide's CDN for wheels (the strict policy names no mirror).
@@ -94,7 +99,12 @@ Deno.test({
       /env HOME/,
     ],
     ["net to any host", widen("net", "--allow-net"), /all net/],
-    ["--allow-sys", (f) => [...f, "--allow-sys"], /all sys/],
+    ["--allow-sys", widen("sys", "--allow-sys"), /all sys/],
+    [
+      "sys hostname added to setPriority",
+      widen("sys", "--allow-sys=setPriority,hostname"),
+      /sys hostname/,
+    ],
     ["--allow-ffi", (f) => [...f, "--allow-ffi"], /all ffi/],
     [
       "code generation from strings",
