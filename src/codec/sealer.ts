@@ -9,7 +9,7 @@ import { deriveKey, type RecordKind, seal, type StoreKey, unseal } from "./crypt
 import { mergeSealed } from "./merge.ts";
 import { CheckpointRejected, type RejectReason } from "./rejected.ts";
 import { movable } from "./transfer.ts";
-import { CODEC_DIR, DELTA_MODULE, SEALER_WORKER_URL } from "../paths.ts";
+import { CODEC_DIR, DELTA_MODULE, PRIORITY_MODULE, SEALER_WORKER_URL } from "../paths.ts";
 import { prioritySys } from "../sandbox/worker_permissions.ts";
 
 /** Records read back at least this big are unsealed off the main thread. */
@@ -88,10 +88,11 @@ export async function sealerOffThread(secret: string): Promise<Sealer> {
     const made = new Worker(SEALER_WORKER_URL, {
       type: "module",
       name: "moat-sealer",
-      // security: nothing but reading its own modules (src/codec/, and the delta format it merges)
+      // security: nothing but reading its own modules (src/codec/, the delta format it merges, and
+      // how it lowers its priority)
       deno: {
         permissions: {
-          read: [CODEC_DIR, DELTA_MODULE],
+          read: [CODEC_DIR, DELTA_MODULE, PRIORITY_MODULE],
           write: false,
           net: false,
           env: false,

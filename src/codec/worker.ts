@@ -9,16 +9,11 @@ import type { SealerReply, SealerRequest } from "./sealer.ts";
 import { movable } from "./transfer.ts";
 import { CheckpointRejected } from "./rejected.ts";
 import { mergeSealed } from "./merge.ts";
-import { setPriority } from "node:os";
+import { lowerPriority } from "../worker/priority.ts";
 
 // Below the thread that serves HTTP, as interpreters are (src/worker/priority.ts): compressing and
-// sealing a big record must not delay answers, and must not starve the interpreters either (a
-// stopped interpreter frees its memory on its own thread). Then the permission goes.
-try {
-  setPriority(0, 15);
-} catch {
-  // not permitted here: the server's priority
-}
+// sealing a big record must not delay answers. Then the permission goes.
+lowerPriority();
 Deno.permissions.revokeSync({ name: "sys" });
 
 let key: Promise<StoreKey> | undefined;
