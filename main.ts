@@ -23,7 +23,9 @@ import { loadDeltaBase } from "./src/sandbox/delta_base.ts";
 import { Pool } from "./src/sandbox/pool.ts";
 import { loadSnapshot } from "./src/sandbox/snapshot.ts";
 import { stuckWorkers } from "./src/sandbox/interpreter.ts";
-import { Checkpoints } from "./src/session/checkpoints.ts";
+import { Checkpoints, LEASE_TTL_MS } from "./src/session/checkpoints.ts";
+import { startCluster } from "./src/cluster/cluster.ts";
+import { storeSecret } from "./src/codec/crypto.ts";
 import { SessionManager } from "./src/session/manager.ts";
 import { describeStore, openStore } from "./src/store/open.ts";
 
@@ -93,6 +95,7 @@ async function main(): Promise<void> {
       port: config.port,
       policyPath: policyFile.path,
       store: config.store,
+      advertise: config.advertiseUrl,
     });
   }
   // Deno Deploy's app directory may be read-only: the snapshot and wheels then go to /tmp.
@@ -160,6 +163,7 @@ async function main(): Promise<void> {
     limits: policy.limits,
     base: base.bytes,
     log: say,
+    keepLeases: config.advertiseUrl !== undefined,
   });
   const sessions = new SessionManager({
     policy,
@@ -200,7 +204,24 @@ async function main(): Promise<void> {
     await sessions.shutdown(SHUTDOWN_GRACE_MS);
     Deno.exit(0);
   }
-  const mcp = new McpHttp({ sessions, policy, returnMode: config.mcpReturnMode });
+  // Other instances on the store: heartbeats, and calls passed to the instance running the session.
+  const cluster = checkpoints && await startCluster({
+    store,
+    secret: config.storeKey ?? await storeSecret(undefined, `${cacheDir}store.key`),
+    instanceId: config.instanceId,
+    advertiseUrl: config.advertiseUrl,
+    holds: (id) => checkpoints.holds(id),
+    onLapse: () => checkpoints.forgetLeases(),
+    leaseTtlMs: LEASE_TTL_MS,
+    storeLine,
+    log: say,
+  });
+  const mcp = new McpHttp({
+    sessions,
+    policy,
+    returnMode: config.mcpReturnMode,
+    instanceId: config.instanceId,
+  });
   const app = createApp({
     token: config.token,
     metricsToken: config.metricsToken,
@@ -208,6 +229,7 @@ async function main(): Promise<void> {
     sessions,
     metrics,
     mcp,
+    cluster,
     health: () => {
       const stuck = stuckWorkers();
       return {
@@ -257,6 +279,7 @@ async function main(): Promise<void> {
     const grace = config.deploy ? DEPLOY_SHUTDOWN_GRACE_MS : SHUTDOWN_GRACE_MS;
     say(`${signal}: finishing running calls and checkpointing (up to ${grace} ms), then stopping`);
     await sessions.shutdown(grace);
+    await cluster?.stop();
     await mcp.close();
     await server.shutdown();
     await store.close();

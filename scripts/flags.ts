@@ -29,6 +29,7 @@ export async function flagsForSettings(
       port: config.port,
       policyPath,
       store: config.store,
+      advertise: config.advertiseUrl,
     }));
   } catch (err) {
     report(`moat: ${(err as Error).message}`);

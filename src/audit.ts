@@ -16,7 +16,9 @@ export type SecurityKind =
   /** The server runs with broader permissions than its policy needs (explicit override). */
   | "broad-permissions"
   /** A stored checkpoint failed authentication or was damaged (see `src/store/`). */
-  | "checkpoint-rejected";
+  | "checkpoint-rejected"
+  /** A request carried a forwarding header (`moat-hop`) that did not verify (src/cluster/). */
+  | "hop-refused";
 
 const encoder = new TextEncoder();
 let sink: { writeSync(bytes: Uint8Array): number } = Deno.stdout;

@@ -33,6 +33,12 @@ export interface Config {
   storePrefix: string;
   /** `MOAT_INSTANCE_ID`: this instance's name in leases, session details and logs. @default random */
   instanceId: string;
+  /**
+   * `MOAT_ADVERTISE_URL`: where the other instances of a deployment reach this one (an origin,
+   * e.g. `http://10.0.3.7:8000`). Set on every instance, calls go to the instance running their
+   * session (src/cluster/). @default {undefined: sessions move between instances instead}
+   */
+  advertiseUrl?: string;
   /** How `run_python_code` writes its result, as mcp-run-python's `--return-mode`. @default {"xml"} */
   mcpReturnMode: "xml" | "json";
 }
@@ -57,6 +63,24 @@ const EnvSchema = z.object({
     .optional(),
   MOAT_STORE_PREFIX: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "must be 1-64 of A-Z a-z 0-9 . _ -")
     .default("moat"),
+  MOAT_ADVERTISE_URL: z.string().optional().transform((value, ctx) => {
+    if (value === undefined) return undefined;
+    const url = URL.parse(value);
+    const problem = !url
+      ? "must be a URL such as http://10.0.3.7:8000"
+      : !["http:", "https:"].includes(url.protocol)
+      ? "must start with http:// or https://"
+      : url.username || url.password
+      ? "must not hold a user or password"
+      : url.pathname !== "/" || url.search || url.hash
+      ? "must be an origin, with no path, query or fragment (e.g. http://10.0.3.7:8000)"
+      : undefined;
+    if (problem) {
+      ctx.addIssue({ code: "custom", message: problem });
+      return z.NEVER;
+    }
+    return url!.origin;
+  }),
   MOAT_MCP_RETURN_MODE: z.enum(["xml", "json"], { error: "must be 'xml' or 'json'" }).default(
     "xml",
   ),
@@ -66,6 +90,10 @@ const EnvSchema = z.object({
   path: ["MOAT_STORE_KEY"],
   message: "must be set when MOAT_STORE is a shared Redis: every instance needs the same key " +
     "(generate one with 'openssl rand -base64 32')",
+}).refine((env) => !env.MOAT_ADVERTISE_URL || env.MOAT_STORE.kind !== "memory", {
+  path: ["MOAT_ADVERTISE_URL"],
+  message: "needs a store the instances share (MOAT_STORE=redis://… or kv:PATH): with " +
+    "MOAT_STORE=memory no other instance can know where a session runs",
 }).refine((env) => env.DENO_DEPLOY !== "true" || env.MOAT_STORE_KEY, {
   path: ["MOAT_STORE_KEY"],
   message: "must be set in deploy mode (DENO_DEPLOY=true): an instance's disk is not kept, so " +
@@ -104,6 +132,7 @@ export function readConfig(get: (name: string) => string | undefined): Config {
     storeKey: env.MOAT_STORE_KEY,
     storePrefix: env.MOAT_STORE_PREFIX,
     instanceId: env.MOAT_INSTANCE_ID ?? `moat-${crypto.getRandomValues(new Uint8Array(4)).toHex()}`,
+    advertiseUrl: env.MOAT_ADVERTISE_URL,
     mcpReturnMode: env.MOAT_MCP_RETURN_MODE,
   };
 }

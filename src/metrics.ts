@@ -117,6 +117,13 @@ export class Metrics {
     labelNames: ["kind"] as const,
     registers: [this.registry],
   });
+  readonly forwards = new Counter({
+    name: "moat_forwards_total",
+    help: "Requests for a session another instance runs: passed to it (forwarded), taken " +
+      "over from a dead instance (takeover), or answered with an error because the hop failed.",
+    labelNames: ["outcome"] as const,
+    registers: [this.registry],
+  });
   readonly instanceInfo = new Gauge({
     name: "moat_instance_info",
     help:

@@ -1,5 +1,8 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { acceptHops } from "../cluster/forward.ts";
+import type { HopVerifier } from "../cluster/hop.ts";
 import { HTTPException } from "hono/http-exception";
 import { errorBody, MoatError } from "../errors.ts";
 import { SessionFiles } from "../files/ops.ts";
@@ -33,6 +36,11 @@ export interface AppOptions {
   health: () => Record<string, unknown>;
   /** What `GET /health/ready` reports (see `readiness` in src/http/ready.ts). */
   ready?: () => Promise<Readiness>;
+  /**
+   * Several instances on one store (src/cluster/): forwarded requests are accepted when their
+   * `moat-hop` header verifies, and requests for a session another instance runs go there.
+   */
+  cluster?: { hops: HopVerifier; forward: MiddlewareHandler };
 }
 
 /** Readiness when start-up gave no check (unit tests of the routes): never ready. */
@@ -80,7 +88,9 @@ export function createApp(options: AppOptions): OpenAPIHono {
     ]),
   );
 
-  app.use("*", requireToken(options.token));
+  const token = requireToken(options.token);
+  const cluster = options.cluster;
+  app.use("*", cluster ? acceptHops(cluster.hops, token) : token);
   app.use(
     "*",
     bodyLimit({
@@ -95,6 +105,7 @@ export function createApp(options: AppOptions): OpenAPIHono {
         ),
     }),
   );
+  if (cluster) app.use("*", cluster.forward);
   // Routes behind the token. Each area is an OpenAPIHono of `serve`d routes, mounted here.
   const mcp = options.mcp;
   if (mcp) app.route("/", mcpRoutes(mcp));

@@ -10,6 +10,7 @@ import type { SessionManager } from "../session/manager.ts";
 import { MoatSessionBinding } from "./binding.ts";
 import type { ReturnMode } from "./format.ts";
 import { createMcpServer } from "./tools.ts";
+import { mcpSessionId } from "../cluster/forward.ts";
 
 /** What the `/mcp` endpoint is built with. */
 export interface McpHttpOptions {
@@ -17,6 +18,11 @@ export interface McpHttpOptions {
   policy: Policy;
   /** @default {"xml"} */
   returnMode?: ReturnMode;
+  /**
+   * This instance's id, at the head of each MCP session id so that any instance of a deployment
+   * can pass a request to the one holding the session (src/cluster/forward.ts). @default {"local"}
+   */
+  instanceId?: string;
 }
 
 /** An MCP session that has called no tool ends after this long unused (or sooner, by policy). */
@@ -68,7 +74,7 @@ export class McpHttp {
     });
     const transport: WebStandardStreamableHTTPServerTransport =
       new WebStandardStreamableHTTPServerTransport({
-        sessionIdGenerator: () => crypto.randomUUID(),
+        sessionIdGenerator: () => mcpSessionId(this.options.instanceId ?? "local"),
         maxRequestBodySize: this.options.policy.limits.bodyBytes,
         onsessioninitialized: (sid) => {
           this.#entries.set(sid, { transport, server, binding, lastUsed: Date.now() });

@@ -46,7 +46,10 @@ function expected(probe: Deno.PermissionDescriptor, grants: Grants): boolean {
     case "write":
       return grants.write.some((dir) => within(String(probe.path), dir));
     case "net":
-      return grants.net.some((host) => host === probe.host || host.split(":")[0] === probe.host);
+      return grants.net.some((host) =>
+        host === probe.host || host.split(":")[0] === probe.host ||
+        (!host.includes(":") && host === String(probe.host).split(":")[0])
+      );
     case "env":
       return grants.env.includes(String(probe.variable));
     default:

@@ -31,6 +31,7 @@ export const ENV_NAMES = [
   "MOAT_STORE_KEY",
   "MOAT_STORE_PREFIX",
   "MOAT_INSTANCE_ID",
+  "MOAT_ADVERTISE_URL",
   "MOAT_ALLOW_BROAD_PERMISSIONS",
   "MOAT_MCP_RETURN_MODE",
   // Deploy mode's switch (set by Deno Deploy) and the port it may name (src/config.ts).
@@ -81,6 +82,24 @@ export interface Where {
   policyPath?: string;
   /** `MOAT_STORE`: its KV file (the default one lies in the cache) or its Redis host. */
   store?: StoreSetting;
+  /** `MOAT_ADVERTISE_URL`: the other instances are reached beside it (`peerGrants`). */
+  advertise?: string;
+}
+
+/**
+ * Where the other instances of a deployment may be, from this one's advertised address: its host
+ * on any port (several instances on one machine or one IP), and for a name, every name beside it
+ * on its port (`moat-1.moat.ns.svc.cluster.local` grants `*.moat.ns.svc.cluster.local:8000`, the
+ * pods of a StatefulSet). Deno's --allow-net has no address ranges, so peers reached by other IP
+ * addresses need names (docs/scaling.md).
+ */
+export function peerGrants(advertise: string): string[] {
+  const url = new URL(advertise);
+  const host = url.hostname;
+  const port = url.port || (url.protocol === "https:" ? "443" : "80");
+  const ip = /^[\d.]+$/.test(host) || host.startsWith("[");
+  const parent = host.split(".").slice(1).join(".");
+  return ip || !parent.includes(".") ? [host] : [host, `*.${parent}:${port}`];
 }
 
 function isUrl(text: string): boolean {
@@ -137,6 +156,7 @@ export function grantsFor(policy: Policy, where: Where = {}): Grants {
     write.push(store.path);
   }
   if (store?.kind === "redis") net.push(store.host);
+  if (where.advertise) net.push(...peerGrants(where.advertise));
   return {
     read: [...new Set(read)],
     write,

@@ -92,6 +92,12 @@ export interface CheckpointsOptions {
   /** The boot snapshot every pool interpreter restores; checkpoints are deltas against it. */
   base: Uint8Array;
   log?: (line: string) => void;
+  /**
+   * Keep a session's lease while it is live, instead of giving it back after each checkpoint:
+   * with forwarding (`MOAT_ADVERTISE_URL`) the session stays where it runs and other instances
+   * pass its calls there. @default {false}
+   */
+  keepLeases?: boolean;
 }
 
 /** Bytes read from the store as a view the worker can be given (moved when whole). */
@@ -105,6 +111,7 @@ function owned(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
 export class Checkpoints {
   readonly store: Store;
   readonly instanceId: string;
+  readonly keepLeases: boolean;
   readonly #base: Uint8Array;
   /** sha256 of the boot snapshot: the base id every checkpoint of this instance names. */
   readonly baseId: Promise<string>;
@@ -118,6 +125,7 @@ export class Checkpoints {
   constructor(options: CheckpointsOptions) {
     this.store = options.store;
     this.instanceId = options.instanceId;
+    this.keepLeases = options.keepLeases ?? false;
     this.#base = options.base;
     this.#log = options.log ?? (() => {});
     this.baseId = snapshotId(options.base);
@@ -190,6 +198,14 @@ export class Checkpoints {
       );
       if (!ok) this.#held.delete(id);
     }
+  }
+
+  /**
+   * Forgets every lease held here, without a word to the store: this instance's heartbeat lapsed,
+   * so another may have taken them over; each session's next call asks the store again.
+   */
+  forgetLeases(): void {
+    this.#held.clear();
   }
 
   /** Whether the lease of `id` is still held here (renewals may have failed). */

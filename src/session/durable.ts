@@ -320,7 +320,8 @@ export class DurableSessions {
   async #release(session: Session, inCall: boolean): Promise<void> {
     const d = session.durable;
     const waiting = session.queue.size - (inCall ? 1 : 0);
-    if (this.checkpoints.store.shared && waiting === 0 && d.stored && !d.dirty) {
+    const give = this.checkpoints.store.shared && !this.checkpoints.keepLeases;
+    if (give && waiting === 0 && d.stored && !d.dirty) {
       await this.checkpoints.release(session);
     }
   }

@@ -35,6 +35,12 @@ interface Lease {
   expires: number;
 }
 
+/** An instance's heartbeat record, with the time it expires. */
+interface Beat {
+  record: string;
+  expires: number;
+}
+
 /** A backend in a Deno KV file; several processes on one machine may open the same file. */
 export class KvBackend implements Backend {
   readonly kind = "kv" as const;
@@ -305,6 +311,41 @@ export class KvBackend implements Backend {
 
   releaseLease(id: string, instanceId: string): Promise<boolean> {
     return this.#lease(id, (l) => l?.holder === instanceId);
+  }
+
+  takeLease(id: string, from: string, to: string, ttlMs: number): Promise<boolean> {
+    const next = { holder: to, expires: Date.now() + ttlMs };
+    return this.#lease(id, (l) => l?.holder === from, next);
+  }
+
+  putInstance(id: string, record: string, ttlMs: number): Promise<void> {
+    return this.#run("putInstance", async () => {
+      const value: Beat = { record, expires: Date.now() + ttlMs };
+      // KV deletes expired keys lazily: the time in the value is what readers check.
+      await this.kv.set([this.prefix, "instance", id], value, { expireIn: ttlMs + STALE_MS });
+    });
+  }
+
+  getInstance(id: string): Promise<string | undefined> {
+    return this.#run("getInstance", async () => {
+      const beat = (await this.kv.get<Beat>([this.prefix, "instance", id])).value;
+      return beat && beat.expires > Date.now() ? beat.record : undefined;
+    });
+  }
+
+  listInstances(): Promise<{ id: string; record: string }[]> {
+    return this.#run("listInstances", async () => {
+      const found: { id: string; record: string }[] = [];
+      const now = Date.now();
+      for await (const e of this.kv.list<Beat>({ prefix: [this.prefix, "instance"] })) {
+        if (e.value.expires > now) found.push({ id: String(e.key[2]), record: e.value.record });
+      }
+      return found;
+    });
+  }
+
+  deleteInstance(id: string): Promise<void> {
+    return this.#run("deleteInstance", () => this.kv.delete([this.prefix, "instance", id]));
   }
 
   leaseHolder(id: string): Promise<LeaseInfo | undefined> {

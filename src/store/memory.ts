@@ -12,6 +12,7 @@ export class MemoryBackend implements Backend {
   #bases = new Map<string, Uint8Array>();
   #links = new Map<string, Map<string, Uint8Array>>();
   #leases = new Map<string, { holder: string; expires: number }>();
+  #instances = new Map<string, { record: string; expires: number }>();
 
   putCheckpoint(id: string, record: RawCheckpoint): Promise<void> {
     this.#checkpoints.set(id, { meta: record.meta.slice(), body: record.body.slice() });
@@ -91,6 +92,37 @@ export class MemoryBackend implements Backend {
   releaseLease(id: string, instanceId: string): Promise<boolean> {
     if (this.#live(id)?.holder !== instanceId) return Promise.resolve(false);
     return Promise.resolve(this.#leases.delete(id));
+  }
+
+  takeLease(id: string, from: string, to: string, ttlMs: number): Promise<boolean> {
+    if (this.#live(id)?.holder !== from) return Promise.resolve(false);
+    this.#leases.set(id, { holder: to, expires: Date.now() + ttlMs });
+    return Promise.resolve(true);
+  }
+
+  putInstance(id: string, record: string, ttlMs: number): Promise<void> {
+    this.#instances.set(id, { record, expires: Date.now() + ttlMs });
+    return Promise.resolve();
+  }
+
+  getInstance(id: string): Promise<string | undefined> {
+    const found = this.#instances.get(id);
+    return Promise.resolve(found && found.expires > Date.now() ? found.record : undefined);
+  }
+
+  listInstances(): Promise<{ id: string; record: string }[]> {
+    const now = Date.now();
+    return Promise.resolve(
+      [...this.#instances].filter(([, v]) => v.expires > now).map(([id, v]) => ({
+        id,
+        record: v.record,
+      })),
+    );
+  }
+
+  deleteInstance(id: string): Promise<void> {
+    this.#instances.delete(id);
+    return Promise.resolve();
   }
 
   leaseHolder(id: string): Promise<LeaseInfo | undefined> {

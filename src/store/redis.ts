@@ -4,7 +4,8 @@
  * Keys, all under `MOAT_STORE_PREFIX` (`<prefix>:`): `cp:<id>` (a hash: the sealed metadata and
  * body), `links:<id>` (a hash: link name → sealed memory delta), `meta` (a hash: session id →
  * sealed metadata, for listing), `base:<hash>`, `lease:<id>`
- * (the holder's instance id, expiring with PX). A checkpoint is written in one MULTI transaction
+ * (the holder's instance id, expiring with PX), `instance:<id>` (an instance's signed heartbeat,
+ * expiring with PX). A checkpoint is written in one MULTI transaction
  * and read with one HMGET, so a reader sees one checkpoint whole. Leases are compare-and-set
  * scripts.
  *
@@ -33,6 +34,9 @@ if v == false or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARG
 return 0`;
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then
 return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`;
+const TAKE = `if redis.call('GET', KEYS[1]) == ARGV[1] then
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end
 return 0`;
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`;
@@ -290,6 +294,51 @@ export class RedisBackend implements Backend {
 
   releaseLease(id: string, instanceId: string): Promise<boolean> {
     return this.#script("releaseLease", RELEASE, id, [instanceId]);
+  }
+
+  takeLease(id: string, from: string, to: string, ttlMs: number): Promise<boolean> {
+    return this.#script("takeLease", TAKE, id, [from, to, String(Math.ceil(ttlMs))]);
+  }
+
+  putInstance(id: string, record: string, ttlMs: number): Promise<void> {
+    return this.#run("putInstance", async () => {
+      await this.#client.set(this.#key("instance", id), record, {
+        expiration: {
+          type: "PX",
+          value: Math.ceil(ttlMs),
+        },
+      });
+    });
+  }
+
+  getInstance(id: string): Promise<string | undefined> {
+    return this.#run("getInstance", async () => {
+      return (await this.#client.get(this.#key("instance", id))) ?? undefined;
+    });
+  }
+
+  listInstances(): Promise<{ id: string; record: string }[]> {
+    return this.#run("listInstances", async () => {
+      const keys: string[] = [];
+      const pattern = this.#key("instance", "*");
+      for await (const batch of this.#client.scanIterator({ MATCH: pattern, COUNT: 100 })) {
+        keys.push(...batch);
+      }
+      if (!keys.length) return [];
+      const records = await this.#client.mGet(keys);
+      const at = this.#key("instance", "").length;
+      return keys.flatMap((key, i) => {
+        const record = records[i];
+        return typeof record === "string" ? [{ id: key.slice(at), record }] : [];
+      });
+    });
+  }
+
+  deleteInstance(id: string): Promise<void> {
+    return this.#run(
+      "deleteInstance",
+      async () => void await this.#client.del(this.#key("instance", id)),
+    );
   }
 
   leaseHolder(id: string): Promise<LeaseInfo | undefined> {

@@ -148,6 +148,11 @@ export function sealedStore(
     renewLease: (id, instance, ttlMs) => backend.renewLease(id, instance, ttlMs),
     releaseLease: (id, instance) => backend.releaseLease(id, instance),
     leaseHolder: (id) => backend.leaseHolder(id),
+    takeLease: (id, from, to, ttlMs) => backend.takeLease(id, from, to, ttlMs),
+    putInstance: (id, record, ttlMs) => backend.putInstance(id, record, ttlMs),
+    getInstance: (id) => backend.getInstance(id),
+    listInstances: () => backend.listInstances(),
+    deleteInstance: (id) => backend.deleteInstance(id),
     ping: () => backend.ping(),
     close: () => {
       sealer.close();

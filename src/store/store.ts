@@ -96,6 +96,22 @@ export interface Leases {
   releaseLease(sessionId: string, instanceId: string): Promise<boolean>;
   /** The current holder, or undefined when the lease is free or expired. */
   leaseHolder(sessionId: string): Promise<LeaseInfo | undefined>;
+  /**
+   * Takes the lease from `from`, an instance found dead (no heartbeat), for `to`: atomic, and only
+   * while `from` still holds it, so of two instances taking over at once one gets it.
+   */
+  takeLease(sessionId: string, from: string, to: string, ttlMs: number): Promise<boolean>;
+  /**
+   * Writes an instance's heartbeat record (`src/cluster/instances.ts` signs it) for `ttlMs`: an
+   * instance that stops writing it is gone from `getInstance` once that time is up.
+   */
+  putInstance(instanceId: string, record: string, ttlMs: number): Promise<void>;
+  /** An instance's heartbeat record, or undefined when it expired or was never written. */
+  getInstance(instanceId: string): Promise<string | undefined>;
+  /** Every instance whose heartbeat has not expired. */
+  listInstances(): Promise<{ id: string; record: string }[]>;
+  /** Removes an instance's heartbeat record (it stops). */
+  deleteInstance(instanceId: string): Promise<void>;
   /** Resolves when the store answers; rejects with `StoreUnavailable` otherwise (readiness). */
   ping(): Promise<void>;
   /** Releases connections and file handles; the store is unusable afterwards. */

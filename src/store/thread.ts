@@ -117,6 +117,11 @@ export async function kvOffThread(path: string, prefix: string): Promise<Backend
     "renewLease",
     "releaseLease",
     "leaseHolder",
+    "takeLease",
+    "putInstance",
+    "getInstance",
+    "listInstances",
+    "deleteInstance",
     "ping",
   ];
   for (const op of ops) {

@@ -28,14 +28,14 @@ export async function redisUnavailable(): Promise<string | undefined> {
   }
 }
 
-function freePort(): number {
+export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr as Deno.NetAddr;
   listener.close();
   return port;
 }
 
-async function waitForPort(port: number): Promise<void> {
+export async function waitForPort(port: number): Promise<void> {
   for (let i = 0; i < 200; i++) {
     try {
       (await Deno.connect({ hostname: "127.0.0.1", port })).close();
@@ -44,7 +44,7 @@ async function waitForPort(port: number): Promise<void> {
       await new Promise((r) => setTimeout(r, 25));
     }
   }
-  throw new Error(`redis-server did not listen on 127.0.0.1:${port}`);
+  throw new Error(`nothing listens on 127.0.0.1:${port}`);
 }
 
 /** The Redis to test against. */

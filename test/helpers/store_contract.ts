@@ -220,6 +220,48 @@ export async function storeContract(t: Deno.TestContext, fixture: StoreFixture):
       }
     });
 
+    await t.step("a dead holder's lease is taken over by one instance, only from it", async () => {
+      const a = await fixture.open();
+      const b = await fixture.open();
+      try {
+        assert.equal(await a.acquireLease("s-take", "A", 10_000), true);
+        assert.equal(await b.takeLease("s-take", "C", "B", 10_000), false, "C does not hold it");
+        const race = await Promise.all([
+          a.takeLease("s-take", "A", "X", 10_000),
+          b.takeLease("s-take", "A", "B", 10_000),
+        ]);
+        assert.equal(race.filter(Boolean).length, 1, `both took over at once: ${race}`);
+        const holder = (await a.leaseHolder("s-take"))?.instanceId;
+        assert.ok(holder === "X" || holder === "B", `holder ${holder}`);
+        assert.equal(await a.renewLease("s-take", "A", 10_000), false, "A lost it");
+        await a.releaseLease("s-take", holder!);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+
+    await t.step("heartbeat records are read, listed, and gone when they expire", async () => {
+      const a = await fixture.open();
+      const b = await fixture.open();
+      try {
+        await a.putInstance("i-one", "record-1", 10_000);
+        await a.putInstance("i-short", "record-2", 300);
+        assert.equal(await b.getInstance("i-one"), "record-1");
+        assert.equal(await b.getInstance("i-none"), undefined);
+        const listed = (await b.listInstances()).map((i) => `${i.id}=${i.record}`).sort();
+        assert.deepEqual(listed, ["i-one=record-1", "i-short=record-2"]);
+        await sleep(500);
+        assert.equal(await b.getInstance("i-short"), undefined);
+        assert.deepEqual((await b.listInstances()).map((i) => i.id), ["i-one"]);
+        await a.deleteInstance("i-one");
+        assert.equal(await b.getInstance("i-one"), undefined);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+
     await t.step("tampered, truncated, moved or foreign records are rejected", async () => {
       const reports: CheckpointRejected[] = [];
       const watched = sealedStore(backend, key, { onRejected: (err) => reports.push(err) });

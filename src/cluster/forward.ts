@@ -1,0 +1,234 @@
+/**
+ * Calls go to the instance that runs the session, not the session to the instance that got the
+ * call (issue 19). Any instance may receive any request (a round-robin balancer, a Kubernetes
+ * Service); when the session's lease names another live instance that advertises an address,
+ * the whole request is passed there, once, and its answer (SSE included) streamed back. When the
+ * lease names an instance with no heartbeat (killed), this instance takes the lease over at once
+ * and restores the session from its last checkpoint.
+ */
+import type { Context, MiddlewareHandler } from "hono";
+import { logSecurity } from "../audit.ts";
+import { errorBody } from "../errors.ts";
+import { DEFAULT_SESSION } from "../session/session.ts";
+import type { Leases } from "../store/store.ts";
+import { HOP_HEADER, hopHeader, type HopVerifier } from "./hop.ts";
+import { HEARTBEAT_TTL_MS, type InstanceRecord, type Instances } from "./instances.ts";
+
+/** Where a request goes: a Moat session, or an MCP session (bound to the instance it began on). */
+type Target = { session: string } | { instance: string };
+
+/** What `forwardToOwner` works with. */
+export interface ForwardOptions {
+  store: Leases;
+  instances: Instances;
+  /** Whether this instance holds the session's lease (no store read). */
+  holds: (sessionId: string) => boolean;
+  /** The hop key (`keys.ts`). */
+  key: CryptoKey;
+  /** Lease length for a takeover (the store's usual one). */
+  leaseTtlMs: number;
+  /** Counts forwards, takeovers and failed hops. */
+  count?: (outcome: "forwarded" | "takeover" | "failed") => void;
+  log?: (line: string) => void;
+}
+
+/** Separates the instance from the rest in an MCP session id (`mcpSessionId`). */
+const MCP_SEPARATOR = "~";
+
+/** An MCP session id that names the instance holding it, so any instance can route to it. */
+export function mcpSessionId(instanceId: string): string {
+  return `${instanceId}${MCP_SEPARATOR}${crypto.randomUUID()}`;
+}
+
+/** The session (or MCP session's instance) a request is for, from its path alone. */
+export function targetOf(pathname: string, mcpSession?: string): Target | undefined {
+  if (pathname === "/" || pathname === "/files" || pathname.startsWith("/files/")) {
+    return { session: DEFAULT_SESSION };
+  }
+  if (pathname === "/tool-results") return { session: DEFAULT_SESSION };
+  if (pathname === "/mcp") {
+    const at = mcpSession?.indexOf(MCP_SEPARATOR) ?? -1;
+    return at > 0 ? { instance: mcpSession!.slice(0, at) } : undefined;
+  }
+  const m = pathname.match(/^\/v1\/sessions\/([^/]+)(\/.*)?$/);
+  if (!m) return undefined;
+  try {
+    return { session: decodeURIComponent(m[1]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Refuses a forwarding header that does not verify (401, a `hop-refused` security event); one
+ * that does stands in for the bearer token, which the forwarding instance already checked.
+ */
+export function acceptHops(
+  verifier: HopVerifier,
+  requireToken: MiddlewareHandler,
+): MiddlewareHandler {
+  return async (c, next) => {
+    const header = c.req.header(HOP_HEADER);
+    if (header === undefined) return await requireToken(c, next);
+    const url = new URL(c.req.url);
+    const checked = await verifier.verify(header, c.req.method, url.pathname + url.search);
+    if (typeof checked === "string") {
+      logSecurity("hop-refused", { reason: checked, path: url.pathname });
+      return c.json(
+        errorBody("Unauthorized", `The '${HOP_HEADER}' header was refused (${checked})`),
+        401,
+      );
+    }
+    await next();
+  };
+}
+
+/** Request headers not passed on: the client's credentials and the connection's own. */
+const DROPPED = [
+  "authorization",
+  "host",
+  "connection",
+  "keep-alive",
+  "transfer-encoding",
+  "te",
+  "upgrade",
+  "proxy-authorization",
+  "content-length",
+  "accept-encoding",
+];
+
+/** Whether fetch failed before the request reached the peer (so it certainly did not run). */
+function neverSent(err: unknown): boolean {
+  const text = `${(err as Error)?.message ?? err} ${(err as Error)?.cause ?? ""}`;
+  return /connection refused|os error 111|ECONNREFUSED/i.test(text);
+}
+
+/** Routes session requests to the instance running the session (see the module comment). */
+export function forwardToOwner(o: ForwardOptions): MiddlewareHandler {
+  const me = o.instances.id;
+  const reported = new Set<string>();
+
+  /** The live instance to pass the request to, or undefined to serve it here. */
+  const ownerOf = async (target: Target): Promise<InstanceRecord | undefined> => {
+    if ("instance" in target) {
+      if (target.instance === me) return undefined;
+      return await o.instances.lookup(target.instance).catch(() => undefined);
+    }
+    const id = target.session;
+    // Up to three rounds: a takeover another instance won sends us to it.
+    for (let round = 0; round < 3; round++) {
+      if (o.holds(id)) return undefined;
+      const lease = await o.store.leaseHolder(id).catch(() => undefined);
+      if (!lease || lease.instanceId === me) return undefined;
+      const peer = await o.instances.lookup(lease.instanceId, round > 0).catch(() => null);
+      if (peer === null) return undefined; // the store is down: served here, as without peers
+      if (peer) return peer;
+      // No heartbeat: the holder is dead. Take its lease now rather than wait out its expiry.
+      if (await o.store.takeLease(id, lease.instanceId, me, o.leaseTtlMs).catch(() => false)) {
+        o.count?.("takeover");
+        o.log?.(
+          `session ${id}: instance ${lease.instanceId} has no heartbeat; taken over from its ` +
+            "last checkpoint",
+        );
+        return undefined;
+      }
+    }
+    return undefined;
+  };
+
+  const pass = async (c: Context, peer: InstanceRecord, body: ArrayBuffer | undefined) => {
+    const url = new URL(c.req.url);
+    const path = url.pathname + url.search;
+    const headers = new Headers(c.req.raw.headers);
+    for (const name of DROPPED) headers.delete(name);
+    // Passed on as it comes: fetch would otherwise ask for gzip and decompress it unasked.
+    headers.set("accept-encoding", "identity");
+    headers.set(HOP_HEADER, await hopHeader(o.key, me, peer.id, c.req.method, path));
+    const res = await fetch(new URL(path, peer.url), {
+      method: c.req.method,
+      headers,
+      body,
+      redirect: "manual",
+      signal: c.req.raw.signal,
+    });
+    const out = new Headers(res.headers);
+    for (const name of ["connection", "keep-alive", "transfer-encoding"]) out.delete(name);
+    out.set("moat-instance", peer.id);
+    return new Response(res.body, { status: res.status, headers: out });
+  };
+
+  return async (c, next) => {
+    // One hop at most: a forwarded request is served where it arrives.
+    if (c.req.header(HOP_HEADER) !== undefined) return await next();
+    const target = targetOf(c.req.path, c.req.header("mcp-session-id"));
+    if (!target) return await next();
+    let peer = await ownerOf(target);
+    if (!peer?.url) return await next();
+    const method = c.req.method;
+    const body = method === "GET" || method === "HEAD" ? undefined : await c.req.arrayBuffer();
+    const until = performance.now() + HEARTBEAT_TTL_MS + 2_000;
+    for (;;) {
+      try {
+        const res = await pass(c, peer, body);
+        o.count?.("forwarded");
+        return res;
+      } catch (err) {
+        if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
+          o.count?.("failed");
+          if (!reported.has(peer.id)) {
+            reported.add(peer.id);
+            o.log?.(`cannot forward to ${peer.id} at ${peer.url}: ${(err as Error).message}`);
+          }
+          return c.json(
+            errorBody(
+              "Unavailable",
+              `This instance may not connect to ${peer.url}, where instance '${peer.id}' runs ` +
+                "this session: its address is outside the network this server was granted " +
+                "(docs/scaling.md, 'Forwarding')",
+            ),
+            503,
+          );
+        }
+        if (!neverSent(err) || c.req.raw.signal.aborted) {
+          o.count?.("failed");
+          return c.json(
+            errorBody(
+              "Unavailable",
+              `Instance '${peer.id}', which runs this session, stopped answering during the ` +
+                `request (${(err as Error).message}), so it may or may not have run; the ` +
+                "session goes on from its last checkpoint. Check its state before repeating it",
+            ),
+            503,
+          );
+        }
+      }
+      // Refused: it is going or gone. Once its heartbeat lapses, the session is taken over.
+      if (performance.now() > until) {
+        o.count?.("failed");
+        return c.json(
+          errorBody(
+            "Unavailable",
+            `Instance '${peer.id}' at ${peer.url} refuses connections but still sends ` +
+              "heartbeats; try again",
+          ),
+          503,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      if ("instance" in target) {
+        peer = await o.instances.lookup(target.instance, true).catch(() => undefined);
+      } else {
+        const lease = await o.store.leaseHolder(target.session).catch(() => undefined);
+        const holder = lease && lease.instanceId !== me
+          ? await o.instances.lookup(lease.instanceId, true).catch(() => undefined)
+          : undefined;
+        peer = holder ?? await ownerOf(target);
+      }
+      if (!peer?.url) {
+        // Served here: the body read above is given to the route again.
+        if (body) c.req.raw = new Request(c.req.raw, { body });
+        return await next();
+      }
+    }
+  };
+}
