@@ -256,24 +256,24 @@ Deno.test({
     await refused(await send(`v1 ft-b ft-a ${Date.now()} 00ff abc`, true), /bad signature/);
     const wrongKeys = await peerKeys("another-store-key-0123456789");
     await refused(
-      await send(await hopHeader(wrongKeys.hops, "ft-b", "ft-a", "POST", path)),
+      await send(hopHeader(wrongKeys.hops, "ft-b", "ft-a", "POST", path)),
       /bad signature/,
     );
     await refused(await send("yes"), /malformed/);
     // Signed right (only instances hold the key): accepted once, never again.
     const keys = await peerKeys(STORE_KEY);
-    const header = await hopHeader(keys.hops, "ft-b", "ft-a", "POST", path);
+    const header = hopHeader(keys.hops, "ft-b", "ft-a", "POST", path);
     const first = await send(header);
     assert.equal(first.status, 200);
     assert.equal((await first.json()).result, 2);
     await refused(await send(header), /replayed/);
     // Signed for another instance, or another path.
     await refused(
-      await send(await hopHeader(keys.hops, "ft-a", "ft-b", "POST", path)),
+      await send(hopHeader(keys.hops, "ft-a", "ft-b", "POST", path)),
       /addressed to instance 'ft-b'/,
     );
     await refused(
-      await send(await hopHeader(keys.hops, "ft-b", "ft-a", "POST", "/v1/sessions/other")),
+      await send(hopHeader(keys.hops, "ft-b", "ft-a", "POST", "/v1/sessions/other")),
       /bad signature/,
     );
     assert.match(a.stdout, /"kind":"hop-refused"/);

@@ -12,7 +12,12 @@ import { errorBody } from "../errors.ts";
 import { DEFAULT_SESSION } from "../session/session.ts";
 import type { Leases } from "../store/store.ts";
 import { HOP_HEADER, hopHeader, type HopVerifier } from "./hop.ts";
-import { HEARTBEAT_TTL_MS, type InstanceRecord, type Instances } from "./instances.ts";
+import {
+  HEARTBEAT_MS,
+  HEARTBEAT_TTL_MS,
+  type InstanceRecord,
+  type Instances,
+} from "./instances.ts";
 
 /** Where a request goes: a Moat session, or an MCP session (bound to the instance it began on). */
 type Target = { session: string } | { instance: string };
@@ -24,7 +29,7 @@ export interface ForwardOptions {
   /** Whether this instance holds the session's lease (no store read). */
   holds: (sessionId: string) => boolean;
   /** The hop key (`keys.ts`). */
-  key: CryptoKey;
+  key: Uint8Array;
   /** Lease length for a takeover (the store's usual one). */
   leaseTtlMs: number;
   /** Counts forwards, takeovers and failed hops. */
@@ -71,7 +76,7 @@ export function acceptHops(
     const header = c.req.header(HOP_HEADER);
     if (header === undefined) return await requireToken(c, next);
     const url = new URL(c.req.url);
-    const checked = await verifier.verify(header, c.req.method, url.pathname + url.search);
+    const checked = verifier.verify(header, c.req.method, url.pathname + url.search);
     if (typeof checked === "string") {
       logSecurity("hop-refused", { reason: checked, path: url.pathname });
       return c.json(
@@ -103,26 +108,46 @@ function neverSent(err: unknown): boolean {
   return /connection refused|os error 111|ECONNREFUSED/i.test(text);
 }
 
+/** An answer saying the request is for a session another instance runs (see `hopped`). */
+const MOVED = 421;
+
+function unavailable(c: Context, message: string) {
+  return c.json(errorBody("Unavailable", message), 503);
+}
+
 /** Routes session requests to the instance running the session (see the module comment). */
 export function forwardToOwner(o: ForwardOptions): MiddlewareHandler {
   const me = o.instances.id;
   const reported = new Set<string>();
+  /**
+   * Where each session's calls went last, for a heartbeat interval: a busy session's calls then
+   * cost no store read. Stale entries are harmless: the instance they name answers MOVED.
+   */
+  const owners = new Map<string, { peer: InstanceRecord; at: number }>();
 
   /** The live instance to pass the request to, or undefined to serve it here. */
-  const ownerOf = async (target: Target): Promise<InstanceRecord | undefined> => {
+  const ownerOf = async (target: Target, fresh = false): Promise<InstanceRecord | undefined> => {
     if ("instance" in target) {
       if (target.instance === me) return undefined;
-      return await o.instances.lookup(target.instance).catch(() => undefined);
+      return await o.instances.lookup(target.instance, fresh).catch(() => undefined);
     }
     const id = target.session;
+    if (o.holds(id)) return undefined;
+    const known = owners.get(id);
+    if (!fresh && known && performance.now() - known.at < HEARTBEAT_MS) return known.peer;
+    owners.delete(id);
     // Up to three rounds: a takeover another instance won sends us to it.
     for (let round = 0; round < 3; round++) {
-      if (o.holds(id)) return undefined;
       const lease = await o.store.leaseHolder(id).catch(() => undefined);
       if (!lease || lease.instanceId === me) return undefined;
-      const peer = await o.instances.lookup(lease.instanceId, round > 0).catch(() => null);
+      const peer = await o.instances.lookup(lease.instanceId, fresh || round > 0)
+        .catch(() => null);
       if (peer === null) return undefined; // the store is down: served here, as without peers
-      if (peer) return peer;
+      if (peer) {
+        if (owners.size >= 10_000) owners.delete(owners.keys().next().value!);
+        owners.set(id, { peer, at: performance.now() });
+        return peer;
+      }
       // No heartbeat: the holder is dead. Take its lease now rather than wait out its expiry.
       if (await o.store.takeLease(id, lease.instanceId, me, o.leaseTtlMs).catch(() => false)) {
         o.count?.("takeover");
@@ -132,8 +157,27 @@ export function forwardToOwner(o: ForwardOptions): MiddlewareHandler {
         );
         return undefined;
       }
+      if (o.holds(id)) return undefined;
     }
     return undefined;
+  };
+
+  /**
+   * A forwarded request, where it arrives: served here, never passed on again, unless another
+   * live instance holds the session's lease (it moved since the sender looked): then MOVED, and
+   * the sender asks the store again.
+   */
+  const hopped = async (c: Context, next: () => Promise<void>, target: Target | undefined) => {
+    if (target && "session" in target && !o.holds(target.session)) {
+      const lease = await o.store.leaseHolder(target.session).catch(() => undefined);
+      if (lease && lease.instanceId !== me && await o.instances.lookup(lease.instanceId)) {
+        return c.json(
+          errorBody("Moved", `Session '${target.session}' runs on '${lease.instanceId}'`),
+          MOVED,
+        );
+      }
+    }
+    await next();
   };
 
   const pass = async (c: Context, peer: InstanceRecord, body: ArrayBuffer | undefined) => {
@@ -143,7 +187,7 @@ export function forwardToOwner(o: ForwardOptions): MiddlewareHandler {
     for (const name of DROPPED) headers.delete(name);
     // Passed on as it comes: fetch would otherwise ask for gzip and decompress it unasked.
     headers.set("accept-encoding", "identity");
-    headers.set(HOP_HEADER, await hopHeader(o.key, me, peer.id, c.req.method, path));
+    headers.set(HOP_HEADER, hopHeader(o.key, me, peer.id, c.req.method, path));
     const res = await fetch(new URL(path, peer.url), {
       method: c.req.method,
       headers,
@@ -154,76 +198,70 @@ export function forwardToOwner(o: ForwardOptions): MiddlewareHandler {
     const out = new Headers(res.headers);
     for (const name of ["connection", "keep-alive", "transfer-encoding"]) out.delete(name);
     out.set("moat-instance", peer.id);
-    return new Response(res.body, { status: res.status, headers: out });
+    // Streams (SSE) pass through as they come; a plain answer is read whole first, which costs
+    // less than a stream piped chunk by chunk between the two connections.
+    const streamed = out.get("content-type")?.startsWith("text/event-stream");
+    const answer = streamed ? res.body : await res.arrayBuffer();
+    return new Response(answer, { status: res.status, headers: out });
   };
 
   return async (c, next) => {
-    // One hop at most: a forwarded request is served where it arrives.
-    if (c.req.header(HOP_HEADER) !== undefined) return await next();
     const target = targetOf(c.req.path, c.req.header("mcp-session-id"));
+    // One hop at most: a forwarded request is served where it arrives.
+    if (c.req.header(HOP_HEADER) !== undefined) return await hopped(c, next, target);
     if (!target) return await next();
     let peer = await ownerOf(target);
     if (!peer?.url) return await next();
     const method = c.req.method;
     const body = method === "GET" || method === "HEAD" ? undefined : await c.req.arrayBuffer();
     const until = performance.now() + HEARTBEAT_TTL_MS + 2_000;
+    let moves = 0;
     for (;;) {
       try {
         const res = await pass(c, peer, body);
-        o.count?.("forwarded");
-        return res;
+        if (res.status !== MOVED || moves++ > 0) {
+          o.count?.("forwarded");
+          return res.status === MOVED
+            ? unavailable(c, "The session is moving between instances; try again")
+            : res;
+        }
+        await res.body?.cancel();
       } catch (err) {
+        if ("session" in target) owners.delete(target.session);
         if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
           o.count?.("failed");
           if (!reported.has(peer.id)) {
             reported.add(peer.id);
             o.log?.(`cannot forward to ${peer.id} at ${peer.url}: ${(err as Error).message}`);
           }
-          return c.json(
-            errorBody(
-              "Unavailable",
-              `This instance may not connect to ${peer.url}, where instance '${peer.id}' runs ` +
-                "this session: its address is outside the network this server was granted " +
-                "(docs/scaling.md, 'Forwarding')",
-            ),
-            503,
+          return unavailable(
+            c,
+            `This instance may not connect to ${peer.url}, where instance '${peer.id}' runs ` +
+              "this session: its address is outside the network this server was granted " +
+              "(docs/scaling.md, 'Forwarding')",
           );
         }
         if (!neverSent(err) || c.req.raw.signal.aborted) {
           o.count?.("failed");
-          return c.json(
-            errorBody(
-              "Unavailable",
-              `Instance '${peer.id}', which runs this session, stopped answering during the ` +
-                `request (${(err as Error).message}), so it may or may not have run; the ` +
-                "session goes on from its last checkpoint. Check its state before repeating it",
-            ),
-            503,
+          return unavailable(
+            c,
+            `Instance '${peer.id}', which runs this session, stopped answering during the ` +
+              `request (${(err as Error).message}), so it may or may not have run; the ` +
+              "session goes on from its last checkpoint. Check its state before repeating it",
           );
         }
-      }
-      // Refused: it is going or gone. Once its heartbeat lapses, the session is taken over.
-      if (performance.now() > until) {
-        o.count?.("failed");
-        return c.json(
-          errorBody(
-            "Unavailable",
+        // Refused: it is going or gone. Once its heartbeat lapses, the session is taken over.
+        if (performance.now() > until) {
+          o.count?.("failed");
+          return unavailable(
+            c,
             `Instance '${peer.id}' at ${peer.url} refuses connections but still sends ` +
               "heartbeats; try again",
-          ),
-          503,
-        );
+          );
+        }
+        await new Promise((r) => setTimeout(r, 200));
       }
-      await new Promise((r) => setTimeout(r, 200));
-      if ("instance" in target) {
-        peer = await o.instances.lookup(target.instance, true).catch(() => undefined);
-      } else {
-        const lease = await o.store.leaseHolder(target.session).catch(() => undefined);
-        const holder = lease && lease.instanceId !== me
-          ? await o.instances.lookup(lease.instanceId, true).catch(() => undefined)
-          : undefined;
-        peer = holder ?? await ownerOf(target);
-      }
+      peer = await ownerOf(target, true);
       if (!peer?.url) {
         // Served here: the body read above is given to the route again.
         if (body) c.req.raw = new Request(c.req.raw, { body });

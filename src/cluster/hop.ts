@@ -17,16 +17,16 @@ function signed(from: string, to: string, at: number, nonce: string, method: str
 }
 
 /** The header value for a request `from` forwards `to` another instance. */
-export async function hopHeader(
-  key: CryptoKey,
+export function hopHeader(
+  key: Uint8Array,
   from: string,
   to: string,
   method: string,
   path: string,
-): Promise<string> {
+): string {
   const at = Date.now();
   const nonce = crypto.getRandomValues(new Uint8Array(12)).toHex();
-  const mac = await sign(key, signed(from, to, at, nonce, method, path));
+  const mac = sign(key, signed(from, to, at, nonce, method, path));
   return `v1 ${from} ${to} ${at} ${nonce} ${mac}`;
 }
 
@@ -34,20 +34,20 @@ export async function hopHeader(
 export class HopVerifier {
   readonly #seen = new Map<string, number>();
 
-  constructor(private readonly key: CryptoKey, private readonly instanceId: string) {}
+  constructor(private readonly key: Uint8Array, private readonly instanceId: string) {}
 
   /**
    * The sending instance's id when `header` is a valid hop to this instance for this request;
    * otherwise a sentence saying why not.
    */
-  async verify(header: string, method: string, path: string): Promise<{ from: string } | string> {
+  verify(header: string, method: string, path: string): { from: string } | string {
     const [v, from, to, at, nonce, mac] = header.split(" ");
     if (v !== "v1" || !from || !to || !nonce || !mac) return "malformed";
     if (to !== this.instanceId) return `addressed to instance '${to}', not this one`;
     const time = Number(at);
     const now = Date.now();
     if (!Number.isFinite(time) || Math.abs(now - time) > HOP_WINDOW_MS) return "expired";
-    if (!await verify(this.key, signed(from, to, time, nonce, method, path), mac)) {
+    if (!verify(this.key, signed(from, to, time, nonce, method, path), mac)) {
       return "bad signature";
     }
     if (this.#seen.has(nonce)) return "replayed";

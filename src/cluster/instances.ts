@@ -98,7 +98,7 @@ export class Instances {
       this.#o.onLapse?.();
     }
     try {
-      await this.#o.store.putInstance(this.id, await this.#seal(this.#self), HEARTBEAT_TTL_MS);
+      await this.#o.store.putInstance(this.id, this.#seal(this.#self), HEARTBEAT_TTL_MS);
       this.#lastBeat = performance.now();
       this.#lapsed = false;
     } catch {
@@ -106,18 +106,18 @@ export class Instances {
     }
   }
 
-  async #seal(record: InstanceRecord): Promise<string> {
+  #seal(record: InstanceRecord): string {
     const payload = encoder.encode(JSON.stringify(record)).toBase64({
       alphabet: "base64url",
       omitPadding: true,
     });
-    return `${payload}.${await sign(this.#o.keys.records, `${record.id}.${payload}`)}`;
+    return `${payload}.${sign(this.#o.keys.records, `${record.id}.${payload}`)}`;
   }
 
   /** The record stored under `id` if it verifies and names that id; undefined otherwise. */
-  async #open(id: string, stored: string | undefined): Promise<InstanceRecord | undefined> {
+  #open(id: string, stored: string | undefined): InstanceRecord | undefined {
     const [payload, mac] = stored?.split(".") ?? [];
-    if (!payload || !mac || !await verify(this.#o.keys.records, `${id}.${payload}`, mac)) {
+    if (!payload || !mac || !verify(this.#o.keys.records, `${id}.${payload}`, mac)) {
       return undefined;
     }
     try {
@@ -139,7 +139,7 @@ export class Instances {
     const now = performance.now();
     const cached = this.#cache.get(id);
     if (!fresh && cached && now - cached.at < HEARTBEAT_MS) return cached.record;
-    const record = await this.#open(id, await this.#o.store.getInstance(id));
+    const record = this.#open(id, await this.#o.store.getInstance(id));
     this.#cache.set(id, { record, at: now });
     if (this.#cache.size > 1000) this.#cache.delete(this.#cache.keys().next().value!);
     return record;
@@ -149,7 +149,7 @@ export class Instances {
   async others(): Promise<InstanceRecord[]> {
     const found: InstanceRecord[] = [];
     for (const { id, record } of await this.#o.store.listInstances()) {
-      const open = id === this.id ? undefined : await this.#open(id, record);
+      const open = id === this.id ? undefined : this.#open(id, record);
       if (open) found.push(open);
     }
     return found;

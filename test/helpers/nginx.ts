@@ -1,7 +1,9 @@
 /**
  * A real load balancer for the instance tests: nginx from Debian's packages, started on a free
  * loopback port in front of the given upstreams, round-robin with no affinity (as a Kubernetes
- * Service or a plain balancer spreads requests), stopped at the end.
+ * Service or a plain balancer spreads requests), stopped at the end. No keepalive to the
+ * upstreams (nginx's default): a request on a kept connection to an instance just killed would be
+ * answered 502 by nginx itself, which does not retry a POST it may have sent.
  */
 import { freePort, waitForPort } from "./redis.ts";
 
@@ -9,6 +11,8 @@ import { freePort, waitForPort } from "./redis.ts";
 export interface TestNginx extends AsyncDisposable {
   /** `http://127.0.0.1:PORT`, where clients send requests. */
   url: string;
+  /** What nginx logged (warnings and errors: an upstream that failed, and why). */
+  log(): Promise<string>;
 }
 
 /** Why the nginx tests cannot run here, or undefined when they can. */
@@ -42,7 +46,6 @@ http {
   scgi_temp_path ${dir}/scgi;
   upstream moat {
 ${upstreams.map((u) => `    server ${u} max_fails=0;`).join("\n")}
-    keepalive 32;
   }
   server {
     listen 127.0.0.1:${port};
@@ -50,7 +53,6 @@ ${upstreams.map((u) => `    server ${u} max_fails=0;`).join("\n")}
     location / {
       proxy_pass http://moat;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
       proxy_buffering off;
       proxy_request_buffering off;
       proxy_read_timeout 300s;
@@ -74,6 +76,7 @@ ${upstreams.map((u) => `    server ${u} max_fails=0;`).join("\n")}
   }
   return {
     url: `http://127.0.0.1:${port}`,
+    log: () => Deno.readTextFile(`${dir}/error.log`).catch(() => ""),
     async [Symbol.asyncDispose]() {
       child.kill("SIGQUIT");
       await child.status;
