@@ -76,7 +76,7 @@ Deno.test("MOAT_ADVERTISE_URL is an origin on a shared store; the peers it grant
   for (
     const [bad, why] of [
       ["10.0.0.1:8000", /must be a URL/],
-    ["ftp://10.0.0.1:8000", /must start with http/],
+      ["ftp://10.0.0.1:8000", /must start with http/],
       ["not a url", /must be a URL/],
       ["http://10.0.0.1:8000/moat", /must be an origin/],
       ["http://u:p@10.0.0.1:8000", /user or password/],

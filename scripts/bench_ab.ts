@@ -1,0 +1,71 @@
+/**
+ * Two checkouts side by side in one run, on a shared and noisy machine: starts the server of each
+ * (the start task's flags, with the paths of that checkout) and alternates rounds of trivial calls
+ * between them (4 sessions each, 300 calls per session a round, 7 measured rounds after a warm-up),
+ * then prints each one's median calls/s, server CPU per call and round-trip p50. Run it twice with
+ * the order swapped: the one measured first in each round has an edge.
+ *
+ *   git worktree add /tmp/base <commit> && ln -s "$PWD/node_modules" /tmp/base/node_modules
+ *   deno run -A scripts/bench_ab.ts /tmp/base/ "$PWD/"
+ */
+import { cpuSeconds } from "../test/helpers/proc.ts";
+import { startServer, type TestServer } from "../test/helpers/server.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const roots = Deno.args.map((r) => r.endsWith("/") ? r : `${r}/`);
+if (roots.length < 2) throw new Error("usage: bench_ab.ts CHECKOUT_A/ CHECKOUT_B/");
+const CALLS = 300;
+const SESSIONS = 4;
+const body = JSON.stringify({ code: "1 + 1", packages: [] });
+
+const servers: TestServer[] = [];
+for (const root of roots) {
+  servers.push(
+    await startServer({
+      root,
+      // The flags name this checkout's paths (the helper derives them for its own).
+      mapFlags: (flags) => flags.map((f) => f.replaceAll(ROOT, root)),
+      policyText: "limits:\n  poolSize: 2\n",
+    }),
+  );
+}
+try {
+  const ids = await Promise.all(
+    servers.map((s) => Promise.all(Array.from({ length: SESSIONS }, () => s.createSession()))),
+  );
+  const stats = servers.map(() => ({
+    rate: [] as number[],
+    cpu: [] as number[],
+    p50: [] as number[],
+  }));
+  for (let round = 0; round < 8; round++) {
+    for (const [k, server] of servers.entries()) {
+      const cpuBefore = await cpuSeconds(server.pid!);
+      const latencies: number[] = [];
+      const t = performance.now();
+      await Promise.all(ids[k].map(async (id) => {
+        for (let i = 0; i < CALLS; i++) {
+          const t1 = performance.now();
+          await (await server.request(`/v1/sessions/${id}`, { method: "POST", body })).text();
+          latencies.push(performance.now() - t1);
+        }
+      }));
+      const seconds = (performance.now() - t) / 1000;
+      if (round === 0) continue; // warm-up
+      const calls = CALLS * SESSIONS;
+      stats[k].rate.push(calls / seconds);
+      stats[k].cpu.push((await cpuSeconds(server.pid!) - cpuBefore) * 1000 / calls);
+      stats[k].p50.push(latencies.sort((a, b) => a - b)[Math.floor(calls / 2)]);
+    }
+  }
+  const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+  for (const [k, root] of roots.entries()) {
+    console.log(
+      `${root}: ${median(stats[k].rate).toFixed(0)} calls/s, server CPU ` +
+        `${median(stats[k].cpu).toFixed(3)} ms per call, round trip p50 ` +
+        `${median(stats[k].p50).toFixed(2)} ms (medians of 7 rounds)`,
+    );
+  }
+} finally {
+  for (const s of servers) await s[Symbol.asyncDispose]();
+}
