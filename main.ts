@@ -205,17 +205,21 @@ async function main(): Promise<void> {
     Deno.exit(0);
   }
   // Other instances on the store: heartbeats, and calls passed to the instance running the session.
-  const cluster = checkpoints && await startCluster({
-    store,
-    secret: config.storeKey ?? await storeSecret(undefined, `${cacheDir}store.key`),
-    instanceId: config.instanceId,
-    advertiseUrl: config.advertiseUrl,
-    holds: (id) => checkpoints.holds(id),
-    onLapse: () => checkpoints.forgetLeases(),
-    leaseTtlMs: LEASE_TTL_MS,
-    storeLine,
-    log: say,
-  });
+  // Not on Deno Deploy: its instances cannot reach each other, and a heartbeat a second would be
+  // a KV write a second, billed, per instance.
+  const cluster = checkpoints && !config.deploy
+    ? await startCluster({
+      store,
+      secret: config.storeKey ?? await storeSecret(undefined, `${cacheDir}store.key`),
+      instanceId: config.instanceId,
+      advertiseUrl: config.advertiseUrl,
+      holds: (id) => checkpoints.holds(id),
+      onLapse: () => checkpoints.forgetLeases(),
+      leaseTtlMs: LEASE_TTL_MS,
+      storeLine,
+      log: say,
+    })
+    : undefined;
   const mcp = new McpHttp({
     sessions,
     policy,

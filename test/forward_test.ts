@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { hopHeader } from "../src/cluster/hop.ts";
 import { peerKeys } from "../src/cluster/keys.ts";
+import { INITIALIZE } from "./helpers/mcp.ts";
 import { nginxUnavailable, startNginx } from "./helpers/nginx.ts";
 import { freePort, redisUnavailable, startRedis, type TestRedis } from "./helpers/redis.ts";
 import { type Cluster, startServers, type TestServer } from "./helpers/server.ts";
@@ -205,16 +206,7 @@ Deno.test({
         },
         body: JSON.stringify(body),
       });
-    const init = await mcp(a, {
-      jsonrpc: "2.0",
-      id: 1,
-      method: "initialize",
-      params: {
-        protocolVersion: "2025-06-18",
-        capabilities: {},
-        clientInfo: { name: "forward-test", version: "1" },
-      },
-    });
+    const init = await mcp(a, { jsonrpc: "2.0", id: 1, ...INITIALIZE });
     assert.equal(init.status, 200);
     const sid = init.headers.get("mcp-session-id")!;
     await init.text();
