@@ -170,7 +170,9 @@ export function forwardToOwner(o: ForwardOptions): MiddlewareHandler {
   const hopped = async (c: Context, next: () => Promise<void>, target: Target | undefined) => {
     if (target && "session" in target && !o.holds(target.session)) {
       const lease = await o.store.leaseHolder(target.session).catch(() => undefined);
-      if (lease && lease.instanceId !== me && await o.instances.lookup(lease.instanceId)) {
+      const live = lease && lease.instanceId !== me &&
+        await o.instances.lookup(lease.instanceId).catch(() => undefined);
+      if (live) {
         return c.json(
           errorBody("Moved", `Session '${target.session}' runs on '${lease.instanceId}'`),
           MOVED,
