@@ -11,6 +11,7 @@ import { CheckpointRejected, type RejectReason } from "./rejected.ts";
 import { movable } from "./transfer.ts";
 import { CODEC_DIR, DELTA_MODULE, PRIORITY_MODULE, SEALER_WORKER_URL } from "../paths.ts";
 import { prioritySys } from "../sandbox/worker_permissions.ts";
+import { WorkerRequests } from "../sandbox/worker_requests.ts";
 
 /** Records read back at least this big are unsealed off the main thread. */
 export const OFF_THREAD_BYTES = 64 * 1024;
@@ -74,72 +75,52 @@ export function sealerInThread(key: StoreKey): Sealer {
 export async function sealerOffThread(secret: string): Promise<Sealer> {
   const key = await deriveKey(secret);
   const local = sealerInThread(key);
-  let worker: Worker | undefined;
-  let nextId = 1;
-  const pending = new Map<number, PromiseWithResolvers<Uint8Array>>();
-
-  const failAll = (message: string) => {
-    for (const p of pending.values()) p.reject(new Error(message));
-    pending.clear();
-    worker?.terminate();
-    worker = undefined;
-  };
-  const start = (): Worker => {
-    const made = new Worker(SEALER_WORKER_URL, {
-      type: "module",
-      name: "moat-sealer",
-      // security: nothing but reading its own modules (src/codec/, the delta format it merges, and
-      // how it lowers its priority)
-      deno: {
-        permissions: {
-          read: [CODEC_DIR, DELTA_MODULE, PRIORITY_MODULE],
-          write: false,
-          net: false,
-          env: false,
-          run: false,
-          ffi: false,
-          sys: prioritySys(), // its own thread's priority, lowered at start, then revoked
-          import: false,
+  const requests = new WorkerRequests<SealerRequest, SealerReply>({
+    what: "the sealing worker",
+    create: () => {
+      const worker = new Worker(SEALER_WORKER_URL, {
+        type: "module",
+        name: "moat-sealer",
+        // security: nothing but reading its own modules (src/codec/, the delta format it merges,
+        // and how it lowers its priority)
+        deno: {
+          permissions: {
+            read: [CODEC_DIR, DELTA_MODULE, PRIORITY_MODULE],
+            write: false,
+            net: false,
+            env: false,
+            run: false,
+            ffi: false,
+            sys: prioritySys(), // its own thread's priority, lowered at start, then revoked
+            import: false,
+          },
         },
-      },
-    });
-    made.onmessage = (e: MessageEvent<SealerReply>) => {
-      const reply = e.data;
-      const p = pending.get(reply.id);
-      if (!p) return;
-      pending.delete(reply.id);
-      if (reply.ok) return p.resolve(reply.bytes);
+      });
+      worker.postMessage({ secret });
+      return worker;
+    },
+    settle: (reply) => {
+      if (reply.ok) return { value: reply.bytes };
       const { rejected } = reply;
-      p.reject(
-        rejected
+      return {
+        error: rejected
           ? new CheckpointRejected(rejected.reason, rejected.record, reply.message)
           : new Error(`sealing failed: ${reply.message}`),
-      );
-    };
-    made.onerror = (e) => {
-      e.preventDefault();
-      failAll(`the sealing worker failed: ${e.message}`);
-    };
-    made.postMessage({ secret });
-    return made;
-  };
-  const ask = (request: SealerRequest, moved: Uint8Array[]): Promise<Uint8Array> => {
-    const p = Promise.withResolvers<Uint8Array>();
-    pending.set(request.id, p);
-    worker ??= start();
-    worker.postMessage(request, moved.flatMap(movable));
-    return p.promise;
-  };
+      };
+    },
+    failure: (message) => new Error(message),
+  });
+  const ask = (request: Parameters<typeof requests.ask>[0], moved: Uint8Array[]) =>
+    requests.ask<Uint8Array>(request, moved.flatMap(movable));
 
   // Started now, not on the first big record: that is a session's first checkpoint, whose base
   // (tens of MB) is sealed then too, and a worker's start would add to its time.
-  worker = start();
+  requests.start();
   return {
     seal(kind, name, plain, options = {}) {
       if (kind === "meta") return local.seal(kind, name, plain, options);
       const { extra, compress = true, handOver = false } = options;
       const request = {
-        id: nextId++,
         op: "seal" as const,
         kind,
         name,
@@ -151,11 +132,10 @@ export async function sealerOffThread(secret: string): Promise<Sealer> {
     },
     unseal(kind, name, sealed, options = {}) {
       if (sealed.byteLength < OFF_THREAD_BYTES) return local.unseal(kind, name, sealed, options);
-      return ask({ id: nextId++, op: "unseal", kind, name, bytes: sealed, ...options }, [sealed]);
+      return ask({ op: "unseal", kind, name, bytes: sealed, ...options }, [sealed]);
     },
     // Always in the worker: the merged delta can be big whatever the links' sizes.
-    merge: (_kind, names, links, name) =>
-      ask({ id: nextId++, op: "merge", names, links, name }, links),
-    close: () => failAll("the store is closed"),
+    merge: (_kind, names, links, name) => ask({ op: "merge", names, links, name }, links),
+    close: () => requests.fail("the store is closed"),
   };
 }

@@ -16,6 +16,7 @@ import {
   type StoreRequest,
 } from "./thread_messages.ts";
 import { StoreUnavailable } from "./unavailable.ts";
+import { WorkerRequests } from "../sandbox/worker_requests.ts";
 
 /** The error a reply carries, as the class callers check for. */
 function errorOf(reply: Extract<StoreReply, { ok: false }>): Error {
@@ -31,73 +32,50 @@ function errorOf(reply: Extract<StoreReply, { ok: false }>): Error {
  * @throws StoreUnavailable when the file cannot be opened.
  */
 export async function kvOffThread(path: string, prefix: string): Promise<Backend> {
-  let worker: Worker | undefined;
   let opened: Promise<unknown> | undefined;
-  let nextId = 1;
-  const pending = new Map<number, PromiseWithResolvers<unknown>>();
-
-  const failAll = (message: string) => {
-    for (const p of pending.values()) p.reject(new StoreUnavailable(message));
-    pending.clear();
-    worker?.terminate();
-    worker = undefined;
-    opened = undefined;
-  };
-  const send = (request: StoreRequest, moved: Transferable[] = []): Promise<unknown> => {
-    const p = Promise.withResolvers<unknown>();
-    pending.set(request.id, p);
-    worker!.postMessage(request, moved);
-    return p.promise;
-  };
-  const start = (): Promise<unknown> => {
-    worker = new Worker(STORE_WORKER_URL, {
-      type: "module",
-      name: "moat-store",
-      // security: its own modules, the priority module, and the KV file as the server holds it
-      // (SQLite opens the file's -wal and -shm companions itself, unchecked, as on the main thread)
-      deno: {
-        permissions: {
-          read: [STORE_DIR, CODEC_DIR, PRIORITY_MODULE, path],
-          write: [path],
-          net: false,
-          env: false,
-          run: false,
-          ffi: false,
-          sys: prioritySys(), // its own thread's priority, lowered at start, then revoked
-          import: false,
+  const requests = new WorkerRequests<StoreRequest, StoreReply>({
+    what: `Deno KV ${path}: the store's worker`,
+    create: () =>
+      new Worker(STORE_WORKER_URL, {
+        type: "module",
+        name: "moat-store",
+        // security: its own modules, the priority module, and the KV file as the server holds it
+        // (SQLite opens the file's -wal and -shm companions itself, unchecked, as on the main
+        // thread)
+        deno: {
+          permissions: {
+            read: [STORE_DIR, CODEC_DIR, PRIORITY_MODULE, path],
+            write: [path],
+            net: false,
+            env: false,
+            run: false,
+            ffi: false,
+            sys: prioritySys(), // its own thread's priority, lowered at start, then revoked
+            import: false,
+          },
         },
-      },
-    });
-    worker.onmessage = (e: MessageEvent<StoreReply>) => {
-      const reply = e.data;
-      const p = pending.get(reply.id);
-      if (!p) return;
-      pending.delete(reply.id);
-      if (reply.ok) p.resolve(reply.value);
-      else p.reject(errorOf(reply));
-    };
-    worker.onerror = (e) => {
-      e.preventDefault();
-      failAll(`Deno KV ${path}: the store's worker failed: ${e.message}`);
-    };
-    return opened = send({ id: nextId++, open: { path, prefix } });
-  };
+      }),
+    settle: (reply) => reply.ok ? { value: reply.value } : { error: errorOf(reply) },
+    failure: (message) => new StoreUnavailable(message),
+    // The next operation starts another worker, which opens the file first.
+    onGone: () => opened = undefined,
+  });
+  const open = () => opened ??= requests.ask({ open: { path, prefix } });
   const call = async (op: BackendOp, args: unknown[]): Promise<unknown> => {
-    if (!opened) start();
-    await opened;
-    return send({ id: nextId++, op, args }, buffersIn(args));
+    await open();
+    return requests.ask({ op, args }, buffersIn(args));
   };
 
-  await start().catch((err) => {
-    failAll(String(err));
+  await open().catch((err) => {
+    requests.fail(String(err));
     throw err;
   });
   const backend = {
     kind: "kv",
     shared: false,
     async close() {
-      if (worker) await call("close", []).catch(() => {});
-      failAll("the store is closed");
+      if (requests.running) await call("close", []).catch(() => {});
+      requests.fail("the store is closed");
     },
   } as Backend;
   const ops: BackendOp[] = [
