@@ -4,43 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { startServer, type TestServer } from "./helpers/server.ts";
-
-interface Event {
-  event: string;
-  data: string;
-}
-
-/** Starts a streaming call; yields each event as it arrives. */
-async function* stream(server: TestServer, path: string, body: unknown): AsyncGenerator<Event> {
-  const res = await server.request(path, {
-    method: "POST",
-    headers: { accept: "text/event-stream" },
-    body: JSON.stringify(body),
-  });
-  assert.equal(res.status, 200);
-  assert.equal(res.headers.get("content-type"), "text/event-stream");
-  let buffer = "";
-  for await (const chunk of res.body!.pipeThrough(new TextDecoderStream())) {
-    buffer += chunk;
-    for (let end; (end = buffer.indexOf("\n\n")) >= 0;) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const lines = block.split("\n").filter((l) => !l.startsWith(":"));
-      if (lines.length === 0) continue;
-      const field = (name: string) =>
-        lines.filter((l) => l.startsWith(`${name}: `)).map((l) => l.slice(name.length + 2)).join(
-          "\n",
-        );
-      yield { event: field("event"), data: field("data") };
-    }
-  }
-}
-
-async function collect(server: TestServer, path: string, body: unknown): Promise<Event[]> {
-  const events: Event[] = [];
-  for await (const e of stream(server, path, body)) events.push(e);
-  return events;
-}
+import { collect, type Event, stream } from "./helpers/sse.ts";
 
 const text = (events: Event[], name: string) =>
   events.filter((e) => e.event === name).map((e) => JSON.parse(e.data)).join("");

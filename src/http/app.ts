@@ -20,6 +20,7 @@ import { json, openApiDocument, serve } from "./openapi.ts";
 import { HealthSchema } from "./schemas.ts";
 import { sessionRoutes } from "./sessions.ts";
 import { smolagentsRoutes } from "./smolagents.ts";
+import { toolRoutes } from "./tools.ts";
 
 /** What the app needs from start-up. */
 export interface AppOptions {
@@ -111,6 +112,7 @@ export function createApp(options: AppOptions): OpenAPIHono {
   if (mcp) app.route("/", mcpRoutes(mcp));
   app.route("/", smolagentsRoutes(sessions, policy.limits.maxTimeoutMs));
   app.route("/", sessionRoutes(sessions));
+  app.route("/", toolRoutes(sessions));
   app.route("/", fileRoutes(new SessionFiles(sessions, policy.limits), policy.limits.fileBytes));
 
   app.notFound((c) =>

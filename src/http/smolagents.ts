@@ -54,7 +54,7 @@ export function smolagentsRoutes(sessions: SessionManager, maxTimeoutMs: number)
     const body = await readJson(c, ExecBodySchema);
     checkTimeout(body.timeoutMs, maxTimeoutMs);
     if (wantsStream(c)) {
-      return await streamCall(c, id, (onOutput) => sessions.submit(id, { ...body, onOutput }));
+      return await streamCall(c, id, (hooks) => sessions.submit(id, { ...body, ...hooks }));
     }
     const answer = await sessions.exec(id, body);
     return c.body(answerBody(answer.body, id, answer.held), 200, {

@@ -1,7 +1,9 @@
 /**
  * Live output over Server-Sent Events: an execute call sent with `Accept: text/event-stream`
  * answers with `stdout` and `stderr` events as the code prints (batched by the worker; each
- * event's data is the text as a JSON string, so every character survives), then one `result`
+ * event's data is the text as a JSON string, so every character survives), a `tool_call` event
+ * each time the code calls one of the request's host tools (answered at `…/tool-results`;
+ * the code waits), then one `result`
  * event whose data is exactly the JSON answer a plain call returns. The call belongs to the
  * session, not to the connection: a client that goes away does not stop it, and its result
  * lands in the session as usual. Events the client has not taken are charged to the session; a
@@ -10,6 +12,7 @@
 import type { Context } from "hono";
 import { errorBody, MoatError } from "../errors.ts";
 import type { OutputHook } from "../sandbox/interpreter.ts";
+import type { ToolCallEvent } from "../sandbox/tool_calls.ts";
 import type { Answer } from "../session/answer.ts";
 import type { Held } from "../session/held.ts";
 import { logDropped, type UnreadGuard, unreadGuard } from "./deliver.ts";
@@ -25,8 +28,16 @@ export function wantsStream(c: Context): boolean {
 }
 
 interface Event {
-  event: "stdout" | "stderr" | "result" | "error";
+  event: "stdout" | "stderr" | "tool_call" | "result" | "error";
   data: string;
+}
+
+/** What a streamed call hands the session: where its output and tool calls go. */
+export interface StreamHooks {
+  onOutput: OutputHook;
+  onToolCall: (call: ToolCallEvent) => void;
+  /** Aborted once the client went away: a tool call waiting for it ends then. */
+  signal: AbortSignal;
 }
 
 /**
@@ -38,7 +49,7 @@ interface Event {
 export async function streamCall(
   c: Context,
   session: string,
-  start: (onOutput: OutputHook) => Promise<{ answer: Promise<Answer>; held: Held }>,
+  start: (hooks: StreamHooks) => Promise<{ answer: Promise<Answer>; held: Held }>,
 ): Promise<Response> {
   const events: (Event & { release: () => void })[] = [];
   let wake: (() => void) | undefined;
@@ -50,9 +61,12 @@ export async function streamCall(
     events.push({ ...event, release: charged.held?.add(event.data.length) ?? (() => {}) });
     wake?.();
   };
-  const started = await start((stream, text) =>
-    push({ event: stream, data: JSON.stringify(text) })
-  );
+  const gone = new AbortController();
+  const started = await start({
+    onOutput: (stream, text) => push({ event: stream, data: JSON.stringify(text) }),
+    onToolCall: (call) => push({ event: "tool_call", data: JSON.stringify(call) }),
+    signal: gone.signal,
+  });
   charged.held = started.held;
   started.answer.then(
     (a) => push({ event: "result", data: a.body }),
@@ -72,7 +86,10 @@ export async function streamCall(
     sseBody(session, events, started.held, {
       next: () => new Promise<void>((resolve) => wake = resolve),
       wake: () => wake?.(),
-      drop: () => dropped = true,
+      drop: () => {
+        dropped = true;
+        gone.abort();
+      },
     }),
     200,
     {

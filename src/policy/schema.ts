@@ -51,6 +51,13 @@ export const LimitsSchema = z.object({
    * holds a little memory until it ends, even one that never calls a tool.
    */
   mcpSessions: z.number().int().positive().default(256),
+  /**
+   * How long Python waits for one host tool's result (a client's `tool-results`, or an upstream
+   * MCP server's answer) before the call gets a `ToolError`; the call's own time limit still holds.
+   */
+  toolCallMs: z.number().int().positive().default(60_000),
+  /** Host tool calls one execute request may make; past it each call raises `ToolError`. */
+  toolCalls: z.number().int().min(0).default(100),
 }).strict();
 
 /** Which Python packages sessions may load, and from where. */
@@ -88,6 +95,35 @@ export const NetworkSchema = z.object({
   allow: z.array(z.string().min(1)).default([]),
 }).strict();
 
+/** `${NAME}`: a server environment variable, read by the host; the sandbox never sees it. */
+export const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+/** An upstream MCP server whose tools become `moat_tools.<name>` in every session (code mode). */
+export const McpServerSchema = z.object({
+  /** The module's name: `from moat_tools import <name>`. */
+  name: z.string().regex(
+    /^[a-z_][a-z0-9_]*$/,
+    "must be a lower-case Python identifier (letters, digits, _), the module's name",
+  ),
+  /** Its Streamable HTTP endpoint. */
+  url: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }),
+  /** Sent with every request to it; values may name server environment variables as `${NAME}`. */
+  headers: z.record(z.string(), z.string()).default({}),
+}).strict();
+
+/** Tools that run outside the sandbox and that sandboxed code calls. */
+export const ToolsSchema = z.object({
+  mcp: z.array(McpServerSchema).default([]).superRefine((servers, ctx) => {
+    const seen = new Set<string>();
+    servers.forEach((s, i) => {
+      if (seen.has(s.name)) {
+        ctx.addIssue({ code: "custom", path: [i, "name"], message: `'${s.name}' is named twice` });
+      }
+      seen.add(s.name);
+    });
+  }),
+}).strict();
+
 /** A host directory mounted read-only into every session's file system. */
 export const MountSchema = z.object({
   host: z.string().min(1),
@@ -107,6 +143,7 @@ export const PolicySchema = z.object({
   network: NetworkSchema.default(NetworkSchema.parse({})),
   mounts: z.array(MountSchema).default([]),
   audit: AuditSchema.default(AuditSchema.parse({})),
+  tools: ToolsSchema.default(ToolsSchema.parse({})),
 }).strict().superRefine((p, ctx) => {
   if (p.limits.timeoutMs > p.limits.maxTimeoutMs) {
     ctx.addIssue({
@@ -134,3 +171,4 @@ export const PolicySchema = z.object({
 
 export type Policy = z.infer<typeof PolicySchema>;
 export type Limits = z.infer<typeof LimitsSchema>;
+export type McpServer = z.infer<typeof McpServerSchema>;

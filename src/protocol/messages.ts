@@ -6,6 +6,7 @@
  */
 import { z } from "zod";
 import type { Limits } from "../policy/schema.ts";
+import type { ToolSpec, UpstreamToolSpec } from "../worker/tool_channel.ts";
 
 /** Per-call output caps the worker applies while it captures. */
 export type OutputCaps = Pick<Limits, "stdoutBytes" | "stderrBytes" | "resultBytes">;
@@ -115,6 +116,16 @@ export interface ExecRequest {
   authorizedImports?: string[];
   /** Post `output` notices while the call runs (a streaming client or MCP host is waiting). */
   stream?: boolean;
+  /** The call's host tools: Python functions for this call only (PROTOCOL.md §6). */
+  tools?: ToolSpec[];
+  /** Code mode's upstream tools, sent when the interpreter has not seen this catalog version. */
+  upstream?: { version: number; tools: UpstreamToolSpec[] };
+  /** Where the host answers tool calls (see `worker/tool_channel.ts`); absent: no tools. */
+  toolChannel?: SharedArrayBuffer;
+  /** `limits.toolCalls`: tool calls this request may make. */
+  toolCalls?: number;
+  /** `limits.toolCallMs`: how long one tool call may wait for its answer. */
+  toolCallMs?: number;
 }
 
 /** Write a file into the working directory (path checked by `src/files/path.ts`). */
@@ -262,9 +273,24 @@ export type WorkerEnvelope = z.infer<typeof WorkerEnvelopeSchema>;
  * Worker → host, no reply: output the running call printed, in order, posted while it runs
  * (batched) when its request asked to `stream`. Only the kept part (within the caps) is sent.
  */
-export const WorkerNoticeSchema = z.object({
+export const OutputNoticeSchema = z.object({
   notice: z.literal("output"),
   chunks: z.array(z.tuple([z.enum(["stdout", "stderr"]), z.string()])),
 });
 
+/** Worker → host: Python called a host tool and waits on the tool channel for the answer. */
+export const ToolCallNoticeSchema = z.object({
+  notice: z.literal("tool_call"),
+  name: z.string().max(256),
+  /** The arguments as JSON text (checked by the host). */
+  arguments: z.string(),
+});
+
+export const WorkerNoticeSchema = z.discriminatedUnion("notice", [
+  OutputNoticeSchema,
+  ToolCallNoticeSchema,
+]);
+
 export type WorkerNotice = z.infer<typeof WorkerNoticeSchema>;
+export type OutputNotice = z.infer<typeof OutputNoticeSchema>;
+export type ToolCallNotice = z.infer<typeof ToolCallNoticeSchema>;

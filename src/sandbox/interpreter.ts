@@ -23,7 +23,9 @@ import {
   type Unavailable,
   type WheelBytes,
   WorkerEnvelopeSchema,
+  WorkerNoticeSchema,
 } from "../protocol/messages.ts";
+import { type Answered, type CallTools, ToolChannel, type ToolOutcome } from "./tool_calls.ts";
 import { KILL_SIGNAL } from "../worker/kill_switch.ts";
 import { LiveOutput, type OutputHook } from "./live_output.ts";
 
@@ -52,6 +54,18 @@ export type KillReason = "timeout" | "crashed" | "fatal" | "memory" | "stopped";
 export type ExecEnd =
   | { kind: "done"; reply: ExecReply; interrupted: boolean }
   | { kind: "killed"; reason: KillReason; detail: string };
+
+/** One call's settings (see `Interpreter.exec`). */
+export interface ExecOptions {
+  timeoutMs: number;
+  graceMs: number;
+  /** The call's authorized imports; absent for no rule. */
+  authorizedImports?: string[];
+  /** Receives the output while the call runs. */
+  onOutput?: OutputHook;
+  /** The call's host tools and who answers them; absent: none. */
+  tools?: CallTools;
+}
 
 /** Options for one interpreter: the policy's limits and what every boot gets. */
 export interface InterpreterOptions {
@@ -142,8 +156,10 @@ export class Interpreter {
   #nextId = 1;
   /** The running call's live output, when it asked for it. */
   #live?: LiveOutput;
+  /** Where host tool calls are answered; made by the first call that has tools. */
+  #tools?: ToolChannel;
   /** The policy's output caps, which bound live output too (the worker applies them first). */
-  #caps = { stdoutBytes: 0, stderrBytes: 0 };
+  #caps = { stdoutBytes: 0, stderrBytes: 0, resultBytes: 0 };
   /** The policy's limits, once booting: `timeoutMs` and `graceMs` bound every request. */
   #limits?: Limits;
   /** Canonical names of the packages installed in this interpreter. */
@@ -333,13 +349,8 @@ export class Interpreter {
    * the worker is terminated. Always settles within these.
    * `onOutput` receives the output while the call runs, all of it before this settles.
    */
-  async exec(
-    code: string,
-    timeoutMs: number,
-    graceMs: number,
-    authorizedImports?: string[],
-    onOutput?: OutputHook,
-  ): Promise<ExecEnd> {
+  async exec(code: string, options: ExecOptions): Promise<ExecEnd> {
+    const { timeoutMs, graceMs, authorizedImports, onOutput, tools } = options;
     if (this.#death) return this.#killed();
     let interrupted = false;
     let grace: (() => void) | undefined;
@@ -347,6 +358,7 @@ export class Interpreter {
     const timer = setTimeout(() => {
       interrupted = true;
       Atomics.store(this.#interrupt, 0, 2); // SIGINT, for Python that is running
+      this.#tools?.wake(); // for Python waiting for a tool's answer
       this.#worker.postMessage({ kind: "interrupt" } satisfies HostMessage); // for awaiting
       grace = this.#graceThen(
         id,
@@ -358,7 +370,13 @@ export class Interpreter {
       // A flag set just as the previous call ended must not interrupt this one.
       Atomics.store(this.#interrupt, 0, 0);
       this.#live = onOutput && new LiveOutput(onOutput, this.#caps);
-      const reply = await this.#request("exec", { code, authorizedImports, stream: !!onOutput });
+      const channel = tools && (this.#tools ??= new ToolChannel(this.#caps.resultBytes));
+      const reply = await this.#request("exec", {
+        code,
+        authorizedImports,
+        stream: !!onOutput,
+        ...channel?.begin(tools!),
+      });
       this.#memoryBytes = reply.memoryBytes;
       if (reply.fatal) {
         this.#die("fatal", reply.fatal, false);
@@ -370,6 +388,7 @@ export class Interpreter {
       return this.#killed();
     } finally {
       this.#live = undefined;
+      this.#tools?.end();
       clearTimeout(timer);
       grace?.();
     }
@@ -480,9 +499,19 @@ export class Interpreter {
     });
   }
 
+  /** A client's answer to tool call `id` of the running call (see `tool_calls.ts`). */
+  answerTool(id: string, outcome: ToolOutcome): Answered {
+    return this.#tools?.answer(id, outcome) ?? "unknown";
+  }
+
   #receive(data: unknown): void {
     const envelope = WorkerEnvelopeSchema.safeParse(data);
-    if (!envelope.success) return this.#live?.receive(data);
+    if (!envelope.success) {
+      const notice = WorkerNoticeSchema.safeParse(data);
+      if (!notice.success) return; // not something the host asked for
+      if (notice.data.notice === "output") return this.#live?.receive(notice.data);
+      return this.#tools?.receive(notice.data);
+    }
     const pending = this.#pending.get(envelope.data.id);
     if (!pending) return;
     this.#pending.delete(envelope.data.id);
@@ -534,6 +563,7 @@ export class Interpreter {
       Deno.unrefTimer(this.#exitTimer);
     }
     const error = new Error(detail);
+    this.#tools?.end();
     for (const { settle } of this.#pending.values()) settle(undefined, error);
     this.#pending.clear();
     if (notify) this.onDeath?.(reason, detail);

@@ -1,5 +1,5 @@
 /** The running call's live output as the host receives it: checked, and bounded by the caps. */
-import { WorkerNoticeSchema } from "../protocol/messages.ts";
+import type { OutputNotice } from "../protocol/messages.ts";
 
 /** Receives a call's output as it is printed (see `src/worker/stream.ts`). */
 export type OutputHook = (stream: "stdout" | "stderr", text: string) => void;
@@ -16,14 +16,12 @@ export class LiveOutput {
   }
 
   /**
-   * A message from the worker that is not a reply. The worker already kept only what the caps
+   * An `output` notice from the worker (checked by the host against its schema). The worker already kept only what the caps
    * allow; counting UTF-16 units (never more than the UTF-8 bytes the worker capped) here means
    * a worker that misbehaves cannot send more either.
    */
-  receive(data: unknown): void {
-    const notice = WorkerNoticeSchema.safeParse(data);
-    if (!notice.success) return; // not something the host asked for
-    for (const [stream, text] of notice.data.chunks) {
+  receive(notice: OutputNotice): void {
+    for (const [stream, text] of notice.chunks) {
       const kept = text.slice(0, this.#room[stream]);
       this.#room[stream] -= kept.length;
       if (kept) this.hook(stream, kept);

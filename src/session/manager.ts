@@ -4,6 +4,7 @@ import type { Policy } from "../policy/schema.ts";
 import type { ExecEnd, Interpreter, KillReason } from "../sandbox/interpreter.ts";
 import { stuckBytes } from "../sandbox/interpreter.ts";
 import type { Pool } from "../sandbox/pool.ts";
+import type { Answered, CallTools, ToolOutcome, UpstreamCaller } from "../sandbox/tool_calls.ts";
 import { type Answer, serialize } from "./answer.ts";
 import type { Checkpoints, Loaded } from "./checkpoints.ts";
 import { answerFields, DurableSessions, SessionLostError } from "./durable.ts";
@@ -47,6 +48,8 @@ export interface SessionManagerOptions {
   checkpoints?: Checkpoints;
   /** Boots an interpreter from a checkpoint; required with `checkpoints`. */
   restore?: (loaded: Loaded) => Promise<Interpreter>;
+  /** Code mode: the policy's upstream MCP servers, whose tools every call may use. */
+  upstream?: UpstreamCaller;
 }
 
 /** Creates, finds, queues calls for, checkpoints, expires and shuts down sessions. */
@@ -60,6 +63,7 @@ export class SessionManager {
   readonly #loader?: PackageLoader;
   readonly #durable?: DurableSessions;
   readonly #instance: string;
+  readonly #upstream?: UpstreamCaller;
   #closing = false;
 
   constructor(options: SessionManagerOptions) {
@@ -68,6 +72,7 @@ export class SessionManager {
     this.#pool = options.pool;
     this.#onCall = options.onCall ?? (() => {});
     this.#loader = options.loader;
+    this.#upstream = options.upstream;
     if (options.checkpoints && options.restore) {
       this.#durable = new DurableSessions(options.checkpoints, policy.limits, {
         restore: options.restore,
@@ -283,13 +288,13 @@ export class SessionManager {
     const left = Math.max(1, timeoutMs - (performance.now() - started));
     // An interpreter lost meanwhile (packages past the time limit, the memory watchdog) ends
     // the call at once, with the reason it was lost for.
-    const end: ExecEnd = await interpreter.exec(
-      request.code,
-      left,
-      limits.graceMs,
-      request.authorizedImports ?? session.authorizedImports,
-      request.onOutput,
-    );
+    const end: ExecEnd = await interpreter.exec(request.code, {
+      timeoutMs: left,
+      graceMs: limits.graceMs,
+      authorizedImports: request.authorizedImports ?? session.authorizedImports,
+      onOutput: request.onOutput,
+      tools: this.#tools(request),
+    });
     session.calls++;
     session.memoryBytes = interpreter.memoryBytes;
     session.lastUsed = Date.now();
@@ -312,6 +317,29 @@ export class SessionManager {
     });
     this.#onCall(session.id, answer, request.code);
     return answer;
+  }
+
+  /** A call's host tools and who answers them; none when it has none and no upstream is set. */
+  #tools(request: CallRequest): CallTools | undefined {
+    if (!request.tools?.length && !this.#upstream) return undefined;
+    const { toolCallMs, toolCalls } = this.#policy.limits;
+    return {
+      tools: request.tools,
+      onToolCall: request.onToolCall,
+      signal: request.signal,
+      upstream: this.#upstream,
+      toolCallMs,
+      toolCalls,
+    };
+  }
+
+  /**
+   * A client's answer to a tool call of session `id`'s running call: `unknown` when that session
+   * has no such call waiting (another session's call id included), 404 for an unknown session.
+   */
+  async answerTool(id: string, callId: string, outcome: ToolOutcome): Promise<Answered> {
+    const session = await this.#sessions.find(id);
+    return session.slot?.interpreter?.answerTool(callId, outcome) ?? "unknown";
   }
 
   /** The answer for a call on a session whose interpreter was lost while it was idle. */

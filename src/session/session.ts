@@ -1,4 +1,6 @@
 /** One session as the manager keeps it, and what the API says of it. */
+import type { ToolSpec } from "../worker/tool_channel.ts";
+import type { ToolCallEvent } from "../sandbox/tool_calls.ts";
 import type { Interpreter, KillReason } from "../sandbox/interpreter.ts";
 import type { Link } from "../store/store.ts";
 import { Held } from "./held.ts";
@@ -56,6 +58,12 @@ export interface CallRequest {
    * answer sends it as events, the MCP server as logging notifications); within the caps.
    */
   onOutput?: (stream: "stdout" | "stderr", text: string) => void;
+  /** The call's host tools (PROTOCOL.md §6): functions in the session's globals for this call. */
+  tools?: ToolSpec[];
+  /** Sends a call of one of `tools` to the client (a streamed call's `tool_call` event). */
+  onToolCall?: (call: ToolCallEvent) => void;
+  /** Aborted when the client answering tool calls went away: a waiting tool call ends then. */
+  signal?: AbortSignal;
 }
 
 /** The session's one interpreter: a boot under way, then the interpreter once it is there. */

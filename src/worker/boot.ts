@@ -31,12 +31,16 @@ import { capBuffers, capMemory } from "./limits.ts";
 import { dropPermissions, lockDown } from "./lockdown.ts";
 import { installKillSwitch } from "./kill_switch.ts";
 import { fetchJson } from "./network.ts";
+import { callTool } from "./tools.ts";
 import { Packages } from "./packages.ts";
 import { type FileQuota, quotaFiles } from "./fs_quota.ts";
 import { collectGarbage, leanPyodideModule, withCompiled } from "./pyodide.ts";
 
-/** The runner's `run(code, namespace, limit)`: a result triple, or a promise of one. */
-export type RunCode = (code: string, ns: PyProxy, limit: number) => PyProxy;
+/**
+ * The runner's `run(code, namespace, limit, tools?)`: a result triple, or a promise of one;
+ * `tools` is JSON text of the call's host tools and code mode's catalog, when there are any.
+ */
+export type RunCode = (code: string, ns: PyProxy, limit: number, tools?: string) => PyProxy;
 
 /** A booted interpreter, as the worker's request handlers use it. */
 export interface Live {
@@ -233,6 +237,7 @@ export async function boot(
   const plan = msg.checkpoint && base
     ? await prepareRestore(msg.checkpoint, msg.links ?? [], base, msg.memoryBytes, {
       fetch: () => msg.network.length ? fetchJson(msg.network, msg.memoryBytes / 4) : noNetwork,
+      tools: () => callTool,
     })
     : undefined;
   const py = prepared
@@ -258,12 +263,14 @@ export async function boot(
   makeWorkDir(py);
   setMounts(msg.mounts.map((m) => m.path));
   rememberBoot(py, base); // before the lockdown hides Pyodide's modules
-  const { takeDenied, setAuthorized } = lockDown(py, {
+  const { takeDenied, setAuthorized, tools } = lockDown(py, {
     source: msg.python.lockdown,
     imports: msg.python.imports,
     network: msg.network,
     memoryBytes: msg.memoryBytes,
   });
+  runnerGlobals.set("_moat_tools", tools);
+  tools.destroy();
   const packages = new Packages(py, msg.python.unavailable);
   const live: Live = {
     py,

@@ -7,6 +7,7 @@ import type { ExecRequest, Reply } from "../protocol/messages.ts";
 import { type Live, memoryBytes } from "./boot.ts";
 import { messageOf, pythonError } from "./errors.ts";
 import type { Streamer } from "./stream.ts";
+import { beginTools, endTools } from "./tools.ts";
 
 /** The answer of an abandoned call: a KeyboardInterrupt, which the host reports as a timeout. */
 const INTERRUPTED_ERROR = JSON.stringify(pythonError("KeyboardInterrupt", ""));
@@ -67,7 +68,15 @@ export async function exec(
     const rule = JSON.stringify(request.authorizedImports ?? null);
     if (rule !== (live.authorized ?? "null")) live.setAuthorized(rule);
     live.authorized = rule;
-    let out: PyProxy | undefined = live.run(code, live.namespace, live.caps.resultBytes);
+    beginTools(request, () => streamer?.flush());
+    const { tools, upstream } = request;
+    // JSON text, so no JavaScript object reaches Python; absent on a call without tools.
+    const toolsJson = tools?.length || upstream
+      ? JSON.stringify({ tools: tools ?? [], upstream: upstream?.tools ?? null })
+      : undefined;
+    let out: PyProxy | undefined = toolsJson
+      ? live.run(code, live.namespace, live.caps.resultBytes, toolsJson)
+      : live.run(code, live.namespace, live.caps.resultBytes);
     if (typeof out?.then === "function") {
       const pending = out;
       const settled = await Promise.race([pending, abandoned]);
@@ -84,6 +93,7 @@ export async function exec(
     // The runner catches every Python exception, so this is the interpreter itself failing.
     fatal = err instanceof Error ? `${err.name}: ${err.message}` : messageOf(err);
   } finally {
+    endTools();
     Atomics.store(live.interrupt, 0, 0);
     streamer?.end();
   }

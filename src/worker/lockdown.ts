@@ -7,6 +7,7 @@ import type { PyProxy } from "pyodide/ffi";
 import { knownObject } from "./checkpoint/snapshot.ts";
 import { capBuffers } from "./limits.ts";
 import { fetchJson } from "./network.ts";
+import { callTool } from "./tools.ts";
 
 /** After boot the worker needs no permission, except net for the policy's allowed hosts. */
 export function dropPermissions(keepNet: boolean): void {
@@ -35,6 +36,8 @@ export interface Locked {
   takeDenied: () => PyProxy;
   /** `set_authorized(json)`: the running call's authorized imports, or `null` for no rule. */
   setAuthorized: (json: string) => void;
+  /** The `moat_tools` module, which the runner makes a call's host tools with. */
+  tools: PyProxy;
 }
 
 /** Runs `python/lockdown.py`; from here on Python code has no handle on this worker's JS. */
@@ -50,8 +53,13 @@ export function lockDown(pyodide: PyodideAPI, options: LockdownOptions): Locked 
   const { network, memoryBytes } = options;
   const fetcher = network.length ? fetchJson(network, memoryBytes / 4) : undefined;
   if (fetcher) knownObject(fetcher, "fetch"); // a checkpoint names it; a restore rebuilds it
-  const installed = install(fetcher, guardImports);
-  const locked = { takeDenied: installed.get(0), setAuthorized: installed.get(1) };
+  knownObject(callTool, "tools");
+  const installed = install(fetcher, guardImports, callTool);
+  const locked = {
+    takeDenied: installed.get(0),
+    setAuthorized: installed.get(1),
+    tools: installed.get(2),
+  };
   for (const proxy of [installed, guardImports, importsScope, install, scope]) proxy.destroy();
   capBuffers(memoryBytes, 2 * memoryBytes + 256 * 1024 * 1024);
   return locked;

@@ -22,6 +22,7 @@ import { messageOf } from "./errors.ts";
 import { ABANDONED, exec } from "./exec.ts";
 import { deleteFile, getFile, listFiles, putFile } from "./files.ts";
 import { Streamer } from "./stream.ts";
+import { connectTools } from "./tools.ts";
 
 // Below the thread that serves HTTP, before anything else runs here (see priority.ts).
 lowerPriority();
@@ -90,6 +91,7 @@ async function handle(msg: HostMessage): Promise<void> {
       const made = await boot(msg, prepared);
       prepared = undefined;
       live = made.live;
+      connectTools((notice) => self.postMessage(notice), live.interrupt);
       const bootMs = performance.now() - started;
       const { restored } = made;
       return reply<"boot">(msg.id, { bootMs, memoryBytes: memoryBytes(live), restored });

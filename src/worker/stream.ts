@@ -8,7 +8,7 @@
  * cell awaits), and whatever is left goes when the call ends, before its reply. A busy cell that
  * prints and then computes silently sends the tail of a burst with its next print or its end.
  */
-import type { WorkerNotice } from "../protocol/messages.ts";
+import type { OutputNotice, WorkerNotice } from "../protocol/messages.ts";
 
 /** Bytes pending that make a notice go at once. */
 const FLUSH_BYTES = 16 * 1024;
@@ -45,7 +45,7 @@ export class Streamer {
     this.#timer = undefined;
     this.#last = performance.now();
     if (this.#pending.length === 0) return;
-    const chunks: WorkerNotice["chunks"] = [];
+    const chunks: OutputNotice["chunks"] = [];
     for (const [stream, bytes] of this.#pending) {
       const text = this.#decoders[stream].decode(bytes, { stream: true });
       const tail = chunks.at(-1);
@@ -60,7 +60,7 @@ export class Streamer {
   /** The call ended: posts the rest, before the call's reply. */
   end(): void {
     this.flush();
-    const rest: WorkerNotice["chunks"] = [];
+    const rest: OutputNotice["chunks"] = [];
     for (const stream of ["stdout", "stderr"] as const) {
       const text = this.#decoders[stream].decode();
       if (text) rest.push([stream, text]);

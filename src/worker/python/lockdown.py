@@ -226,11 +226,126 @@ def _fetch_module(fetch_json):
     return _stub("moat", fetch=fetch, Response=Response)
 
 
-def install(fetch_json=None, guard_imports=None):
-    """Locks the interpreter down; returns `(take_denied, set_authorized)` for the worker (never
-    stored here).
+class ToolError(Exception):
+    """A host tool failed or could not be called; the text says why (PROTOCOL.md §6)."""
+
+
+def _tool_doc(description, parameters):
+    """A tool's docstring: its description, then its parameters as the schema gives them."""
+    lines = [str(description or "").strip()]
+    props = (parameters or {}).get("properties") or {}
+    required = set((parameters or {}).get("required") or ())
+    if props:
+        lines += ["", "Arguments:"]
+        for key, schema in props.items():
+            schema = schema if isinstance(schema, dict) else {}
+            kind = schema.get("type", "any")
+            note = "" if key in required else ", optional"
+            text = str(schema.get("description", "")).strip()
+            lines.append(f"    {key} ({kind}{note}){': ' + text if text else ''}")
+    return "\n".join(lines).strip()
+
+
+def _identifier(name):
+    """An upstream tool's name as a Python function name (`list-repos` → `list_repos`)."""
+    import keyword
+    import re
+
+    ident = re.sub(r"\W", "_", name)
+    if not ident or ident[0].isdigit():
+        ident = "_" + ident
+    return ident + "_" if keyword.iskeyword(ident) else ident
+
+
+def _tools_module(call_tool):
+    """The `moat_tools` module: `ToolError`, and the functions through which Python calls tools
+    that run outside the sandbox (the host checks every name against the running call).
+
+    `call_tool` is the worker's JavaScript function; it blocks until the host answers and
+    answers JSON text only.
+    """
+    import json
+
+    def keeper(call_tool):
+        request = yield
+        while True:
+            request = yield call_tool(*request)
+
+    gen = keeper(call_tool)
+    next(gen)
+    send = gen.send
+    del gen, call_tool
+    loads = json.loads
+    dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+
+    def call(name, arguments):
+        try:
+            text = dumps(arguments)
+        except (TypeError, ValueError) as exc:
+            raise ToolError(f"the arguments of '{name}' must be JSON values: {exc}") from None
+        answer = loads(send((name, text)))
+        if answer.get("interrupted"):
+            raise KeyboardInterrupt
+        if "error" in answer:
+            raise ToolError(str(answer["error"]))
+        return answer.get("result")
+
+    def function(name, description, parameters, target=None):
+        """A plain, synchronous function calling tool `target` (default `name`)."""
+        props = list(((parameters or {}).get("properties") or {}).keys())
+        target = target or name
+
+        def tool(*args, **kwargs):
+            if len(args) > len(props):
+                raise TypeError(
+                    f"{name}() takes {len(props)} positional arguments but {len(args)} were given"
+                )
+            for key, value in zip(props, args):
+                if key in kwargs:
+                    raise TypeError(f"{name}() got multiple values for argument '{key}'")
+                kwargs[key] = value
+            return call(target, kwargs)
+
+        tool.__name__ = tool.__qualname__ = name
+        tool.__doc__ = _tool_doc(description, parameters)
+        tool.__module__ = "moat_tools"
+        return tool
+
+    module = _stub("moat_tools", ToolError=ToolError)
+    module.__doc__ = (
+        "Tools that run outside the sandbox. `ToolError` is what a failed tool raises; each "
+        "upstream MCP server of the policy is a module here: `from moat_tools import <server>`."
+    )
+
+    def set_upstream(tools):
+        """Makes `moat_tools.<server>` for each upstream server's tools (code mode)."""
+        servers = {}
+        for spec in tools:
+            servers.setdefault(spec["server"], []).append(spec)
+        for name in [n for n in sys.modules if n.startswith("moat_tools.")]:
+            del sys.modules[name]
+            module.__dict__.pop(name.split(".", 1)[1], None)
+        for server, specs in servers.items():
+            sub = _stub(f"moat_tools.{server}")
+            sub.__doc__ = f"The tools of the upstream MCP server '{server}' (the policy's tools.mcp)."
+            for spec in specs:
+                ident = _identifier(spec["name"])
+                target = f"{server}.{spec['name']}"
+                setattr(sub, ident, function(ident, spec.get("description"), spec.get("parameters"), target))
+            sys.modules[sub.__name__] = sub
+            setattr(module, server, sub)
+
+    module._function = function
+    module._set_upstream = set_upstream
+    return module
+
+
+def install(fetch_json=None, guard_imports=None, call_tool=None):
+    """Locks the interpreter down; returns `(take_denied, set_authorized, moat_tools)` for the
+    worker (never stored here).
 
     `fetch_json`, given when the policy allows network hosts, becomes `moat.fetch`.
+    `call_tool` is the worker's host-tool call, which `moat_tools` wraps.
     `guard_imports` is `imports.install` (imports.py): authorized imports ride on this module's
     audit hook and `_imp` guard; `set_authorized` is None without it.
     """
@@ -288,6 +403,13 @@ def install(fetch_json=None, guard_imports=None):
     if fetch_json is not None:
         sys.modules["moat"] = _fetch_module(fetch_json)
         del fetch_json
+    tools = None
+    if call_tool is not None:
+        tools = sys.modules["moat_tools"] = _tools_module(call_tool)
+        del call_tool
+        import builtins
+
+        builtins.ToolError = ToolError
 
     def hook(event, args):
         if event == "import":
@@ -315,4 +437,4 @@ def install(fetch_json=None, guard_imports=None):
         denied.clear()
         return taken
 
-    return take_denied, set_authorized
+    return take_denied, set_authorized, tools

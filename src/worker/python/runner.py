@@ -34,6 +34,9 @@ _SETTLE_ROUNDS = 20
 # Set once listing the session's tasks ran its own code past the call's limit (see `_pending`).
 _unlistable = False
 _MAX_DEPTH = 64
+# `moat_tools` (made by the lockdown), set by the worker at boot: a call's host tools come from it.
+_moat_tools = None
+_MISSING = object()
 _HIDDEN_PREFIXES = ("/lib/python", "/lib/pyodide")
 
 
@@ -173,13 +176,43 @@ def _fail(exc):
     return "null", _error_json(exc), False
 
 
-async def _run_async(code_obj, has_last, namespace, limit):
+def _bind_tools(namespace, tools):
+    """The call's host tools (JSON text from the worker) as functions in the session's globals;
+    returns what to undo when the call ends: a call's tools exist only for that call."""
+    if _moat_tools is None:
+        raise RuntimeError("host tools are not available in this session (it was restored from "
+                           "a checkpoint older than them): reset the session")
+    specs = json.loads(tools)
+    if specs.get("upstream") is not None:
+        _moat_tools._set_upstream(specs["upstream"])
+    bound = []
+    for spec in specs.get("tools") or ():
+        name = spec["name"]
+        fn = _moat_tools._function(name, spec.get("description"), spec.get("parameters"))
+        bound.append((name, namespace.get(name, _MISSING), fn))
+        namespace[name] = fn
+    return bound
+
+
+def _unbind_tools(namespace, bound):
+    """Takes the call's tools away again, giving back what they shadowed."""
+    for name, old, fn in bound:
+        if namespace.get(name) is fn:
+            if old is _MISSING:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = old
+
+
+async def _run_async(code_obj, has_last, namespace, limit, bound=()):
     try:
         await eval(code_obj, namespace)  # CO_COROUTINE: the cell awaited at top level
         outcome = _finish(namespace.pop(_LAST, None) if has_last else None, limit)
     except BaseException as exc:  # noqa: BLE001 - every Python outcome is an answer
         namespace.pop(_LAST, None)
         outcome = _fail(exc)
+    finally:
+        _unbind_tools(namespace, bound)
     if asyncio.current_task(asyncio.get_event_loop()) is not _current:
         return outcome  # abandoned at its time limit: a later call runs now, its tasks are its own
     return await _settle(outcome)
@@ -273,19 +306,24 @@ def cancel():
         _current.cancel()
 
 
-def run(code, namespace, limit):
-    """Runs `code` in `namespace`; returns (result JSON, error JSON, result cut) or a coroutine of it."""
+def run(code, namespace, limit, tools=None):
+    """Runs `code` in `namespace`; returns (result JSON, error JSON, result cut) or a coroutine of it.
+    `tools`: the call's host tools and code mode's upstream catalog, as JSON text."""
     global _cell
     _cell += 1
     filename = f"<cell {_cell}>"
     linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+    bound = ()
     try:
+        if tools:
+            bound = _bind_tools(namespace, tools)
         code_obj, has_last = _compile(code, filename)
     except BaseException as exc:  # noqa: BLE001 - SyntaxError and friends
+        _unbind_tools(namespace, bound)
         return _fail(exc)
     if code_obj.co_flags & 0x80:  # CO_COROUTINE: the cell awaits at top level
         global _current
-        _current = asyncio.ensure_future(_run_async(code_obj, has_last, namespace, limit))
+        _current = asyncio.ensure_future(_run_async(code_obj, has_last, namespace, limit, bound))
         return _current
     try:
         exec(code_obj, namespace)
@@ -293,6 +331,8 @@ def run(code, namespace, limit):
     except BaseException as exc:  # noqa: BLE001 - every Python outcome is an answer
         namespace.pop(_LAST, None)
         outcome = _fail(exc)
+    finally:
+        _unbind_tools(namespace, bound)
     return _settled(outcome)
 
 

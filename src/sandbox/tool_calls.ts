@@ -1,0 +1,184 @@
+/**
+ * Host tool calls seen from the main thread: the worker posts a `tool_call` notice and blocks;
+ * this sends the call to whoever answers it (the streaming client, or an upstream MCP server in
+ * code mode), and writes the answer into the interpreter's tool channel, once. Every wait ends:
+ * with the answer, at `limits.toolCallMs`, when the client goes away, or when the call ends.
+ */
+import type { ExecRequest, ToolCallNotice } from "../protocol/messages.ts";
+import {
+  TOOL_ANSWERED,
+  TOOL_HEADER_BYTES,
+  type ToolSpec,
+  type UpstreamToolSpec,
+} from "../worker/tool_channel.ts";
+
+/** What a streamed call's client receives as its `tool_call` event. */
+export interface ToolCallEvent {
+  id: string;
+  name: string;
+  arguments: Record<string, unknown>;
+}
+
+/** A tool's answer, as the client posts it or an upstream server gives it. */
+export type ToolOutcome = { result: unknown } | { error: string };
+
+/** Code mode's upstream servers, as the tool channel needs them (see `src/tools/upstream.ts`). */
+export interface UpstreamCaller {
+  readonly version: number;
+  catalog(): UpstreamToolSpec[];
+  call(
+    server: string,
+    name: string,
+    args: Record<string, unknown>,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<ToolOutcome>;
+}
+
+/** One call's tools and who answers them. */
+export interface CallTools {
+  /** The request's tools (answered by the client over its event stream). */
+  tools?: ToolSpec[];
+  /** Sends a call of one of `tools` to the streaming client; absent on a call that does not stream. */
+  onToolCall?: (call: ToolCallEvent) => void;
+  /** Aborted when the client that answers tool calls went away. */
+  signal?: AbortSignal;
+  upstream?: UpstreamCaller;
+  toolCallMs: number;
+  toolCalls: number;
+}
+
+/** How `answer` went: `unknown` (no such call waiting: 404), `too-big` (Python got a ToolError). */
+export type Answered = "ok" | "unknown" | "too-big";
+
+/** The tool channel of one interpreter (see `worker/tool_channel.ts`). */
+export class ToolChannel {
+  readonly #buffer: SharedArrayBuffer;
+  readonly #state: Int32Array;
+  readonly #bytes: Uint8Array;
+  readonly #encoder = new TextEncoder();
+  #call?: CallTools;
+  #pending?: { id: string; timer: ReturnType<typeof setTimeout>; abort?: AbortController };
+  /** The upstream catalog version this interpreter's `moat_tools` was last given. */
+  #upstreamVersion = -1;
+
+  /** `maxBytes`: the largest answer (the policy's `limits.resultBytes`). */
+  constructor(readonly maxBytes: number) {
+    this.#buffer = new SharedArrayBuffer(TOOL_HEADER_BYTES + maxBytes);
+    this.#state = new Int32Array(this.#buffer, 0, 2);
+    this.#bytes = new Uint8Array(this.#buffer, TOOL_HEADER_BYTES);
+  }
+
+  /** A call starts: the fields its exec request carries. */
+  begin(call: CallTools): Partial<ExecRequest> {
+    this.#call = call;
+    const fields: Partial<ExecRequest> = {
+      tools: call.tools,
+      toolChannel: this.#buffer,
+      toolCalls: call.toolCalls,
+      toolCallMs: call.toolCallMs,
+    };
+    const upstream = call.upstream;
+    if (upstream && upstream.version !== this.#upstreamVersion) {
+      fields.upstream = { version: upstream.version, tools: upstream.catalog() };
+      this.#upstreamVersion = upstream.version;
+    }
+    call.signal?.addEventListener("abort", () => {
+      if (this.#call === call) this.#giveUp("the client went away");
+    }, { once: true });
+    return fields;
+  }
+
+  /** The call ended (or its interpreter died): nothing waits any more. */
+  end(): void {
+    this.#giveUp("the call ended");
+    this.#call = undefined;
+  }
+
+  /** Wakes a waiting worker so it reads the interrupt buffer now (the call's time ran out). */
+  wake(): void {
+    Atomics.notify(this.#state, 0);
+  }
+
+  /** The worker called a tool and waits. */
+  receive(notice: ToolCallNotice): void {
+    const call = this.#call;
+    if (!call || this.#pending) return; // the worker waits for one answer at a time
+    const id = crypto.randomUUID();
+    const timer = setTimeout(
+      () =>
+        this.#write(id, { error: `no result within limits.toolCallMs (${call.toolCallMs} ms)` }),
+      call.toolCallMs,
+    );
+    this.#pending = { id, timer };
+    let args: unknown;
+    try {
+      args = JSON.parse(notice.arguments);
+    } catch {
+      args = undefined;
+    }
+    if (!args || typeof args !== "object" || Array.isArray(args)) {
+      return void this.#write(id, { error: "a tool's arguments must be a JSON object" });
+    }
+    const { name } = notice;
+    const arguments_ = args as Record<string, unknown>;
+    if (call.tools?.some((t) => t.name === name)) {
+      if (call.signal?.aborted) return void this.#write(id, { error: "the client went away" });
+      if (!call.onToolCall) {
+        return void this.#write(id, { error: `tool '${name}' needs a streamed call` });
+      }
+      return call.onToolCall({ id, name, arguments: arguments_ });
+    }
+    const dot = name.indexOf(".");
+    if (call.upstream && dot > 0) {
+      const abort = new AbortController();
+      this.#pending.abort = abort;
+      call.upstream.call(
+        name.slice(0, dot),
+        name.slice(dot + 1),
+        arguments_,
+        call.toolCallMs,
+        abort.signal,
+      ).then((outcome) => this.#write(id, outcome));
+      return;
+    }
+    this.#write(id, { error: `no tool '${name}' in this call` });
+  }
+
+  /** The client's answer to call `id`. */
+  answer(id: string, outcome: ToolOutcome): Answered {
+    return this.#write(id, outcome);
+  }
+
+  /** Ends the wait of the call pending, if any, with an error. */
+  #giveUp(why: string): void {
+    if (this.#pending) this.#write(this.#pending.id, { error: why });
+  }
+
+  /**
+   * Writes the answer to the pending call `id` and wakes the worker; once per call. An answer
+   * above `maxBytes` becomes a ToolError that says so.
+   */
+  #write(id: string, outcome: ToolOutcome): Answered {
+    const pending = this.#pending;
+    if (!pending || pending.id !== id) return "unknown";
+    this.#pending = undefined;
+    clearTimeout(pending.timer);
+    pending.abort?.abort();
+    let text = JSON.stringify("error" in outcome ? { error: String(outcome.error) } : outcome);
+    let { read, written } = this.#encoder.encodeInto(text, this.#bytes);
+    let answered: Answered = "ok";
+    if (read < text.length) {
+      answered = "too-big";
+      const size = this.#encoder.encode(text).length;
+      text = JSON.stringify({
+        error: `the tool's answer of ${size} bytes is above limits.resultBytes (${this.maxBytes})`,
+      });
+      ({ written } = this.#encoder.encodeInto(text, this.#bytes));
+    }
+    Atomics.store(this.#state, 1, written);
+    Atomics.store(this.#state, 0, TOOL_ANSWERED);
+    Atomics.notify(this.#state, 0);
+    return answered;
+  }
+}
