@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { hopHeader } from "../src/cluster/hop.ts";
 import { peerKeys } from "../src/cluster/keys.ts";
 import { INITIALIZE } from "./helpers/mcp.ts";
+import { stream } from "./helpers/sse.ts";
 import { nginxUnavailable, startNginx } from "./helpers/nginx.ts";
 import { freePort, redisUnavailable, startRedis, type TestRedis } from "./helpers/redis.ts";
 import { type Cluster, startServers, type TestServer } from "./helpers/server.ts";
@@ -51,7 +52,8 @@ function client(base: string) {
   // deno-lint-ignore no-explicit-any
   const post = async (path: string, body: unknown): Promise<{ status: number; body: any }> => {
     const res = await request(path, { method: "POST", body: JSON.stringify(body) });
-    return { status: res.status, body: await res.json() };
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : null };
   };
   const exec = async (session: string | undefined, code: string, extra = {}) => {
     const { status, body } = await post(session ? `/v1/sessions/${session}` : "/", {
@@ -104,6 +106,22 @@ Deno.test({
       if (res.headers.get("moat-instance")) served.add(res.headers.get("moat-instance")!);
     }
     assert.equal(served.size, 1, `one instance runs it, all say so: ${[...served]}`);
+    // A host tool's call and its answer each reach some instance; both end up at the owner.
+    const tool = { name: "double", description: "Doubles n.", parameters: {} };
+    let result: { result: number[]; error: unknown } | undefined;
+    const code = "[double(n=i) for i in range(6)] + [n]";
+    for await (const event of stream(c, `/v1/sessions/${id}`, { code, tools: [tool] })) {
+      if (event.event === "result") result = JSON.parse(event.data);
+      if (event.event !== "tool_call") continue;
+      const call = JSON.parse(event.data);
+      const res = await c.post(`/v1/sessions/${id}/tool-results`, {
+        id: call.id,
+        result: call.arguments.n * 2,
+      });
+      assert.equal(res.status, 204, JSON.stringify(res.body));
+    }
+    assert.equal(result?.error, null, JSON.stringify(result));
+    assert.deepEqual(result?.result, [0, 2, 4, 6, 8, 10, 12]);
     const metrics = await Promise.all(
       cluster.servers.map((s) => s.request("/metrics").then((r) => r.text())),
     );

@@ -204,7 +204,9 @@ export function forwardToOwner(o: ForwardOptions): MiddlewareHandler {
     // less than a stream piped chunk by chunk between the two connections.
     const streamed = out.get("content-type")?.startsWith("text/event-stream");
     const answer = streamed ? res.body : await res.arrayBuffer();
-    return new Response(answer, { status: res.status, headers: out });
+    // A 204 (a tool result taken) has no body, and a Response refuses one, even empty.
+    const empty = res.status === 204 || res.status === 304;
+    return new Response(empty ? null : answer, { status: res.status, headers: out });
   };
 
   return async (c, next) => {

@@ -1,6 +1,10 @@
 /** Reading a streamed call's Server-Sent Events in tests. */
 import assert from "node:assert/strict";
-import type { TestServer } from "./server.ts";
+
+/** Whatever sends requests with the token: a TestServer, or a client of a balancer. */
+export interface Requester {
+  request(path: string, init?: RequestInit): Promise<Response>;
+}
 
 export interface Event {
   event: string;
@@ -9,7 +13,7 @@ export interface Event {
 
 /** Starts a streaming call; yields each event as it arrives. */
 export async function* stream(
-  server: TestServer,
+  server: Requester,
   path: string,
   body: unknown,
   signal?: AbortSignal,
@@ -40,7 +44,7 @@ export async function* stream(
 }
 
 /** Every event of a streaming call, once it ended. */
-export async function collect(server: TestServer, path: string, body: unknown): Promise<Event[]> {
+export async function collect(server: Requester, path: string, body: unknown): Promise<Event[]> {
   const events: Event[] = [];
   for await (const e of stream(server, path, body)) events.push(e);
   return events;
