@@ -6,7 +6,8 @@ import type { McpHttp } from "../src/mcp/http.ts";
 import { Metrics } from "../src/metrics.ts";
 import { PolicySchema } from "../src/policy/schema.ts";
 import type { SessionManager } from "../src/session/manager.ts";
-import { startServer } from "./helpers/server.ts";
+import { startServer, type TestServer } from "./helpers/server.ts";
+import { stream } from "./helpers/sse.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 const METHODS = ["get", "post", "put", "delete", "patch"] as const;
@@ -133,10 +134,20 @@ Deno.test("the OpenAPI document lists every route the server serves, and its exa
             const put = await server.request(url, { method: "PUT", body: "a,b\n1,2\n" });
             assert.ok(put.status === 200 || put.status === 201, `${put.status}`);
           }
+          // A tool result answers a call that waits: one is started first, and its id used.
+          const waiting = path.endsWith("/tool-results")
+            ? await waitingToolCall(server, url.replace(/\/?tool-results$/, "") || "/")
+            : undefined;
+          const sent = waiting ? { ...example as object, id: waiting.id } : example;
           const res = await server.request(url, {
             method: method.toUpperCase(),
-            ...(example === undefined ? {} : { body: JSON.stringify(example) }),
+            ...(sent === undefined ? {} : { body: JSON.stringify(sent) }),
           });
+          await waiting?.rest;
+          if (res.status === 204) {
+            assert.ok(op.responses[204], `${method} ${path}: 204 is documented`);
+            return;
+          }
           if (!res.headers.get("content-type")?.includes("json")) {
             // A download: raw bytes, documented as such.
             assert.equal(res.status, 200);
@@ -211,3 +222,17 @@ Deno.test("the document and the docs page reveal neither the token, the host nor
     await Deno.remove(mount, { recursive: true });
   }
 });
+
+/** Starts a streamed call that calls a host tool; its call id, and the rest of its stream. */
+async function waitingToolCall(server: TestServer, path: string) {
+  const tool = { name: "weather", description: "", parameters: {} };
+  const events = stream(server, path, { code: "weather()", tools: [tool] });
+  for (let next = await events.next(); !next.done; next = await events.next()) {
+    if (next.value.event !== "tool_call") continue;
+    const rest = (async () => {
+      for await (const _ of events) { /* to the end */ }
+    })();
+    return { id: JSON.parse(next.value.data).id as string, rest };
+  }
+  throw new Error("no tool_call event");
+}

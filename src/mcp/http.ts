@@ -18,6 +18,8 @@ export interface McpHttpOptions {
   policy: Policy;
   /** @default {"xml"} */
   returnMode?: ReturnMode;
+  /** Code mode: the upstream servers' modules, for `run_python_code`'s description. */
+  codeMode?: () => string;
   /**
    * This instance's id, at the head of each MCP session id so that any instance of a deployment
    * can pass a request to the one holding the session (src/cluster/forward.ts). @default {"local"}
@@ -71,6 +73,7 @@ export class McpHttp {
     const server = createMcpServer(binding, {
       returnMode: this.options.returnMode ?? "xml",
       limits: this.options.policy.limits,
+      codeMode: this.options.codeMode,
     });
     const transport: WebStandardStreamableHTTPServerTransport =
       new WebStandardStreamableHTTPServerTransport({

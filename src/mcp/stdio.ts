@@ -18,6 +18,8 @@ export interface StdioOptions {
   policy: Policy;
   /** @default {"xml"} */
   returnMode?: ReturnMode;
+  /** Code mode: the upstream servers' modules, for `run_python_code`'s description. */
+  codeMode?: () => string;
 }
 
 /**
@@ -31,6 +33,7 @@ export async function serveStdio(
   const server = createMcpServer(binding, {
     returnMode: options.returnMode ?? "xml",
     limits: options.policy.limits,
+    codeMode: options.codeMode,
   });
   const transport = new StdioServerTransport();
   const done = Promise.withResolvers<void>();

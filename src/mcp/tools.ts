@@ -25,6 +25,8 @@ export interface ToolOptions {
   returnMode: ReturnMode;
   /** The policy's limits, stated in the tool's description. */
   limits: Pick<Limits, "timeoutMs" | "memoryMb">;
+  /** Code mode: the upstream servers' modules, listed in the description (asked each time). */
+  codeMode?: () => string;
 }
 
 /** The name and version MCP hosts show for this server. */
@@ -33,7 +35,12 @@ export const SERVER_INFO = { name: "moat", version: "0.1.0" };
 const DRAFT_07 = "http://json-schema.org/draft-07/schema#";
 
 /** mcp-run-python's first paragraphs, word for word; Moat's additions follow. */
-function description(limits: ToolOptions["limits"]): string {
+function description(limits: ToolOptions["limits"], codeMode?: () => string): string {
+  const modules = codeMode?.();
+  return `${baseDescription(limits)}${modules ? `\n${modules}` : ""}`;
+}
+
+function baseDescription(limits: ToolOptions["limits"]): string {
   return `Tool to execute Python code and return stdout, stderr, and return value.
 
 The code may be async, and the value on the last line will be returned as the return value.
@@ -53,7 +60,7 @@ export function toolList(options: ToolOptions): Tool[] {
     {
       name: "run_python_code",
       title: "Run Python code",
-      description: description(options.limits),
+      description: description(options.limits, options.codeMode),
       inputSchema: {
         type: "object",
         properties: {
