@@ -173,6 +173,7 @@ async function main(): Promise<void> {
     log: say,
     instanceId: config.instanceId,
     checkpoints,
+    onToolCall: (source, outcome) => metrics.toolCalls.inc({ source, outcome }),
     // A restored checkpoint already holds its packages: no preload.
     restore: (loaded) =>
       pool.restore({

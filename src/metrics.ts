@@ -124,6 +124,13 @@ export class Metrics {
     labelNames: ["outcome"] as const,
     registers: [this.registry],
   });
+  readonly toolCalls = new Counter({
+    name: "moat_tool_calls_total",
+    help: "Host tool calls from sandboxed code, by who answered (client, upstream) and how " +
+      "they ended (ok, error, timeout, gone, too-big, refused).",
+    labelNames: ["source", "outcome"] as const,
+    registers: [this.registry],
+  });
   readonly instanceInfo = new Gauge({
     name: "moat_instance_info",
     help:

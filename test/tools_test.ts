@@ -271,6 +271,19 @@ Deno.test("host tools hold under attack: ownership, replays, floods, caps, waits
     assert.match(later.error!.pythonExceptionValue, /exist only during that call/);
   });
 
+  await t.step("/metrics counts tool calls by who answered and how they ended", async () => {
+    const text = await (await server.request("/metrics")).text();
+    const count = (outcome: string) =>
+      Number(
+        text.match(
+          new RegExp(`moat_tool_calls_total\\{source="client",outcome="${outcome}"\\} (\\d+)`),
+        )?.[1] ?? 0,
+      );
+    for (const outcome of ["ok", "timeout", "gone", "too-big"]) {
+      assert.ok(count(outcome) >= 1, `${outcome}: ${count(outcome)}`);
+    }
+  });
+
   await t.step("bad tools and bad answers are 400 naming the field", async () => {
     const bad = await post(server, pathA, { code: "1", tools: [{ name: "_secret" }] });
     assert.equal(bad.status, 400);

@@ -35,6 +35,10 @@ export interface UpstreamCaller {
   ): Promise<ToolOutcome>;
 }
 
+/** Who answered a tool call (`client` or `upstream`) and how it ended, for the metrics. */
+export type ToolCount = (source: "client" | "upstream", outcome: ToolCallOutcome) => void;
+export type ToolCallOutcome = "ok" | "error" | "timeout" | "gone" | "too-big" | "refused";
+
 /** One call's tools and who answers them. */
 export interface CallTools {
   /** The request's tools (answered by the client over its event stream). */
@@ -46,6 +50,8 @@ export interface CallTools {
   upstream?: UpstreamCaller;
   toolCallMs: number;
   toolCalls: number;
+  /** Told of every tool call once it ended. */
+  count?: ToolCount;
 }
 
 /** How `answer` went: `unknown` (no such call waiting: 404), `too-big` (Python got a ToolError). */
@@ -58,7 +64,12 @@ export class ToolChannel {
   readonly #bytes: Uint8Array;
   readonly #encoder = new TextEncoder();
   #call?: CallTools;
-  #pending?: { id: string; timer: ReturnType<typeof setTimeout>; abort?: AbortController };
+  #pending?: {
+    id: string;
+    timer: ReturnType<typeof setTimeout>;
+    abort?: AbortController;
+    source: "client" | "upstream";
+  };
   /** The upstream catalog version this interpreter's `moat_tools` was last given. */
   #upstreamVersion = -1;
 
@@ -105,12 +116,14 @@ export class ToolChannel {
     const call = this.#call;
     if (!call || this.#pending) return; // the worker waits for one answer at a time
     const id = crypto.randomUUID();
-    const timer = setTimeout(
-      () =>
-        this.#write(id, { error: `no result within limits.toolCallMs (${call.toolCallMs} ms)` }),
-      call.toolCallMs,
-    );
-    this.#pending = { id, timer };
+    const timer = setTimeout(() => {
+      const error = `no result within limits.toolCallMs (${call.toolCallMs} ms)`;
+      this.#write(id, { error }, "timeout");
+    }, call.toolCallMs);
+    const { name } = notice;
+    const dot = name.indexOf(".");
+    const upstream = !call.tools?.some((t) => t.name === name) && dot > 0 && !!call.upstream;
+    this.#pending = { id, timer, source: upstream ? "upstream" : "client" };
     let args: unknown;
     try {
       args = JSON.parse(notice.arguments);
@@ -118,22 +131,22 @@ export class ToolChannel {
       args = undefined;
     }
     if (!args || typeof args !== "object" || Array.isArray(args)) {
-      return void this.#write(id, { error: "a tool's arguments must be a JSON object" });
+      return void this.#write(id, { error: "a tool's arguments must be a JSON object" }, "refused");
     }
-    const { name } = notice;
     const arguments_ = args as Record<string, unknown>;
     if (call.tools?.some((t) => t.name === name)) {
-      if (call.signal?.aborted) return void this.#write(id, { error: "the client went away" });
+      if (call.signal?.aborted) {
+        return void this.#write(id, { error: "the client went away" }, "gone");
+      }
       if (!call.onToolCall) {
-        return void this.#write(id, { error: `tool '${name}' needs a streamed call` });
+        return void this.#write(id, { error: `tool '${name}' needs a streamed call` }, "refused");
       }
       return call.onToolCall({ id, name, arguments: arguments_ });
     }
-    const dot = name.indexOf(".");
-    if (call.upstream && dot > 0) {
+    if (upstream) {
       const abort = new AbortController();
       this.#pending.abort = abort;
-      call.upstream.call(
+      call.upstream!.call(
         name.slice(0, dot),
         name.slice(dot + 1),
         arguments_,
@@ -142,7 +155,7 @@ export class ToolChannel {
       ).then((outcome) => this.#write(id, outcome));
       return;
     }
-    this.#write(id, { error: `no tool '${name}' in this call` });
+    this.#write(id, { error: `no tool '${name}' in this call` }, "refused");
   }
 
   /** The client's answer to call `id`. */
@@ -152,14 +165,14 @@ export class ToolChannel {
 
   /** Ends the wait of the call pending, if any, with an error. */
   #giveUp(why: string): void {
-    if (this.#pending) this.#write(this.#pending.id, { error: why });
+    if (this.#pending) this.#write(this.#pending.id, { error: why }, "gone");
   }
 
   /**
    * Writes the answer to the pending call `id` and wakes the worker; once per call. An answer
    * above `maxBytes` becomes a ToolError that says so.
    */
-  #write(id: string, outcome: ToolOutcome): Answered {
+  #write(id: string, outcome: ToolOutcome, how?: ToolCallOutcome): Answered {
     const pending = this.#pending;
     if (!pending || pending.id !== id) return "unknown";
     this.#pending = undefined;
@@ -179,6 +192,8 @@ export class ToolChannel {
     Atomics.store(this.#state, 1, written);
     Atomics.store(this.#state, 0, TOOL_ANSWERED);
     Atomics.notify(this.#state, 0);
+    const ended = answered === "too-big" ? "too-big" : how ?? ("error" in outcome ? "error" : "ok");
+    this.#call?.count?.(pending.source, ended);
     return answered;
   }
 }

@@ -4,7 +4,13 @@ import type { Policy } from "../policy/schema.ts";
 import type { ExecEnd, Interpreter, KillReason } from "../sandbox/interpreter.ts";
 import { stuckBytes } from "../sandbox/interpreter.ts";
 import type { Pool } from "../sandbox/pool.ts";
-import type { Answered, CallTools, ToolOutcome, UpstreamCaller } from "../sandbox/tool_calls.ts";
+import type {
+  Answered,
+  CallTools,
+  ToolCount,
+  ToolOutcome,
+  UpstreamCaller,
+} from "../sandbox/tool_calls.ts";
 import { type Answer, serialize } from "./answer.ts";
 import type { Checkpoints, Loaded } from "./checkpoints.ts";
 import { answerFields, DurableSessions, SessionLostError } from "./durable.ts";
@@ -50,6 +56,8 @@ export interface SessionManagerOptions {
   restore?: (loaded: Loaded) => Promise<Interpreter>;
   /** Code mode: the policy's upstream MCP servers, whose tools every call may use. */
   upstream?: UpstreamCaller;
+  /** Told of every host tool call once it ended (the metrics). */
+  onToolCall?: ToolCount;
 }
 
 /** Creates, finds, queues calls for, checkpoints, expires and shuts down sessions. */
@@ -64,6 +72,7 @@ export class SessionManager {
   readonly #durable?: DurableSessions;
   readonly #instance: string;
   readonly #upstream?: UpstreamCaller;
+  readonly #countTool?: ToolCount;
   #closing = false;
 
   constructor(options: SessionManagerOptions) {
@@ -73,6 +82,7 @@ export class SessionManager {
     this.#onCall = options.onCall ?? (() => {});
     this.#loader = options.loader;
     this.#upstream = options.upstream;
+    this.#countTool = options.onToolCall;
     if (options.checkpoints && options.restore) {
       this.#durable = new DurableSessions(options.checkpoints, policy.limits, {
         restore: options.restore,
@@ -330,6 +340,7 @@ export class SessionManager {
       upstream: this.#upstream,
       toolCallMs,
       toolCalls,
+      count: this.#countTool,
     };
   }
 
