@@ -12,6 +12,7 @@ import { readiness } from "./src/http/ready.ts";
 import { McpHttp } from "./src/mcp/http.ts";
 import { serveStdio } from "./src/mcp/stdio.ts";
 import { broaderThanNeeded } from "./src/permissions/check.ts";
+import { Upstreams } from "./src/tools/upstreams.ts";
 import { metrics } from "./src/metrics.ts";
 import { grantsFor } from "./src/permissions/flags.ts";
 import { loadPolicy } from "./src/policy/load.ts";
@@ -165,6 +166,15 @@ async function main(): Promise<void> {
     log: say,
     keepLeases: config.advertiseUrl !== undefined,
   });
+  // Code mode: the policy's upstream MCP servers, whose tools sessions call as Python modules.
+  let upstream: Upstreams | undefined;
+  try {
+    upstream = policy.tools.mcp.length ? await Upstreams.connect(policy.tools.mcp) : undefined;
+  } catch (err) {
+    say(`cannot start: ${(err as Error).message}`);
+    Deno.exit(1);
+  }
+  const codeMode = upstream && (() => upstream.describe());
   const sessions = new SessionManager({
     policy,
     pool,
@@ -174,6 +184,7 @@ async function main(): Promise<void> {
     instanceId: config.instanceId,
     checkpoints,
     onToolCall: (source, outcome) => metrics.toolCalls.inc({ source, outcome }),
+    upstream,
     // A restored checkpoint already holds its packages: no preload.
     restore: (loaded) =>
       pool.restore({
@@ -195,7 +206,12 @@ async function main(): Promise<void> {
     sessions: () => sessions.counts(),
   });
   if (STDIO) {
-    const stdio = await serveStdio({ sessions, policy, returnMode: config.mcpReturnMode });
+    const stdio = await serveStdio({
+      sessions,
+      policy,
+      returnMode: config.mcpReturnMode,
+      codeMode,
+    });
     const ms = Math.round(performance.now() - started);
     say(`ready as a stdio MCP server in ${ms} ms (${storeLine})`);
     for (const signal of ["SIGINT", "SIGTERM"] as const) {
@@ -226,6 +242,7 @@ async function main(): Promise<void> {
     policy,
     returnMode: config.mcpReturnMode,
     instanceId: config.instanceId,
+    codeMode,
   });
   const app = createApp({
     token: config.token,
@@ -286,6 +303,7 @@ async function main(): Promise<void> {
     await sessions.shutdown(grace);
     await cluster?.stop();
     await mcp.close();
+    await upstream?.close();
     await server.shutdown();
     await store.close();
     say("stopped");

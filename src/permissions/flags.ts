@@ -16,6 +16,7 @@ import {
 } from "../paths.ts";
 import type { Policy } from "../policy/schema.ts";
 import type { StoreSetting } from "../store/setting.ts";
+import { envNames, upstreamHosts } from "../tools/grants.ts";
 
 /**
  * Variables the server reads: its settings, deploy mode's two, the two the `yaml` package looks up, and the two
@@ -157,11 +158,13 @@ export function grantsFor(policy: Policy, where: Where = {}): Grants {
   }
   if (store?.kind === "redis") net.push(store.host);
   if (where.advertise) net.push(...peerGrants(where.advertise));
+  // Code mode's upstream MCP servers: the host calls them, with headers read from these names.
+  net.push(...upstreamHosts(policy.tools.mcp));
   return {
     read: [...new Set(read)],
     write,
     net: [...new Set(net)],
-    env: [...ENV_NAMES],
+    env: [...new Set([...ENV_NAMES, ...envNames(policy.tools.mcp)])],
   };
 }
 

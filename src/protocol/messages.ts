@@ -119,7 +119,7 @@ export interface ExecRequest {
   /** The call's host tools: Python functions for this call only (PROTOCOL.md §6). */
   tools?: ToolSpec[];
   /** Code mode's upstream tools, sent when the interpreter has not seen this catalog version. */
-  upstream?: { version: number; tools: UpstreamToolSpec[] };
+  upstream?: { version: number; servers: string[]; tools: UpstreamToolSpec[] };
   /** Where the host answers tool calls (see `worker/tool_channel.ts`); absent: no tools. */
   toolChannel?: SharedArrayBuffer;
   /** `limits.toolCalls`: tool calls this request may make. */

@@ -25,6 +25,8 @@ export type ToolOutcome = { result: unknown } | { error: string };
 /** Code mode's upstream servers, as the tool channel needs them (see `src/tools/upstream.ts`). */
 export interface UpstreamCaller {
   readonly version: number;
+  /** Every server's name: each is a module, with no functions while it is not reachable. */
+  servers(): string[];
   catalog(): UpstreamToolSpec[];
   call(
     server: string,
@@ -91,7 +93,11 @@ export class ToolChannel {
     };
     const upstream = call.upstream;
     if (upstream && upstream.version !== this.#upstreamVersion) {
-      fields.upstream = { version: upstream.version, tools: upstream.catalog() };
+      fields.upstream = {
+        version: upstream.version,
+        servers: upstream.servers(),
+        tools: upstream.catalog(),
+      };
       this.#upstreamVersion = upstream.version;
     }
     call.signal?.addEventListener("abort", () => {

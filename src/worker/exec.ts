@@ -72,7 +72,7 @@ export async function exec(
     const { tools, upstream } = request;
     // JSON text, so no JavaScript object reaches Python; absent on a call without tools.
     const toolsJson = tools?.length || upstream
-      ? JSON.stringify({ tools: tools ?? [], upstream: upstream?.tools ?? null })
+      ? JSON.stringify({ tools: tools ?? [], upstream: upstream ?? null })
       : undefined;
     let out: PyProxy | undefined = toolsJson
       ? live.run(code, live.namespace, live.caps.resultBytes, toolsJson)

@@ -29,8 +29,8 @@ let current: Current | undefined;
 let post: (notice: WorkerNotice) => void = () => {};
 let flushOutput: () => void = () => {};
 let interrupt: Int32Array | undefined;
-/** The upstream tools (`server.tool`) the interpreter was last told of, by catalog version. */
-const upstream = { version: -1, names: new Set<string>() };
+/** The upstream tools (`server.tool`) the interpreter was last told of. */
+const upstream = { names: new Set<string>() };
 const decoder = new TextDecoder();
 
 const answer = (fields: Record<string, unknown>) => JSON.stringify(fields);
@@ -44,15 +44,9 @@ export function connectTools(
   interrupt = interruptBuffer;
 }
 
-/** What the interpreter knows of the upstream catalog (the version it last received). */
-export function upstreamVersion(): number {
-  return upstream.version;
-}
-
 /** A call starts: its tools (and the upstream ones) are callable until `endTools`. */
 export function beginTools(request: ExecRequest, flush: () => void): void {
   if (request.upstream) {
-    upstream.version = request.upstream.version;
     upstream.names = new Set(request.upstream.tools.map((t) => `${t.server}.${t.name}`));
   }
   flushOutput = flush;

@@ -317,10 +317,10 @@ def _tools_module(call_tool):
         "upstream MCP server of the policy is a module here: `from moat_tools import <server>`."
     )
 
-    def set_upstream(tools):
-        """Makes `moat_tools.<server>` for each upstream server's tools (code mode)."""
-        servers = {}
-        for spec in tools:
+    def set_upstream(upstream):
+        """Makes `moat_tools.<server>` for each upstream server, with its tools (code mode)."""
+        servers = {name: [] for name in upstream.get("servers") or ()}
+        for spec in upstream.get("tools") or ():
             servers.setdefault(spec["server"], []).append(spec)
         for name in [n for n in sys.modules if n.startswith("moat_tools.")]:
             del sys.modules[name]
