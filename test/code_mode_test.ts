@@ -4,6 +4,8 @@
  * MCP server (the SDK's) on loopback; Moat reaches it through the flags derived from the policy.
  */
 import assert from "node:assert/strict";
+import { grantsFor } from "../src/permissions/flags.ts";
+import { PolicySchema } from "../src/policy/schema.ts";
 import { httpClient } from "./helpers/mcp.ts";
 import { freePort } from "./helpers/redis.ts";
 import { startServer, TestServer } from "./helpers/server.ts";
@@ -159,4 +161,25 @@ Deno.test("code mode: an upstream that is down at start-up is retried until it a
     await new Promise((r) => setTimeout(r, 250));
   }
   assert.deepEqual(answer?.result, { n: 3 });
+});
+
+Deno.test("code mode's flags grant exactly the upstream hosts and the variables its headers name", () => {
+  const base = PolicySchema.parse({});
+  const withTools = PolicySchema.parse({
+    tools: {
+      mcp: [
+        { name: "gh", url: "https://api.example.com/mcp", headers: { A: "Bearer ${GH_TOKEN}" } },
+        { name: "local", url: "http://10.0.0.5:9000/mcp", headers: { B: "${X_ID}:${X_KEY}" } },
+      ],
+    },
+  });
+  const before = grantsFor(base);
+  const after = grantsFor(withTools);
+  assert.deepEqual(
+    after.net.filter((h) => !before.net.includes(h)),
+    ["api.example.com:443", "10.0.0.5:9000"],
+  );
+  assert.deepEqual(after.env.filter((n) => !before.env.includes(n)), ["GH_TOKEN", "X_ID", "X_KEY"]);
+  assert.deepEqual(after.read, before.read);
+  assert.deepEqual(after.write, before.write);
 });
