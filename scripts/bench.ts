@@ -9,12 +9,14 @@
  *   deno task bench --durable  # only the durable sessions' rows (checkpoints, restores)
  *   deno task bench --small    # only the checkpoint holds and bytes of a small change
  *   deno task bench --calls    # only calls/s with 8 sessions in parallel, three rounds
+ *   deno task bench --tools    # only the host tool and code mode round trips
  */
 import { LimitsSchema } from "../src/policy/schema.ts";
 import { Interpreter } from "../src/sandbox/interpreter.ts";
 import { loadSnapshot } from "../src/sandbox/snapshot.ts";
 import { httpClient } from "../test/helpers/mcp.ts";
 import { restoreTimes } from "./bench_durable.ts";
+import { toolTrips } from "./bench_tools.ts";
 import { startServer, type TestServer } from "../test/helpers/server.ts";
 import { cpuSeconds, rssBytes } from "../test/helpers/proc.ts";
 
@@ -876,6 +878,8 @@ if (Deno.args.includes("--mcp")) {
   await mcpTrips(server);
 } else if (Deno.args.includes("--calls")) {
   await callsOnly();
+} else if (Deno.args.includes("--tools")) {
+  rows.push(...await toolTrips(quick, say));
 } else if (Deno.args.includes("--small")) {
   await smallChanges();
 } else if (Deno.args.includes("--durable")) {
@@ -885,6 +889,7 @@ if (Deno.args.includes("--mcp")) {
 } else {
   await boots();
   await serverPhases();
+  rows.push(...await toolTrips(quick, say));
   await durablePhases();
 }
 

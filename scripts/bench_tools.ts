@@ -6,6 +6,7 @@
 import type { DurableRow as Row } from "./bench_durable.ts";
 import { startServer, type TestServer } from "../test/helpers/server.ts";
 import { stream } from "../test/helpers/sse.ts";
+import { startUpstream } from "../test/helpers/upstream_mcp.ts";
 
 function quantile(values: number[], q: number): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -49,12 +50,8 @@ async function clientTrips(server: TestServer, count: number): Promise<number[]>
   return answer.result;
 }
 
-/** The host tool rows; `upstream` (a loopback MCP server's URL, with a tool `echo`) adds code mode's. */
-export async function toolTrips(
-  quick: boolean,
-  say: (line: string) => void,
-  upstream?: string,
-): Promise<Row[]> {
+/** The host tool rows: a client's tool, and code mode's call to a loopback MCP server. */
+export async function toolTrips(quick: boolean, say: (line: string) => void): Promise<Row[]> {
   const rows: Row[] = [];
   const count = quick ? 300 : 2000;
   say(`host tool round trips (${count} calls of a client's tool from Python)…`);
@@ -72,11 +69,11 @@ export async function toolTrips(
       met: p50 <= 2,
     });
   }
-  if (!upstream) return rows;
   say(`code mode round trips (${count} calls of an upstream MCP server's tool)…`);
+  await using upstream = startUpstream();
   await using server = await startServer({
     policyText: `limits:\n  toolCalls: ${count + 10}\n  poolSize: 1\n` +
-      `tools:\n  mcp:\n    - name: up\n      url: ${upstream}\n`,
+      `tools:\n  mcp:\n    - name: up\n      url: ${upstream.url}\n`,
   });
   const run = async (n: number) => {
     const answer = await server.exec(
