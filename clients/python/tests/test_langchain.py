@@ -91,3 +91,26 @@ def test_close_deletes_every_session_the_tool_made(server: Server) -> None:
     assert len(sessions_now(server) - before) == 1
     tool.close()
     assert sessions_now(server) - before == set()
+
+
+def test_langchain_tools_are_host_tools_the_code_calls(server: Server) -> None:
+    from langchain_core.tools import tool as lc_tool
+
+    secret = "db-password-5e6f7a"
+
+    @lc_tool
+    def lookup_order(order_id: int) -> dict:
+        """Looks an order up in the shop's database."""
+        assert secret  # the connection string stays in this process
+        if order_id == 404:
+            raise ValueError("no such order")
+        return {"id": order_id, "total": 12.5 * order_id}
+
+    with MoatPythonTool(server.url, server.token, tools=[lookup_order]) as moat:
+        assert "lookup_order(order_id): Looks an order up" in moat.description
+        out = moat.invoke({"query": "orders = [lookup_order(order_id=i) for i in (1, 2)]\n"
+                                    "sum(o['total'] for o in orders)"})
+        assert out == "37.5"
+        failed = moat.invoke({"query": "try:\n    lookup_order(404)\nexcept ToolError as e:\n"
+                                       "    print(e)\nimport os\n'db-password' in repr(dict(os.environ)) + repr(globals())"})
+        assert "no such order" in failed and failed.endswith("false"), failed

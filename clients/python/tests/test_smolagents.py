@@ -167,9 +167,69 @@ def test_managed_agents_under_a_moat_executor_fail_before_the_model_is_called(
     manager = CodeAgent(
         tools=[], model=model, managed_agents=[helper], executor=executor, verbosity_level=LogLevel.OFF
     )
-    with pytest.raises(ValueError, match=r"MoatExecutor cannot run managed agents \(helper\).*own MoatExecutor"):
+    with pytest.raises(ValueError, match=r"cannot ship managed agents \(helper\).*host_tools=True"):
         manager.run("Delegate.")
     assert getattr(model, "calls", 0) == 0
+
+
+API_KEY = "sk-weather-1b2c3d4e5f"
+
+
+class Weather(Tool):
+    """A tool that needs an API key: with host_tools it runs here, the key never leaves."""
+
+    name = "weather"
+    description = "Current temperature in a city, in degrees Celsius."
+    inputs = {"city": {"type": "string", "description": "the city"}}
+    output_type = "number"
+
+    def forward(self, city: str) -> float:
+        assert API_KEY  # a real tool would send it to its API
+        return {"Paris": 21.5, "Oslo": 4.0}[city]
+
+
+def test_host_tools_run_a_tool_with_a_key_here_called_from_moat(
+    server: Server, numpy_and_pillow: None
+) -> None:
+    with MoatExecutor(server.url, server.token, host_tools=True) as moat:
+        model = ScriptedModel(
+            "temps = {c: weather(city=c) for c in ['Paris', 'Oslo']}\nprint(temps)",
+            "import os\nleak = repr(dict(os.environ)) + repr(globals())\n"
+            "final_answer([temps['Paris'] - temps['Oslo'], 'sk-weather' in leak, "
+            "'class Weather' in leak])",
+        )
+        agent = CodeAgent(tools=[Weather()], model=model, executor=moat, verbosity_level=LogLevel.OFF)
+        assert agent.run("How much warmer is Paris than Oslo?") == [17.5, False, False]
+        # The tool's state stays in the session, as any variable.
+        assert moat.client.run("temps", session_id=moat.session_id).result == {"Paris": 21.5, "Oslo": 4.0}
+
+
+def test_host_tools_let_a_managed_agent_work(server: Server, numpy_and_pillow: None) -> None:
+    helper = CodeAgent(
+        tools=[Celsius()], model=ScriptedModel("final_answer(to_celsius(fahrenheit=212))"),
+        name="helper", description="Converts temperatures.", verbosity_level=LogLevel.OFF,
+    )
+    with MoatExecutor(server.url, server.token, host_tools=True) as moat:
+        model = ScriptedModel("report = helper(task='Boil water, in Celsius.')\nfinal_answer(report)")
+        manager = CodeAgent(
+            tools=[], model=model, managed_agents=[helper], executor=moat,
+            verbosity_level=LogLevel.OFF,
+        )
+        report = manager.run("Delegate.")
+    assert "100.0" in str(report), report
+
+
+def test_a_failing_host_tool_is_an_error_the_model_reads(server: Server, numpy_and_pillow: None) -> None:
+    with MoatExecutor(server.url, server.token, host_tools=True) as moat:
+        model = ScriptedModel(
+            "weather(city='Atlantis')",
+            "try:\n    weather(city='Atlantis')\nexcept ToolError as e:\n    final_answer(str(e))",
+        )
+        agent = CodeAgent(tools=[Weather()], model=model, executor=moat, verbosity_level=LogLevel.OFF)
+        answer = agent.run("Atlantis?")
+        assert "KeyError" in answer and "Atlantis" in answer, answer
+        first = agent.memory.steps[1]
+        assert "ToolError" in str(first.error), first.error
 
 
 def test_a_managed_agent_runs_its_code_in_moat_under_a_local_manager(

@@ -22,6 +22,7 @@ from .errors import (
     TooManyRequestsError,
 )
 from .results import PythonError, RunResult, SessionInfo, decode_images, image_bytes, is_image
+from .tools import HostTool, ToolCallEvent
 from .transfer import FileEntry, OutputEvent
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "FileEntry",
+    "HostTool",
     "MoatClient",
     "MoatConnectionError",
     "MoatError",
@@ -48,6 +50,7 @@ __all__ = [
     "ServiceUnavailableError",
     "SessionInfo",
     "SessionNotFoundError",
+    "ToolCallEvent",
     "TooManyRequestsError",
     "decode_images",
     "image_bytes",

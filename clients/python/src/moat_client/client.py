@@ -15,6 +15,7 @@ from typing import Any
 
 from .errors import MoatConnectionError, MoatServerError, error_for_status
 from .results import RunResult, SessionInfo
+from .tools import ToolCallEvent, ToolsArg, host_tools
 from .transfer import (
     FileEntry,
     OutputEvent,
@@ -63,6 +64,7 @@ class MoatClient:
         session_id: str | None = None,
         timeout_ms: int | None = None,
         authorized_imports: Sequence[str] | None = None,
+        tools: ToolsArg | None = None,
     ) -> RunResult:
         """Runs `code` in a session (the default session `/` when `session_id` is None).
 
@@ -71,8 +73,16 @@ class MoatClient:
         `packages` are import or distribution names the server loads before running.
         `authorized_imports` (module names, `pkg.*` patterns) makes the sandbox refuse any
         other import of this code, beyond smolagents' standard modules; `["*"]` lifts a
-        session's rule for this call; None keeps the session's.
+        session's rule for this call; None keeps the session's. `tools` (see `run_stream`)
+        makes this a streamed call whose tool calls are answered here.
         """
+        if tools:
+            for event in self.run_stream(
+                code, packages, session_id=session_id, timeout_ms=timeout_ms,
+                authorized_imports=authorized_imports, tools=tools,
+            ):
+                if isinstance(event, RunResult):
+                    return event
         path, body, wait = run_request(self, code, packages, session_id, timeout_ms,
                                        authorized_imports)
         return RunResult.from_json(self._request("POST", path, body, timeout=wait))
@@ -85,9 +95,18 @@ class MoatClient:
         session_id: str | None = None,
         timeout_ms: int | None = None,
         authorized_imports: Sequence[str] | None = None,
-    ) -> Iterator[OutputEvent | RunResult]:
-        """Like `run`, but yields `OutputEvent`s as the code prints, then the `RunResult`."""
-        return stream_run(self, code, packages, session_id, timeout_ms, authorized_imports)
+        tools: ToolsArg | None = None,
+    ) -> Iterator[OutputEvent | ToolCallEvent | RunResult]:
+        """Like `run`, but yields `OutputEvent`s as the code prints, then the `RunResult`.
+
+        `tools`: functions on this machine the code may call like plain functions, as
+        `{"name": function}`, a list of functions, or `HostTool`s (their schema comes from
+        the signature and the docstring). Each call runs the function here, while the code
+        waits, and is yielded as a `ToolCallEvent`; an exception it raises is a `ToolError`
+        in the sandbox. The sandbox never sees the function, only its name and schema.
+        """
+        return stream_run(self, code, packages, session_id, timeout_ms, authorized_imports,
+                          host_tools(tools))
 
     # -- files -------------------------------------------------------------------------
 
@@ -203,16 +222,20 @@ class MoatSession:
         *,
         timeout_ms: int | None = None,
         authorized_imports: Sequence[str] | None = None,
+        tools: ToolsArg | None = None,
     ) -> RunResult:
         return self.client.run(
             code, packages, session_id=self.id, timeout_ms=timeout_ms,
-            authorized_imports=authorized_imports,
+            authorized_imports=authorized_imports, tools=tools,
         )
 
     def run_stream(
-        self, code: str, packages: Sequence[str] = (), *, timeout_ms: int | None = None
-    ) -> Iterator[OutputEvent | RunResult]:
-        return self.client.run_stream(code, packages, session_id=self.id, timeout_ms=timeout_ms)
+        self, code: str, packages: Sequence[str] = (), *, timeout_ms: int | None = None,
+        tools: ToolsArg | None = None,
+    ) -> Iterator[OutputEvent | ToolCallEvent | RunResult]:
+        return self.client.run_stream(
+            code, packages, session_id=self.id, timeout_ms=timeout_ms, tools=tools
+        )
 
     def upload(self, path: str, data: bytes | str) -> FileEntry:
         return self.client.upload(path, data, session_id=self.id)

@@ -18,6 +18,7 @@ from .client import DEFAULT_URL, MoatClient
 from .errors import MoatError
 from .results import RunResult, image_bytes, is_image
 from .smolagents_executor import _delete_quietly
+from .tools import HostTool, host_tools
 
 try:
     from langchain_core.tools import BaseTool, ToolException
@@ -60,6 +61,30 @@ DESCRIPTION = (
 )
 
 
+def langchain_host_tool(tool: Any) -> HostTool:
+    """A LangChain tool (or a plain function) as a host tool: its JSON schema from its
+    `tool_call_schema`, called with `invoke` in this process."""
+    if not hasattr(tool, "invoke") or not hasattr(tool, "name"):
+        return HostTool.from_function(tool)
+    try:
+        schema = dict(tool.tool_call_schema.model_json_schema())
+    except Exception:  # noqa: BLE001 - a tool without a pydantic schema
+        schema = {"properties": dict(getattr(tool, "args", {}) or {})}
+    parameters = {"type": "object", "properties": schema.get("properties", {})}
+    if schema.get("required"):
+        parameters["required"] = list(schema["required"])
+    return HostTool(tool.name, lambda **arguments: tool.invoke(arguments),
+                    str(tool.description or ""), parameters)
+
+
+def describe_tools(tools: dict[str, HostTool]) -> str:
+    """The sentence the model reads about the functions its code may call."""
+    lines = [f"- {t.name}({', '.join(t.parameters.get('properties', {}))}): "
+             f"{t.description.splitlines()[0] if t.description else ''}" for t in tools.values()]
+    return ("\nThe code may call these functions, which run outside the sandbox, like any "
+            "Python function (keyword arguments; a failure raises ToolError):\n" + "\n".join(lines))
+
+
 class PythonInputs(BaseModel):
     """The tool's single argument, named as in PythonREPLTool so prompts carry over."""
 
@@ -76,6 +101,9 @@ class MoatPythonTool(BaseTool):
     Fields besides LangChain's: `client` (a MoatClient), `session_id`, `packages` (loaded
     before every call; only the first load costs time), `mode` ("persistent" or
     "ephemeral"), `timeout_ms`, and `sanitize_input` (strip Markdown code fences).
+
+    `tools`: LangChain tools (or plain functions) the code may call like Python functions;
+    they run here, in this process, and the tool's description lists them for the model.
     """
 
     name: str = "moat_python"
@@ -89,6 +117,7 @@ class MoatPythonTool(BaseTool):
     sanitize_input: bool = True
     _finalizers: Any = None  # one per session this tool created
     _lock: Any = None  # makes concurrent first calls share one session
+    _host_tools: Any = None  # `tools=`, as host tools by name
 
     def __init__(
         self,
@@ -96,19 +125,25 @@ class MoatPythonTool(BaseTool):
         token: str | None = None,
         *,
         packages: Sequence[str] = (),
+        tools: Sequence[Any] = (),
         **fields: Any,
     ) -> None:
         fields.setdefault("client", MoatClient(url, token))
+        made = host_tools([langchain_host_tool(t) for t in tools])
+        if made:
+            fields["description"] = fields.get("description", DESCRIPTION) + describe_tools(made)
         super().__init__(packages=list(packages), **fields)
         self._finalizers = []
         self._lock = threading.Lock()
+        self._host_tools = made
 
     def _run(self, query: str, run_manager: Any = None, **_: Any) -> str:
         """Runs `query` and returns the text the model reads."""
         code = _strip_fences(query) if self.sanitize_input else query
         try:
             answer = self.client.run(
-                code, self.packages, session_id=self._session(), timeout_ms=self.timeout_ms
+                code, self.packages, session_id=self._session(), timeout_ms=self.timeout_ms,
+                tools=self._host_tools or None,
             )
         except MoatError as e:
             # ToolException, so `handle_tool_error=True` can show the model what went wrong.

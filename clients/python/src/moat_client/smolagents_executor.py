@@ -23,6 +23,7 @@ from typing import Any
 from .client import DEFAULT_URL, MoatClient
 from .errors import MoatError, SessionNotFoundError
 from .results import RunResult, decode_images
+from .tools import HostTool, ToolCallEvent
 
 _log = logging.getLogger("moat_client")
 
@@ -151,12 +152,36 @@ tools fail on a Moat that cannot load them (offline, without a mirror): they sta
 _HOISTED_IMPORT = re.compile(rf"^import ({'|'.join(OPTIONAL_TOOL_IMPORTS)})$", re.MULTILINE)
 
 MANAGED_AGENTS_UNSUPPORTED = (
-    "MoatExecutor cannot run managed agents ({names}): a managed agent calls its own model from "
-    "your program, and code running in Moat cannot call back into it. Instead, keep the manager "
-    "on smolagents' local executor (CodeAgent(..., managed_agents=[...]) without executor=) and "
-    "give each managed agent its own MoatExecutor, so their code runs in Moat; or call the agents "
-    "one after the other from your program and pass results on with run(additional_args=...)."
+    "MoatExecutor cannot ship managed agents ({names}) into the sandbox: a managed agent calls "
+    "its own model from your program. Use MoatExecutor(..., host_tools=True): every tool and "
+    "managed agent then runs in your program, called from the sandboxed code like a function."
 )
+
+_JSON_SCHEMA_TYPES = frozenset({"string", "boolean", "integer", "number", "array", "object", "null"})
+
+
+def smolagents_host_tool(name: str, tool: Any) -> HostTool:
+    """A smolagents tool or managed agent as a host tool: its schema from its `inputs`, called
+    in this process (a managed agent runs its own steps, with its own model and executor)."""
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for key, spec in (getattr(tool, "inputs", None) or {}).items():
+        entry: dict[str, Any] = {"description": str(spec.get("description", ""))}
+        if spec.get("type") in _JSON_SCHEMA_TYPES:
+            entry["type"] = spec["type"]
+        properties[key] = entry
+        if not spec.get("nullable"):
+            required.append(key)
+    parameters: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        parameters["required"] = required
+
+    def call(**arguments: Any) -> Any:
+        if isinstance(tool, Tool):
+            return tool(**arguments, sanitize_inputs_outputs=True)
+        return tool(**arguments)  # a managed agent: task, additional_args
+
+    return HostTool(name, call, str(getattr(tool, "description", "") or ""), parameters)
 
 
 class MoatExecutor(RemotePythonExecutor):
@@ -182,6 +207,11 @@ class MoatExecutor(RemotePythonExecutor):
         client: a `MoatClient` to reuse instead of building one from url and token.
         stream_output: show what the code prints while it runs (through the logger, at INFO
             level) instead of only with the answer; off by default.
+        host_tools: run every tool and managed agent of the agent here, in this program, called
+            from the sandboxed code like plain functions (Moat's host tools): a tool's API keys
+            never enter the sandbox, and managed agents work. `final_answer` stays in the
+            sandbox. Off by default: tools are then shipped into the sandbox as source, as
+            smolagents' other remote executors do, and managed agents are refused.
     """
 
     def __init__(
@@ -197,6 +227,7 @@ class MoatExecutor(RemotePythonExecutor):
         timeout_ms: int | None = None,
         client: MoatClient | None = None,
         stream_output: bool = False,
+        host_tools: bool = False,
     ) -> None:
         authorized = None if additional_authorized_imports is None else list(additional_authorized_imports)
         packages = list(additional_imports or []) + (authorized or [])
@@ -204,6 +235,8 @@ class MoatExecutor(RemotePythonExecutor):
         self.client = client or MoatClient(url, token)
         self.timeout_ms = timeout_ms
         self.stream_output = stream_output
+        self.host_tools = host_tools
+        self._host_tools: dict[str, HostTool] = {}  # with host_tools: what the code may call
         self.authorized_imports = None if authorized is None or "*" in authorized else authorized
         """The import rule the model's code runs under; None when nothing is enforced."""
         self._trusted = False  # set while smolagents sends tools or variables
@@ -234,7 +267,14 @@ class MoatExecutor(RemotePythonExecutor):
         return new
 
     def send_tools(self, tools: dict[str, Any]) -> None:
-        """smolagents' tool shipping, refusing managed agents with what to do instead."""
+        """smolagents' tool shipping. With `host_tools`, only `final_answer` is shipped and the
+        rest stay here as host tools; without it, managed agents are refused, saying why."""
+        if self.host_tools:
+            self._host_tools = {
+                name: smolagents_host_tool(name, tool)
+                for name, tool in tools.items() if name != "final_answer"
+            }
+            tools = {name: tool for name, tool in tools.items() if name == "final_answer"}
         agents = [n for n, t in tools.items() if not isinstance(t, Tool)] if SMOLAGENTS_AVAILABLE else []
         if agents:
             raise ValueError(MANAGED_AGENTS_UNSUPPORTED.format(names=", ".join(agents)))
@@ -332,12 +372,18 @@ class MoatExecutor(RemotePythonExecutor):
         options: dict[str, Any] = {
             "session_id": self.session_id, "timeout_ms": self.timeout_ms, "authorized_imports": rule,
         }
-        if not self.stream_output:
+        if self._host_tools and not self._trusted:
+            options["tools"] = self._host_tools
+        elif not self.stream_output:
             return self.client.run(*args, **options)
         for event in self.client.run_stream(*args, **options):
             if isinstance(event, RunResult):
                 return event
-            self.logger.log(event.text.rstrip("\n"), level=LogLevel.INFO)
+            if isinstance(event, ToolCallEvent):
+                failed = f" failed: {event.error}" if event.error else ""
+                self._say(f"Host tool {event.name}({event.arguments}){failed}")
+            elif self.stream_output:
+                self.logger.log(event.text.rstrip("\n"), level=LogLevel.INFO)
         raise AssertionError("unreachable: run_stream ends with the result")
 
     def cleanup(self) -> None:

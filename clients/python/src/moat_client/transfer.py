@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .errors import MoatConnectionError, MoatServerError, error_for_status
+from .errors import MoatConnectionError, MoatHTTPError, MoatServerError, error_for_status
 from .results import RunResult
+from .tools import HostTool, ToolCallEvent
 
 if TYPE_CHECKING:
     from .client import MoatClient
@@ -100,12 +101,18 @@ def run_request(
 def stream_run(
     client: MoatClient, code: str, packages: Sequence[str], session_id: str | None,
     timeout_ms: int | None, authorized_imports: Sequence[str] | None = None,
-) -> Iterator[OutputEvent | RunResult]:
+    tools: dict[str, HostTool] | None = None,
+) -> Iterator[OutputEvent | ToolCallEvent | RunResult]:
     """Runs code with `Accept: text/event-stream`: yields an `OutputEvent` per batch the code
-    prints, then the `RunResult` (the same answer `run` gives). Closing the iterator early
-    does not stop the call: it finishes in its session."""
+    prints, then the `RunResult` (the same answer `run` gives). With `tools`, each call the
+    code makes to one is answered here (the code waits meanwhile) and yielded as a
+    `ToolCallEvent`. Closing the iterator early does not stop the call: it finishes in its
+    session (a tool call waiting then gets a ToolError)."""
     path, body, wait = run_request(client, code, packages, session_id, timeout_ms,
                                    authorized_imports)
+    if tools:
+        body["tools"] = [tool.definition() for tool in tools.values()]
+    results_path = ("" if path == "/" else path) + "/tool-results"
     data = json.dumps(body).encode("utf-8")
     with send_raw(client, "POST", path, data, accept="text/event-stream", timeout=wait) as response:
         event, lines = "message", []
@@ -121,6 +128,8 @@ def stream_run(
                 payload = "\n".join(lines)
                 if event in ("stdout", "stderr"):
                     yield OutputEvent(event, json.loads(payload))
+                elif event == "tool_call":
+                    yield _answer_tool(client, results_path, json.loads(payload), tools or {})
                 elif event == "result":
                     yield RunResult.from_json(json.loads(payload))
                     return
@@ -129,6 +138,22 @@ def stream_run(
                     raise error_for_status(503, str(error.get("name")), str(error.get("message")), payload)
                 event, lines = "message", []
     raise MoatServerError(200, "InvalidResponse", "the event stream ended without a result")
+
+
+def _answer_tool(
+    client: MoatClient, path: str, call: dict[str, Any], tools: dict[str, HostTool]
+) -> ToolCallEvent:
+    """Runs the tool the sandbox called and posts its answer; the sandbox's code waits."""
+    tool = tools.get(call["name"])
+    arguments = call.get("arguments") or {}
+    answer = tool.answer(arguments) if tool else {"error": f"no tool {call['name']!r} here"}
+    try:
+        client._request("POST", path, {"id": call["id"], **answer})
+    except MoatHTTPError as e:
+        # 413: the sandbox got a ToolError saying the result is too big; 404: it stopped
+        # waiting (limits.toolCallMs, its time limit). Either way the call goes on.
+        answer = {"error": f"{e.name}: {e.message}"}
+    return ToolCallEvent(call["id"], call["name"], arguments, answer.get("error"))
 
 
 def list_files(client: MoatClient, session_id: str | None) -> list[FileEntry]:
