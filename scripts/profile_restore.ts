@@ -25,7 +25,7 @@ function p50(xs: number[]): number {
 
 for (const [name, code] of Object.entries(states)) {
   const source = await Interpreter.start(options);
-  await source.exec(code, 30_000, 1000);
+  await source.exec(code, { timeoutMs: 30_000, graceMs: 1000 });
   const taken = await source.checkpoint(base.id);
   source.terminate();
   for (const mode of ["new worker", "prepared worker"]) {
@@ -43,7 +43,10 @@ for (const [name, code] of Object.entries(states)) {
       }, prepared);
       times.push(performance.now() - started);
       const r = restored.restored!;
-      const check = await restored.exec("x if 'x' in globals() else len(big)", 5000, 1000);
+      const check = await restored.exec("x if 'x' in globals() else len(big)", {
+        timeoutMs: 5000,
+        graceMs: 1000,
+      });
       if (check.kind !== "done" || check.reply.result === "null") throw new Error("not restored");
       parts.push(
         `${times.at(-1)!.toFixed(0)} (worker ${restored.bootMs.toFixed(0)}: unpack+delta ` +

@@ -342,7 +342,7 @@ Deno.test("a worker's death is noticed at once, by every route", async (t) => {
       const deaths: string[] = [];
       interpreter.onDeath = (reason) => deaths.push(reason);
       const started = performance.now();
-      const end = await interpreter.exec(route, 60_000, 1000);
+      const end = await interpreter.exec(route, { timeoutMs: 60_000, graceMs: 1000 });
       assert.equal(end.kind, "killed");
       assert.equal(end.kind === "killed" && end.reason, "crashed");
       assert.ok(performance.now() - started < 30_000, "noticed without waiting for the timeout");
@@ -355,7 +355,7 @@ Deno.test("a worker's death is noticed at once, by every route", async (t) => {
     const interpreter = await Interpreter.start({ limits, workerUrl });
     const died = Promise.withResolvers<string>();
     interpreter.onDeath = (reason) => died.resolve(reason);
-    const end = await interpreter.exec("idle-exit", 60_000, 1000);
+    const end = await interpreter.exec("idle-exit", { timeoutMs: 60_000, graceMs: 1000 });
     assert.equal(end.kind, "done");
     assert.equal(await died.promise, "crashed");
     assert.equal(interpreter.alive, false);
@@ -363,7 +363,7 @@ Deno.test("a worker's death is noticed at once, by every route", async (t) => {
 
   await t.step("a worker that never answers is terminated after timeout and grace", async () => {
     const interpreter = await Interpreter.start({ limits, workerUrl });
-    const end = await interpreter.exec("hang", 200, 200);
+    const end = await interpreter.exec("hang", { timeoutMs: 200, graceMs: 200 });
     assert.equal(end.kind === "killed" && end.reason, "timeout");
     assert.equal(interpreter.alive, false);
   });
@@ -375,7 +375,7 @@ Deno.test("a worker's death is noticed at once, by every route", async (t) => {
     interpreter.terminate();
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(told, false);
-    assert.equal((await interpreter.exec("1", 1000, 100)).kind, "killed");
+    assert.equal((await interpreter.exec("1", { timeoutMs: 1000, graceMs: 100 })).kind, "killed");
   });
 });
 

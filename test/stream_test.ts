@@ -3,7 +3,7 @@
  * while the code runs, then one `result` event holding the plain answer.
  */
 import assert from "node:assert/strict";
-import { startServer, type TestServer } from "./helpers/server.ts";
+import { startServer } from "./helpers/server.ts";
 import { collect, type Event, stream } from "./helpers/sse.ts";
 
 const text = (events: Event[], name: string) =>
