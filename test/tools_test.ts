@@ -33,9 +33,11 @@ async function runWithTools(
     events.push(event);
     if (event.event !== "tool_call") continue;
     const call = JSON.parse(event.data);
+    const reply = answer(call.name, call.arguments);
+    if (reply === undefined) continue; // left unanswered
     const res = await server.request(`${base}/tool-results`, {
       method: "POST",
-      body: JSON.stringify({ id: call.id, ...answer(call.name, call.arguments) as object }),
+      body: JSON.stringify({ id: call.id, ...reply as object }),
     });
     await res.body?.cancel();
     posts.push(res);
@@ -258,6 +260,21 @@ Deno.test("host tools hold under attack: ownership, replays, floods, caps, waits
     const answer = await resultOf(events);
     assert.equal((answer.resources as { limit: string }).limit, "timeout");
     assert.equal((await server.exec("before", { session: a })).result, 1);
+  });
+
+  await t.step("a call made after an interrupted wait gets its own answer", async () => {
+    const cities: string[] = [];
+    const { posts } = await runWithTools(server, pathA, {
+      code: "try:\n    weather('a')\nexcept KeyboardInterrupt:\n    pass\nsecond = weather('b')",
+      tools: [WEATHER],
+      timeoutMs: 400,
+    }, (_name, args) => {
+      cities.push(args.city as string);
+      return args.city === "b" ? { result: "B" } : undefined;
+    });
+    assert.deepEqual(cities, ["a", "b"]);
+    assert.deepEqual(posts.map((p) => p.status), [204]);
+    assert.equal((await server.exec("second", { session: a })).result, "B");
   });
 
   await t.step("a tool kept from an earlier call cannot be called later", async () => {

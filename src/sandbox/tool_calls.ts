@@ -120,7 +120,15 @@ export class ToolChannel {
   /** The worker called a tool and waits. */
   receive(notice: ToolCallNotice): void {
     const call = this.#call;
-    if (!call || this.#pending) return; // the worker waits for one answer at a time
+    if (!call) return;
+    // A call still pending here was left by the worker (its wait was interrupted): it is dropped
+    // unanswered, since an answer written now would be read as the new call's.
+    const left = this.#pending;
+    if (left) {
+      clearTimeout(left.timer);
+      left.abort?.abort();
+      this.#pending = undefined;
+    }
     const id = crypto.randomUUID();
     const timer = setTimeout(() => {
       const error = `no result within limits.toolCallMs (${call.toolCallMs} ms)`;
