@@ -179,6 +179,21 @@ def _no_run_sync(*_args, **_kwargs):
     raise RuntimeError("run_sync is not available in Moat")
 
 
+def _sealed(function):
+    """`send((args...))` calls `function(*args)`, which stays in a generator's frame: no Python
+    object leads to it (the audit hook refuses suspended frames), so user code can only call it
+    the way the caller's wrapper does."""
+
+    def keeper(function):
+        request = yield
+        while True:
+            request = yield function(*request)
+
+    gen = keeper(function)
+    next(gen)
+    return gen.send
+
+
 def _fetch_module(fetch_json):
     """The `moat` module: `await moat.fetch(url)` for the hosts the policy's network.allow names.
 
@@ -188,15 +203,8 @@ def _fetch_module(fetch_json):
     import base64
     import json
 
-    def keeper(fetch_json):
-        request = yield
-        while True:
-            request = yield fetch_json(*request)
-
-    gen = keeper(fetch_json)
-    next(gen)
-    send = gen.send
-    del gen, fetch_json
+    send = _sealed(fetch_json)
+    del fetch_json
 
     class Response(types.SimpleNamespace):
         """What `moat.fetch` returns: `status`, `headers` (a dict), `body` (bytes)."""
@@ -266,15 +274,8 @@ def _tools_module(call_tool):
     """
     import json
 
-    def keeper(call_tool):
-        request = yield
-        while True:
-            request = yield call_tool(*request)
-
-    gen = keeper(call_tool)
-    next(gen)
-    send = gen.send
-    del gen, call_tool
+    send = _sealed(call_tool)
+    del call_tool
     loads = json.loads
     dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
 
