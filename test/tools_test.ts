@@ -208,6 +208,14 @@ Deno.test("host tools hold under attack: ownership, replays, floods, caps, waits
     assert.match(first[3], /limits\.toolCalls reached: 3 tool calls per request/);
   });
 
+  await t.step("huge arguments never leave the sandbox: ToolError names the limit", async () => {
+    const { answer, events } = await runWithTools(server, pathA, {
+      code: "try:\n    weather('x' * 100_000)\nexcept ToolError as e:\n    msg = str(e)\nmsg",
+      tools: [WEATHER],
+    }, () => ({ result: 1 }));
+    assert.equal(events.filter((e) => e.event === "tool_call").length, 0);
+    assert.match(answer.result as string, /arguments of 'weather' .* above limits\.resultBytes/);
+  });
   await t.step(
     "a huge result is refused at limits.resultBytes: 413, and Python is told",
     async () => {

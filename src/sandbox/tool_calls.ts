@@ -140,7 +140,8 @@ export class ToolChannel {
     this.#pending = { id, timer, source: upstream ? "upstream" : "client" };
     let args: unknown;
     try {
-      args = JSON.parse(notice.arguments);
+      // The worker caps them too; a worker that does not is not trusted with this thread.
+      args = notice.arguments.length <= this.maxBytes ? JSON.parse(notice.arguments) : undefined;
     } catch {
       args = undefined;
     }

@@ -93,6 +93,13 @@ export function callTool(name: string, argsJson: string): string {
   if (call.left <= 0) {
     return answer({ error: `limits.toolCalls reached: ${call.limit} tool calls per request` });
   }
+  // The arguments are capped like the answer: the channel's size, the policy's resultBytes.
+  if (argsJson.length > call.bytes.length) {
+    return answer({
+      error: `the arguments of '${name}' (${argsJson.length} characters as JSON) are above ` +
+        `limits.resultBytes (${call.bytes.length})`,
+    });
+  }
   call.left--;
   flushOutput(); // what was printed before the call reaches the client before the call does
   Atomics.store(call.state, 0, TOOL_WAITING);
