@@ -135,8 +135,9 @@ export class ToolChannel {
       this.#write(id, { error }, "timeout");
     }, call.toolCallMs);
     const { name } = notice;
+    const clientTool = call.tools?.some((t) => t.name === name) ?? false;
     const dot = name.indexOf(".");
-    const upstream = !call.tools?.some((t) => t.name === name) && dot > 0 && !!call.upstream;
+    const upstream = !clientTool && dot > 0 ? call.upstream : undefined;
     this.#pending = { id, timer, source: upstream ? "upstream" : "client" };
     let args: unknown;
     try {
@@ -149,7 +150,7 @@ export class ToolChannel {
       return void this.#write(id, { error: "a tool's arguments must be a JSON object" }, "refused");
     }
     const arguments_ = args as Record<string, unknown>;
-    if (call.tools?.some((t) => t.name === name)) {
+    if (clientTool) {
       if (call.signal?.aborted) {
         return void this.#write(id, { error: "the client went away" }, "gone");
       }
@@ -161,7 +162,7 @@ export class ToolChannel {
     if (upstream) {
       const abort = new AbortController();
       this.#pending.abort = abort;
-      call.upstream!.call(
+      upstream.call(
         name.slice(0, dot),
         name.slice(dot + 1),
         arguments_,
