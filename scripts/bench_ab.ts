@@ -2,7 +2,7 @@
  * Two checkouts side by side in one run, on a shared and noisy machine: starts the server of each
  * (the start task's flags, with the paths of that checkout) and alternates rounds of trivial calls
  * between them (4 sessions each, 300 calls per session a round, 7 measured rounds after a warm-up),
- * then prints each one's median calls/s, server CPU per call and round-trip p50. Run it twice with
+ * then prints each one's median calls/s, server CPU per call and round-trip p50 and p99. Run it twice with
  * the order swapped: the one measured first in each round has an edge.
  *
  *   git worktree add /tmp/base <commit> && ln -s "$PWD/node_modules" /tmp/base/node_modules
@@ -37,6 +37,7 @@ try {
     rate: [] as number[],
     cpu: [] as number[],
     p50: [] as number[],
+    p99: [] as number[],
   }));
   for (let round = 0; round < 8; round++) {
     for (const [k, server] of servers.entries()) {
@@ -55,7 +56,9 @@ try {
       const calls = CALLS * SESSIONS;
       stats[k].rate.push(calls / seconds);
       stats[k].cpu.push((await cpuSeconds(server.pid!) - cpuBefore) * 1000 / calls);
-      stats[k].p50.push(latencies.sort((a, b) => a - b)[Math.floor(calls / 2)]);
+      latencies.sort((a, b) => a - b);
+      stats[k].p50.push(latencies[Math.floor(calls / 2)]);
+      stats[k].p99.push(latencies[Math.floor(calls * 0.99)]);
     }
   }
   const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
@@ -63,7 +66,8 @@ try {
     console.log(
       `${root}: ${median(stats[k].rate).toFixed(0)} calls/s, server CPU ` +
         `${median(stats[k].cpu).toFixed(3)} ms per call, round trip p50 ` +
-        `${median(stats[k].p50).toFixed(2)} ms (medians of 7 rounds)`,
+        `${median(stats[k].p50).toFixed(2)} ms, p99 ${median(stats[k].p99).toFixed(2)} ms ` +
+        "(medians of 7 rounds)",
     );
   }
 } finally {
