@@ -22,7 +22,7 @@ export interface ToolCallEvent {
 /** A tool's answer, as the client posts it or an upstream server gives it. */
 export type ToolOutcome = { result: unknown } | { error: string };
 
-/** Code mode's upstream servers, as the tool channel needs them (see `src/tools/upstream.ts`). */
+/** Code mode's upstream servers, as the tool channel needs them (see `src/tools/upstreams.ts`). */
 export interface UpstreamCaller {
   readonly version: number;
   /** Every server's name: each is a module, with no functions while it is not reachable. */

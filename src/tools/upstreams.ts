@@ -10,7 +10,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 // @ts-types="@modelcontextprotocol/sdk/client/streamableHttp"
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 // @ts-types="@modelcontextprotocol/sdk/types"
-import { ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
+import { McpError, ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
 import { ENV_REF, type McpServer } from "../policy/schema.ts";
 export { envNames, upstreamHosts } from "./grants.ts";
 import type { ToolOutcome, UpstreamCaller } from "../sandbox/tool_calls.ts";
@@ -21,15 +21,19 @@ const MAX_RETRY_MS = 60_000;
 /** How long connecting to a server, or listing its tools, may take. */
 const SETUP_MS = 10_000;
 
-/** Header values with each `${NAME}` read from the environment; a missing one is an error. */
+/**
+ * Header values with each `${NAME}` read from the environment; a missing one is an error. Also
+ * what no error text may show: every value, and every variable's value on its own (a server may
+ * echo back the token without its `Bearer `), longest first.
+ */
 function resolveHeaders(
   server: McpServer,
   env: (name: string) => string | undefined,
-): Record<string, string> {
-  return Object.fromEntries(
-    Object.entries(server.headers).map(([header, value]) => [
-      header,
-      value.replace(ENV_REF, (_, name: string) => {
+): { headers: Record<string, string>; secrets: string[] } {
+  const secrets: string[] = [];
+  const headers = Object.fromEntries(
+    Object.entries(server.headers).map(([header, value]) => {
+      const resolved = value.replace(ENV_REF, (_, name: string) => {
         const found = env(name);
         if (found === undefined) {
           throw new Error(
@@ -37,15 +41,24 @@ function resolveHeaders(
               "in the server's environment",
           );
         }
+        secrets.push(found);
         return found;
-      }),
-    ]),
+      });
+      secrets.push(resolved);
+      return [header, resolved];
+    }),
   );
+  return {
+    headers,
+    secrets: [...new Set(secrets)].filter((s) => s.length >= 4).sort((a, b) => b.length - a.length),
+  };
 }
 
 interface Upstream {
   server: McpServer;
   headers: Record<string, string>;
+  /** Texts no error may show (`resolveHeaders`). */
+  secrets: string[];
   client?: Client;
   tools: UpstreamToolSpec[];
   retryMs: number;
@@ -82,8 +95,8 @@ export class Upstreams implements UpstreamCaller {
     const env = options.env ?? ((name: string) => Deno.env.get(name));
     const upstreams = new Upstreams(options);
     for (const server of servers) {
-      const headers = resolveHeaders(server, env);
-      upstreams.#upstreams.set(server.name, { server, headers, tools: [], retryMs: 1000 });
+      const { headers, secrets } = resolveHeaders(server, env);
+      upstreams.#upstreams.set(server.name, { server, headers, secrets, tools: [], retryMs: 1000 });
     }
     await Promise.all([...upstreams.#upstreams.values()].map((u) => upstreams.#open(u)));
     return upstreams;
@@ -129,18 +142,28 @@ export class Upstreams implements UpstreamCaller {
     if (!upstream?.tools.some((t) => t.name === name)) {
       return { error: `no tool ${server}.${name}` };
     }
-    if (!upstream.client) return { error: `upstream '${server}' is not reachable now` };
+    const client = upstream.client;
+    if (!client) return { error: `upstream '${server}' is not reachable now` };
     try {
-      const result = await upstream.client.callTool(
+      const result = await client.callTool(
         { name, arguments: args },
         undefined,
         { timeout: timeoutMs, signal },
       );
       const text = (result.content as { type: string; text?: string }[] ?? [])
         .filter((c) => c.type === "text").map((c) => c.text ?? "").join("\n");
-      if (result.isError) return { error: text || `${server}.${name} failed` };
+      // The server's own words may echo what it was sent.
+      if (result.isError) {
+        return { error: this.#scrub(upstream, text || `${server}.${name} failed`) };
+      }
       return { result: result.structuredContent ?? text };
     } catch (err) {
+      // Not an answer (a JSON-RPC error or the deadline) and not the caller giving up: the
+      // server is unreachable or has forgotten the session (a 404 after it restarted), so it
+      // is reconnected with a new session rather than failing every later call the same way.
+      if (!(err instanceof McpError) && !signal?.aborted && upstream.client === client) {
+        this.#down(upstream, client, err);
+      }
       return {
         error: this.#scrub(upstream, `${server}.${name}: ${(err as Error)?.message ?? err}`),
       };
@@ -164,6 +187,11 @@ export class Upstreams implements UpstreamCaller {
         requestInit: { headers: upstream.headers },
       });
       await client.connect(transport, { timeout: SETUP_MS });
+      // Closed while this (re)connection was under way: nothing may outlive `close`.
+      if (this.#closed) {
+        await client.close();
+        return;
+      }
       client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
         this.#list(upstream, client).catch((err) => this.#down(upstream, client, err));
       });
@@ -171,6 +199,10 @@ export class Upstreams implements UpstreamCaller {
         if (upstream.client === client) this.#down(upstream, client, new Error("it closed"));
       };
       await this.#list(upstream, client);
+      if (this.#closed) {
+        await client.close();
+        return;
+      }
       upstream.client = client;
       upstream.retryMs = 1000;
       this.#log(JSON.stringify({
@@ -228,9 +260,7 @@ export class Upstreams implements UpstreamCaller {
   /** An error's text without any header value (a token the server echoed back, say). */
   #scrub(upstream: Upstream, text: string): string {
     let out = text;
-    for (const value of Object.values(upstream.headers)) {
-      if (value.length >= 4) out = out.replaceAll(value, "[header]");
-    }
+    for (const secret of upstream.secrets) out = out.replaceAll(secret, "[header]");
     return out;
   }
 }
