@@ -13,12 +13,14 @@ import { McpHttp } from "./src/mcp/http.ts";
 import { serveStdio } from "./src/mcp/stdio.ts";
 import { broaderThanNeeded } from "./src/permissions/check.ts";
 import { Upstreams } from "./src/tools/upstreams.ts";
+import { Outbound } from "./src/outbound/outbound.ts";
+import { rulesFor } from "./src/outbound/rules.ts";
 import { metrics } from "./src/metrics.ts";
 import { grantsFor } from "./src/permissions/flags.ts";
 import { loadPolicy } from "./src/policy/load.ts";
 import { PackageLoader } from "./src/packages/loader.ts";
 import { fetchPreload } from "./src/packages/preload.ts";
-import type { Policy } from "./src/policy/schema.ts";
+import { allowedHosts, type Policy } from "./src/policy/schema.ts";
 import { readMounts } from "./src/sandbox/mounts.ts";
 import { loadDeltaBase } from "./src/sandbox/delta_base.ts";
 import { Pool } from "./src/sandbox/pool.ts";
@@ -85,7 +87,7 @@ async function main(): Promise<void> {
   if (config.deploy) {
     applyMemoryFlags(); // before the first worker
     try {
-      await proveWorkersNarrowed(policy.network.allow, say);
+      await proveWorkersNarrowed(allowedHosts(policy), say);
     } catch (err) {
       say(`cannot start: ${(err as Error).message}`);
       Deno.exit(1);
@@ -141,11 +143,26 @@ async function main(): Promise<void> {
   }
   const preload = await fetchPreload(packages, say);
 
+  // Outbound HTTP: the host sends Python's requests; its headers' variables are read now.
+  let outbound: Outbound | undefined;
+  try {
+    outbound = policy.network.allow.length
+      ? new Outbound(rulesFor(policy), {
+        maxBytes: policy.limits.resultBytes,
+        count: (host, outcome) => metrics.outbound.inc({ host, outcome }),
+      })
+      : undefined;
+  } catch (err) {
+    say(`cannot start: ${(err as Error).message}`);
+    Deno.exit(1);
+  }
+  if (outbound) metrics.outboundHosts(outbound.hosts);
+
   const snapshot = await loadSnapshot(say, cacheDir === CACHE_DIR ? undefined : cacheDir);
   const boot = {
     limits: policy.limits,
     snapshot: snapshot.bytes,
-    network: policy.network.allow,
+    network: allowedHosts(policy),
     mounts,
   };
   const fresh = { ...boot, preload: preload.wheels, preloadUnavailable: preload.unavailable };
@@ -185,6 +202,7 @@ async function main(): Promise<void> {
     checkpoints,
     onToolCall: (source, outcome) => metrics.toolCalls.inc({ source, outcome }),
     upstream,
+    outbound,
     // A restored checkpoint already holds its packages: no preload.
     restore: (loaded) =>
       pool.restore({

@@ -131,6 +131,14 @@ export class Metrics {
     labelNames: ["source", "outcome"] as const,
     registers: [this.registry],
   });
+  readonly outbound = new Counter({
+    name: "moat_outbound_requests_total",
+    help: "HTTP requests sandboxed code sent through the host, by network.allow entry (other: " +
+      "a host not allowed) and how they ended (ok, refused, rate-limited, timeout, too-big, " +
+      "failed).",
+    labelNames: ["host", "outcome"] as const,
+    registers: [this.registry],
+  });
   readonly instanceInfo = new Gauge({
     name: "moat_instance_info",
     help:
@@ -151,6 +159,15 @@ export class Metrics {
     registers: [this.registry],
     collect: () => this.residentMemory.set(Deno.memoryUsage().rss),
   });
+
+  /** Every allowed host's series exist from the start, at 0. */
+  outboundHosts(hosts: string[]): void {
+    for (const host of [...hosts, "other"]) {
+      for (const outcome of ["ok", "refused", "rate-limited"]) {
+        this.outbound.inc({ host, outcome }, 0);
+      }
+    }
+  }
 
   constructor() {
     // Every series exists from the start at 0, so rates and alerts work before the first event.

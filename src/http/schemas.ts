@@ -48,6 +48,15 @@ export const AnswerSchema = z.object({
     memoryBytes: z.number().int(),
     limit: z.enum(["timeout", "memory", "stdout", "stderr", "result", "crash"]).nullable(),
     cut: z.object({ stdout: z.boolean(), stderr: z.boolean(), result: z.boolean() }),
+    network: z.object({
+      requests: z.number().int(),
+      bytesIn: z.number().int(),
+      refused: z.number().int(),
+      rateLimited: z.array(z.string()),
+    }).optional().meta({
+      description: "The call's outbound HTTP requests (present when it sent any): how many, " +
+        "response bytes, how many the policy refused, and the hosts whose perMinute it reached.",
+    }),
   }),
   restored: z.boolean().optional().meta({
     description: "True when this call restored the session from its checkpoint first.",

@@ -245,10 +245,14 @@ export class PackageLoader {
     }
     const k = this.pyodideLock.find(name);
     if (k) {
+      // A pure-Python package (requests, httpx) the mirror lacks may still come from the index.
+      const fromPypi = this.rules.pypi ? await this.#resolvePypi(name, loaded, signal) : undefined;
+      if (fromPypi && "order" in fromPypi) return fromPypi;
       return {
         kind: "missing",
         reason: `'${k}' is built for Pyodide but the mirror at ${this.index.location} does not ` +
-          `have it; add it with scripts/mirror_packages.ts`,
+          `have it; add it with scripts/mirror_packages.ts` +
+          (fromPypi && "reason" in fromPypi ? ` (from packages.pypi: ${fromPypi.reason})` : ""),
       };
     }
     if (!this.rules.pypi) {

@@ -14,9 +14,9 @@ import {
   STORE_DIR,
   WORKER_DIR,
 } from "../paths.ts";
-import type { Policy } from "../policy/schema.ts";
+import { allowedHosts, type Policy } from "../policy/schema.ts";
 import type { StoreSetting } from "../store/setting.ts";
-import { envNames, upstreamHosts } from "../tools/grants.ts";
+import { envNames, networkEnvNames, upstreamHosts } from "../tools/grants.ts";
 
 /**
  * Variables the server reads: its settings, deploy mode's two, the two the `yaml` package looks up, and the two
@@ -146,7 +146,7 @@ export function grantsFor(policy: Policy, where: Where = {}): Grants {
   for (const mount of policy.mounts) read.push(absolute(mount.host));
   const host = where.host ?? "127.0.0.1";
   const port = where.port ?? 8000;
-  const net = [port === 0 ? host : `${host}:${port}`, ...policy.network.allow];
+  const net = [port === 0 ? host : `${host}:${port}`, ...allowedHosts(policy)];
   // Without an index, wheels come from Pyodide's CDN (src/packages/source.ts).
   indexGrant(policy.packages.index ?? PYODIDE_CDN, read, net);
   indexGrant(policy.packages.pypi ?? undefined, read, net);
@@ -164,7 +164,7 @@ export function grantsFor(policy: Policy, where: Where = {}): Grants {
     read: [...new Set(read)],
     write,
     net: [...new Set(net)],
-    env: [...new Set([...ENV_NAMES, ...envNames(policy.tools.mcp)])],
+    env: [...new Set([...ENV_NAMES, ...envNames(policy.tools.mcp), ...networkEnvNames(policy)])],
   };
 }
 

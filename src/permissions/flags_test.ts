@@ -51,9 +51,27 @@ Deno.test("a policy without upstream servers grants no upstream host or variable
   assert.ok(!plain.env.some((n) => ["GH_TOKEN", "X_ID", "X_KEY"].includes(n)));
 });
 
-Deno.test("the sandbox's workers never get the upstream hosts", () => {
+Deno.test("the sandbox's workers never get the network, nor any variable", () => {
   const url = new URL("file:///moat/src/worker/main.ts");
-  assert.deepEqual(workerPermissions(withTools.network.allow, url).net, ["pypi.org"]);
-  assert.equal(workerPermissions(PolicySchema.parse({}).network.allow, url).net, false);
-  assert.equal(workerPermissions(withTools.network.allow, url).env, false);
+  assert.equal(workerPermissions(url).net, false);
+  assert.equal(workerPermissions(url).env, false);
+});
+
+Deno.test("network.allow: its hosts and the variables its headers name, and only they", () => {
+  const policy = PolicySchema.parse({
+    network: {
+      allow: [
+        "plain.example",
+        { host: "api.example:8443", headers: { Authorization: "Bearer ${API_KEY}" }, perMinute: 5 },
+        { host: "other.example", headers: { "X-Id": "${API_ID}-${API_KEY}" } },
+      ],
+    },
+  });
+  const grants = grantsFor(policy);
+  const base = grantsFor(PolicySchema.parse({}));
+  for (const host of ["plain.example", "api.example:8443", "other.example"]) {
+    assert.ok(grants.net.includes(host), host);
+  }
+  assert.deepEqual(grants.env, [...base.env, "API_ID", "API_KEY"]);
+  assert.deepEqual(workerPermissions(new URL("file:///moat/src/worker/main.ts")).net, false);
 });

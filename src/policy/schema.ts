@@ -89,14 +89,49 @@ export const PackagesSchema = z.object({
   cacheMb: z.number().int().min(1).default(2048),
 }).strict();
 
-/** Network access for Python code. */
-export const NetworkSchema = z.object({
-  /** Hosts (`name` or `name:port`) that Python code may reach; none by default. */
-  allow: z.array(z.string().min(1)).default([]),
-}).strict();
-
 /** `${NAME}`: a server environment variable, read by the host; the sandbox never sees it. */
 export const ENV_REF = /\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+/** `name` or `name:port`, lower case: a host as `network.allow` names it. */
+const HostSchema = z.string().regex(
+  /^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9.-]*[a-z0-9])?)(:[0-9]{1,5})?$/,
+  "must be a host name or address, optionally with :port (lower case, no scheme or path)",
+);
+
+/** A header name (an HTTP token) and a value without line breaks. */
+const HeadersSchema = z.record(
+  z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "must be an HTTP header name"),
+  z.string().regex(/^[^\r\n\0]*$/, "must not hold line breaks or NUL"),
+);
+
+/** One allowed host, with what the host adds to every request to it. */
+export const AllowedHostSchema = z.object({
+  host: HostSchema,
+  /**
+   * Added by the host to every request Python sends to this host, replacing any of the same name;
+   * values may name server environment variables as `${NAME}`. Python never sees them.
+   */
+  headers: HeadersSchema.default({}),
+  /** Requests one session may send to this host in any 60 seconds; unset: no cap. */
+  perMinute: z.number().int().positive().optional(),
+}).strict();
+
+/** Network access for Python code: every request goes through the host, which checks it. */
+export const NetworkSchema = z.object({
+  /** Hosts Python code may reach, as `name`/`name:port` or `{host, headers, perMinute}`. */
+  allow: z.array(z.union([HostSchema, AllowedHostSchema])).default([]).superRefine(
+    (entries, ctx) => {
+      const seen = new Set<string>();
+      entries.forEach((e, i) => {
+        const host = typeof e === "string" ? e : e.host;
+        if (seen.has(host)) {
+          ctx.addIssue({ code: "custom", path: [i], message: `'${host}' is named twice` });
+        }
+        seen.add(host);
+      });
+    },
+  ),
+}).strict();
 
 /** An upstream MCP server whose tools become `moat_tools.<name>` in every session (code mode). */
 export const McpServerSchema = z.object({
@@ -172,3 +207,9 @@ export const PolicySchema = z.object({
 export type Policy = z.infer<typeof PolicySchema>;
 export type Limits = z.infer<typeof LimitsSchema>;
 export type McpServer = z.infer<typeof McpServerSchema>;
+export type AllowedHost = z.infer<typeof AllowedHostSchema>;
+
+/** The hosts of `network.allow`, whichever form each entry takes. */
+export function allowedHosts(policy: Pick<Policy, "network">): string[] {
+  return policy.network.allow.map((e) => typeof e === "string" ? e : e.host);
+}

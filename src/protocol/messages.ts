@@ -46,6 +46,8 @@ export interface PythonSources {
   unavailable: string;
   /** Authorized imports (smolagents' rule), installed by the lockdown. */
   imports: string;
+  /** Python's HTTP clients sending through the host, installed by the lockdown with network. */
+  http: string;
 }
 
 /** How Pyodide is found: its directory and the wasm module the host compiled once. */
@@ -86,7 +88,10 @@ export interface BootRequest extends PyodideFiles {
   /** The policy's `limits.filesBytes`: all the session's files together, wherever they are. */
   filesBytes: number;
   caps: OutputCaps;
-  /** Hosts (`name` or `name:port`) Python may fetch from; empty for no network. */
+  /**
+   * The hosts of `network.allow`; any: Python's HTTP clients send through the host, which checks
+   * each request (the worker has no network); none: no `moat` module.
+   */
   network: string[];
   /** Policy mounts, read by the host and copied in at boot. */
   mounts: MountEntry[];
@@ -286,11 +291,23 @@ export const ToolCallNoticeSchema = z.object({
   arguments: z.string(),
 });
 
+/**
+ * Worker → host: Python sent an HTTP request (the worker has no network) and waits on the tool
+ * channel for the response. `request` is JSON text: `{url, method, headers, body (base64),
+ * timeout}`, checked by the host.
+ */
+export const HttpNoticeSchema = z.object({
+  notice: z.literal("http"),
+  request: z.string(),
+});
+
 export const WorkerNoticeSchema = z.discriminatedUnion("notice", [
   OutputNoticeSchema,
   ToolCallNoticeSchema,
+  HttpNoticeSchema,
 ]);
 
 export type WorkerNotice = z.infer<typeof WorkerNoticeSchema>;
 export type OutputNotice = z.infer<typeof OutputNoticeSchema>;
 export type ToolCallNotice = z.infer<typeof ToolCallNoticeSchema>;
+export type HttpNotice = z.infer<typeof HttpNoticeSchema>;

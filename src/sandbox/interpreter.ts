@@ -72,7 +72,10 @@ export interface InterpreterOptions {
   limits: Limits;
   /** Memory snapshot to boot from; cold boot when absent. */
   snapshot?: Uint8Array;
-  /** Hosts Python may reach (the policy's network.allow); the worker gets net for these only. */
+  /**
+   * Hosts Python may reach (the policy's network.allow): with any, Python's HTTP clients are
+   * wired to the host, which sends each request; the worker itself never gets net.
+   */
   network?: string[];
   /** The policy's mounts, already read (see `sandbox/mounts.ts`). */
   mounts?: MountEntry[];
@@ -186,10 +189,10 @@ export class Interpreter {
    */
   onDeath?: (reason: KillReason, detail: string) => void;
 
-  private constructor(network: string[] = [], workerUrl = WORKER_URL) {
+  private constructor(workerUrl = WORKER_URL) {
     this.#worker = new Worker(workerUrl, {
       type: "module",
-      deno: { permissions: workerPermissions(network, workerUrl) },
+      deno: { permissions: workerPermissions(workerUrl) },
     });
     this.#worker.onmessage = (e) => this.#receive(e.data);
     this.#worker.onerror = (e) => {
@@ -229,7 +232,7 @@ export class Interpreter {
    * It holds nothing of any session until then, and serves one session only.
    */
   static prepare(options: InterpreterOptions & { snapshot: Uint8Array }): Interpreter {
-    const interpreter = new Interpreter(options.network, options.workerUrl);
+    const interpreter = new Interpreter(options.workerUrl);
     interpreter.#prepared = (async () => {
       const lifeline = interpreter.#lifelineEnd;
       const wasmModule = await pyodideModule();
@@ -249,9 +252,7 @@ export class Interpreter {
    */
   static async start(options: InterpreterOptions, prepared?: Interpreter): Promise<Interpreter> {
     if (options.checkpoint) await checkBase(options.checkpoint, options.deltaBase);
-    const interpreter = prepared?.alive
-      ? prepared
-      : new Interpreter(options.network, options.workerUrl);
+    const interpreter = prepared?.alive ? prepared : new Interpreter(options.workerUrl);
     interpreter.#caps = options.limits;
     interpreter.#limits = options.limits;
     try {
@@ -510,6 +511,7 @@ export class Interpreter {
       const notice = WorkerNoticeSchema.safeParse(data);
       if (!notice.success) return; // not something the host asked for
       if (notice.data.notice === "output") return this.#live?.receive(notice.data);
+      if (notice.data.notice === "http") return this.#tools?.receiveHttp(notice.data);
       return this.#tools?.receive(notice.data);
     }
     const pending = this.#pending.get(envelope.data.id);

@@ -17,13 +17,8 @@ let sources: Promise<PythonSources> | undefined;
 /** The Python a worker runs (`src/worker/python/`), read once. */
 export function pythonSources(): Promise<PythonSources> {
   const read = (name: string) => Deno.readTextFile(`${WORKER_DIR}python/${name}.py`);
-  const names = ["runner", "lockdown", "unavailable", "imports"] as const;
+  const names = ["runner", "lockdown", "unavailable", "imports", "http"] as const;
   return sources ??= Promise.all(names.map(read)).then((
-    [runner, lockdown, unavailable, imports],
-  ) => ({
-    runner,
-    lockdown,
-    unavailable,
-    imports,
-  }));
+    [runner, lockdown, unavailable, imports, http],
+  ) => ({ runner, lockdown, unavailable, imports, http }));
 }

@@ -4,8 +4,10 @@
  * code mode), and writes the answer into the interpreter's tool channel, once. Every wait ends:
  * with the answer, at `limits.toolCallMs`, when the client goes away, or when the call ends.
  */
-import type { ExecRequest, ToolCallNotice } from "../protocol/messages.ts";
+import type { ExecRequest, HttpNotice, ToolCallNotice } from "../protocol/messages.ts";
+import type { OutboundAnswer, OutboundRequest } from "../outbound/outbound.ts";
 import {
+  HTTP_META_BYTES,
   TOOL_ANSWERED,
   TOOL_HEADER_BYTES,
   type ToolSpec,
@@ -54,6 +56,12 @@ export interface CallTools {
   toolCalls: number;
   /** Told of every tool call once it ended. */
   count?: ToolCount;
+  /** Sends one of Python's HTTP requests (src/outbound/); absent: the policy allows no host. */
+  outbound?: (
+    request: OutboundRequest,
+    timeoutMs: number,
+    signal: AbortSignal,
+  ) => Promise<OutboundAnswer>;
 }
 
 /** How `answer` went: `unknown` (no such call waiting: 404), `too-big` (Python got a ToolError). */
@@ -70,15 +78,18 @@ export class ToolChannel {
     id: string;
     timer: ReturnType<typeof setTimeout>;
     abort?: AbortController;
-    source: "client" | "upstream";
+    source: "client" | "upstream" | "http";
   };
   /** The upstream catalog version this interpreter's `moat_tools` was last given. */
   #upstreamVersion = -1;
 
-  /** `maxBytes`: the largest answer (the policy's `limits.resultBytes`). */
+  /**
+   * `maxBytes`: the largest answer (the policy's `limits.resultBytes`), and the largest response
+   * body, which comes with room for its status and headers.
+   */
   constructor(readonly maxBytes: number) {
-    this.#buffer = new SharedArrayBuffer(TOOL_HEADER_BYTES + maxBytes);
-    this.#state = new Int32Array(this.#buffer, 0, 2);
+    this.#buffer = new SharedArrayBuffer(TOOL_HEADER_BYTES + maxBytes + HTTP_META_BYTES);
+    this.#state = new Int32Array(this.#buffer, 0, 3);
     this.#bytes = new Uint8Array(this.#buffer, TOOL_HEADER_BYTES);
   }
 
@@ -121,24 +132,11 @@ export class ToolChannel {
   receive(notice: ToolCallNotice): void {
     const call = this.#call;
     if (!call) return;
-    // A call still pending here was left by the worker (its wait was interrupted): it is dropped
-    // unanswered, since an answer written now would be read as the new call's.
-    const left = this.#pending;
-    if (left) {
-      clearTimeout(left.timer);
-      left.abort?.abort();
-      this.#pending = undefined;
-    }
-    const id = crypto.randomUUID();
-    const timer = setTimeout(() => {
-      const error = `no result within limits.toolCallMs (${call.toolCallMs} ms)`;
-      this.#write(id, { error }, "timeout");
-    }, call.toolCallMs);
     const { name } = notice;
     const clientTool = call.tools?.some((t) => t.name === name) ?? false;
     const dot = name.indexOf(".");
     const upstream = !clientTool && dot > 0 ? call.upstream : undefined;
-    this.#pending = { id, timer, source: upstream ? "upstream" : "client" };
+    const id = this.#hold(call, upstream ? "upstream" : "client");
     let args: unknown;
     try {
       // The worker caps them too; a worker that does not is not trusted with this thread.
@@ -161,7 +159,7 @@ export class ToolChannel {
     }
     if (upstream) {
       const abort = new AbortController();
-      this.#pending.abort = abort;
+      this.#pending!.abort = abort;
       upstream.call(
         name.slice(0, dot),
         name.slice(dot + 1),
@@ -174,9 +172,56 @@ export class ToolChannel {
     this.#write(id, { error: `no tool '${name}' in this call` }, "refused");
   }
 
+  /** Python sent an HTTP request and waits: the host sends it (src/outbound/). */
+  receiveHttp(notice: HttpNotice): void {
+    const call = this.#call;
+    if (!call) return;
+    const id = this.#hold(call, "http");
+    if (!call.outbound) {
+      return void this.#write(id, { error: "network.allow is empty in this policy" }, "refused");
+    }
+    let request: OutboundRequest;
+    try {
+      // The worker caps it too; a worker that does not is not trusted with this thread.
+      if (notice.request.length > this.maxBytes * 1.4 + HTTP_META_BYTES) throw new Error();
+      const parsed = JSON.parse(notice.request);
+      request = { ...parsed, body: parsed.body ? Uint8Array.fromBase64(parsed.body) : undefined };
+    } catch {
+      return void this.#write(id, { error: "the request is not valid" }, "refused");
+    }
+    const abort = new AbortController();
+    this.#pending!.abort = abort;
+    call.outbound(request, call.toolCallMs, abort.signal).then((answer) => {
+      if ("error" in answer) return this.#write(id, answer);
+      const { body, ...meta } = answer;
+      this.#write(id, meta, undefined, body);
+    });
+  }
+
   /** The client's answer to call `id`. */
   answer(id: string, outcome: ToolOutcome): Answered {
     return this.#write(id, outcome);
+  }
+
+  /**
+   * A new wait: its id, and its timer at `limits.toolCallMs`. A wait still pending here was left
+   * by the worker (interrupted): it is dropped unanswered, since an answer written now would be
+   * read as the new one's.
+   */
+  #hold(call: CallTools, source: "client" | "upstream" | "http"): string {
+    const left = this.#pending;
+    if (left) {
+      clearTimeout(left.timer);
+      left.abort?.abort();
+      this.#pending = undefined;
+    }
+    const id = crypto.randomUUID();
+    const timer = setTimeout(() => {
+      const error = `no result within limits.toolCallMs (${call.toolCallMs} ms)`;
+      this.#write(id, { error }, "timeout");
+    }, call.toolCallMs + (source === "http" ? 1_000 : 0)); // a request ends itself at toolCallMs
+    this.#pending = { id, timer, source };
+    return id;
   }
 
   /** Ends the wait of the call pending, if any, with an error. */
@@ -188,26 +233,46 @@ export class ToolChannel {
    * Writes the answer to the pending call `id` and wakes the worker; once per call. An answer
    * above `maxBytes` becomes a ToolError that says so.
    */
-  #write(id: string, outcome: ToolOutcome, how?: ToolCallOutcome): Answered {
+  #write(
+    id: string,
+    outcome: ToolOutcome | Record<string, unknown>,
+    how?: ToolCallOutcome,
+    body?: Uint8Array,
+  ): Answered {
     const pending = this.#pending;
     if (!pending || pending.id !== id) return "unknown";
     this.#pending = undefined;
     clearTimeout(pending.timer);
     pending.abort?.abort();
-    let text = JSON.stringify("error" in outcome ? { error: String(outcome.error) } : outcome);
-    let { read, written } = this.#encoder.encodeInto(text, this.#bytes);
+    // A tool's answer fits in maxBytes; a response's status and headers in the room after it.
+    const room = this.#bytes.subarray(0, body ? HTTP_META_BYTES : this.maxBytes);
+    let text = JSON.stringify(
+      "error" in outcome
+        ? {
+          error: String(outcome.error),
+          ...(body === undefined && "kind" in outcome ? { kind: outcome.kind } : {}),
+        }
+        : outcome,
+    );
+    let { read, written } = this.#encoder.encodeInto(text, room);
     let answered: Answered = "ok";
     if (read < text.length) {
       answered = "too-big";
+      body = undefined;
       const size = this.#encoder.encode(text).length;
       text = JSON.stringify({
-        error: `the tool's answer of ${size} bytes is above limits.resultBytes (${this.maxBytes})`,
+        error: pending.source === "http"
+          ? `the response's headers (${size} bytes as JSON) are above ${HTTP_META_BYTES} bytes`
+          : `the tool's answer of ${size} bytes is above limits.resultBytes (${this.maxBytes})`,
       });
-      ({ written } = this.#encoder.encodeInto(text, this.#bytes));
+      ({ written } = this.#encoder.encodeInto(text, room));
     }
+    if (body) this.#bytes.set(body, written);
     Atomics.store(this.#state, 1, written);
+    Atomics.store(this.#state, 2, body?.length ?? 0);
     Atomics.store(this.#state, 0, TOOL_ANSWERED);
     Atomics.notify(this.#state, 0);
+    if (pending.source === "http") return answered;
     const ended = answered === "too-big" ? "too-big" : how ?? ("error" in outcome ? "error" : "ok");
     this.#call?.count?.(pending.source, ended);
     return answered;

@@ -1,19 +1,21 @@
 /**
  * The Deno permissions every interpreter's worker is created with. They are always spelled out,
  * never inherited, so a server started with `--allow-all` (Deno Deploy) still gives each worker
- * only Pyodide's files and its own modules while it boots, and net for the policy's hosts only.
+ * only Pyodide's files and its own modules while it boots, and never the network: the host sends
+ * every request Python makes (src/outbound/), so a worker holds no network permission even for
+ * the policy's hosts.
  * `Interpreter` and the deploy-mode start-up check (src/deploy/check.ts) both use this one
  * function, so the check proves what interpreters get.
  */
 import { PYODIDE_DIR } from "../paths.ts";
 
-/** `deno.permissions` for a worker running `workerUrl` that may reach `network` (or nothing). */
-export function workerPermissions(network: string[], workerUrl: URL): Deno.PermissionOptionsObject {
+/** `deno.permissions` for a worker running `workerUrl`. */
+export function workerPermissions(workerUrl: URL): Deno.PermissionOptionsObject {
   return {
     // security: Pyodide's files and the worker's own modules, only while it boots
     read: [PYODIDE_DIR, workerDir(workerUrl)],
     write: false,
-    net: network.length ? network : false, // security: only the policy's hosts
+    net: false, // security: outbound HTTP goes through the host (src/outbound/)
     env: false,
     run: false,
     ffi: false,

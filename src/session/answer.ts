@@ -2,6 +2,7 @@
 import type { LimitHit, Outcome } from "./outcome.ts";
 import type { Held } from "./held.ts";
 import { describeFailures, emptyReport, type PackagesReport } from "./packages.ts";
+import type { NetworkUse } from "../outbound/outbound.ts";
 
 /** One call's answer: the HTTP body as text, plus what the audit log needs. */
 export interface Answer {
@@ -23,6 +24,8 @@ export interface AnswerContext {
   durationMs: number;
   memoryBytes: number;
   packages?: PackagesReport;
+  /** The call's outbound HTTP requests (`resources.network`); absent when it sent none. */
+  network?: NetworkUse;
   /** Fields added to the body (durable sessions: `restored`, `restoreMs`, `checkpoint`). */
   extra?: Record<string, unknown>;
 }
@@ -44,7 +47,13 @@ export function serialize(outcome: Outcome, ctx: AnswerContext): Answer {
     error,
     packages: ctx.packages ?? emptyReport(),
     durationMs,
-    resources: { durationMs, memoryBytes: ctx.memoryBytes, limit, cut },
+    resources: {
+      durationMs,
+      memoryBytes: ctx.memoryBytes,
+      limit,
+      cut,
+      ...(ctx.network ? { network: ctx.network } : {}),
+    },
     ...ctx.extra,
   }).slice(1);
   return {

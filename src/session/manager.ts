@@ -1,3 +1,4 @@
+import type { NetworkUse, Outbound } from "../outbound/outbound.ts";
 import { SessionLost, TooManyRequests, Unavailable } from "../errors.ts";
 import type { PackageLoader } from "../packages/loader.ts";
 import type { Policy } from "../policy/schema.ts";
@@ -58,6 +59,8 @@ export interface SessionManagerOptions {
   upstream?: UpstreamCaller;
   /** Told of every host tool call once it ended (the metrics). */
   onToolCall?: ToolCount;
+  /** Sends Python's HTTP requests (the policy's `network.allow`); absent: no host allowed. */
+  outbound?: Outbound;
 }
 
 /** Creates, finds, queues calls for, checkpoints, expires and shuts down sessions. */
@@ -73,6 +76,7 @@ export class SessionManager {
   readonly #instance: string;
   readonly #upstream?: UpstreamCaller;
   readonly #countTool?: ToolCount;
+  readonly #outbound?: Outbound;
   #closing = false;
 
   constructor(options: SessionManagerOptions) {
@@ -83,6 +87,7 @@ export class SessionManager {
     this.#loader = options.loader;
     this.#upstream = options.upstream;
     this.#countTool = options.onToolCall;
+    this.#outbound = options.outbound;
     if (options.checkpoints && options.restore) {
       this.#durable = new DurableSessions(options.checkpoints, policy.limits, {
         restore: options.restore,
@@ -296,6 +301,7 @@ export class SessionManager {
     }
     for (const name of interpreter.packages) session.packages.add(name);
     const left = Math.max(1, timeoutMs - (performance.now() - started));
+    const network: NetworkUse = { requests: 0, bytesIn: 0, refused: 0, rateLimited: [] };
     // An interpreter lost meanwhile (packages past the time limit, the memory watchdog) ends
     // the call at once, with the reason it was lost for.
     const end: ExecEnd = await interpreter.exec(request.code, {
@@ -303,7 +309,7 @@ export class SessionManager {
       graceMs: limits.graceMs,
       authorizedImports: request.authorizedImports ?? session.authorizedImports,
       onOutput: request.onOutput,
-      tools: this.#tools(request),
+      tools: this.#tools(request, session.id, network),
     });
     session.calls++;
     session.memoryBytes = interpreter.memoryBytes;
@@ -323,15 +329,20 @@ export class SessionManager {
       durationMs,
       memoryBytes: interpreter.memoryBytes,
       packages,
+      network: network.requests ? network : undefined,
       extra: answerFields(session, checkpoint),
     });
     this.#onCall(session.id, answer, request.code);
     return answer;
   }
 
-  /** A call's host tools and who answers them; none when it has none and no upstream is set. */
-  #tools(request: CallRequest): CallTools | undefined {
-    if (!request.tools?.length && !this.#upstream) return undefined;
+  /**
+   * A call's host tools and who answers them, and its outbound HTTP; none when it has no tools
+   * and neither upstream servers nor network hosts are set.
+   */
+  #tools(request: CallRequest, session: string, use: NetworkUse): CallTools | undefined {
+    const outbound = this.#outbound;
+    if (!request.tools?.length && !this.#upstream && !outbound) return undefined;
     const { toolCallMs, toolCalls } = this.#policy.limits;
     return {
       tools: request.tools,
@@ -341,6 +352,8 @@ export class SessionManager {
       toolCallMs,
       toolCalls,
       count: this.#countTool,
+      outbound: outbound &&
+        ((req, timeoutMs, signal) => outbound.send(session, req, timeoutMs, signal, use)),
     };
   }
 

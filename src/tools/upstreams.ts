@@ -11,7 +11,8 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 // @ts-types="@modelcontextprotocol/sdk/types"
 import { McpError, ToolListChangedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
-import { ENV_REF, type McpServer } from "../policy/schema.ts";
+import type { McpServer } from "../policy/schema.ts";
+import { resolveHeaders, scrub } from "../policy/secrets.ts";
 export { envNames, upstreamHosts } from "./grants.ts";
 import type { ToolOutcome, UpstreamCaller } from "../sandbox/tool_calls.ts";
 import type { UpstreamToolSpec } from "../worker/tool_channel.ts";
@@ -20,39 +21,6 @@ import type { UpstreamToolSpec } from "../worker/tool_channel.ts";
 const MAX_RETRY_MS = 60_000;
 /** How long connecting to a server, or listing its tools, may take. */
 const SETUP_MS = 10_000;
-
-/**
- * Header values with each `${NAME}` read from the environment; a missing one is an error. Also
- * what no error text may show: every value, and every variable's value on its own (a server may
- * echo back the token without its `Bearer `), longest first.
- */
-function resolveHeaders(
-  server: McpServer,
-  env: (name: string) => string | undefined,
-): { headers: Record<string, string>; secrets: string[] } {
-  const secrets: string[] = [];
-  const headers = Object.fromEntries(
-    Object.entries(server.headers).map(([header, value]) => {
-      const resolved = value.replace(ENV_REF, (_, name: string) => {
-        const found = env(name);
-        if (found === undefined) {
-          throw new Error(
-            `tools.mcp '${server.name}': header '${header}' names \${${name}}, which is not set ` +
-              "in the server's environment",
-          );
-        }
-        secrets.push(found);
-        return found;
-      });
-      secrets.push(resolved);
-      return [header, resolved];
-    }),
-  );
-  return {
-    headers,
-    secrets: [...new Set(secrets)].filter((s) => s.length >= 4).sort((a, b) => b.length - a.length),
-  };
-}
 
 interface Upstream {
   server: McpServer;
@@ -95,7 +63,8 @@ export class Upstreams implements UpstreamCaller {
     const env = options.env ?? ((name: string) => Deno.env.get(name));
     const upstreams = new Upstreams(options);
     for (const server of servers) {
-      const { headers, secrets } = resolveHeaders(server, env);
+      const where = `tools.mcp '${server.name}'`;
+      const { headers, secrets } = resolveHeaders(where, server.headers, env);
       upstreams.#upstreams.set(server.name, { server, headers, secrets, tools: [], retryMs: 1000 });
     }
     await Promise.all([...upstreams.#upstreams.values()].map((u) => upstreams.#open(u)));
@@ -259,9 +228,7 @@ export class Upstreams implements UpstreamCaller {
 
   /** An error's text without any header value (a token the server echoed back, say). */
   #scrub(upstream: Upstream, text: string): string {
-    let out = text;
-    for (const secret of upstream.secrets) out = out.replaceAll(secret, "[header]");
-    return out;
+    return scrub(text, upstream.secrets);
   }
 }
 

@@ -30,8 +30,8 @@ import { writeMounts } from "./fs.ts";
 import { capBuffers, capMemory } from "./limits.ts";
 import { dropPermissions, lockDown } from "./lockdown.ts";
 import { installKillSwitch } from "./kill_switch.ts";
-import { fetchJson } from "./network.ts";
-import { callTool } from "./tools.ts";
+import { legacyFetch } from "./network.ts";
+import { callTool, sendHttp } from "./tools.ts";
 import { Packages } from "./packages.ts";
 import { type FileQuota, quotaFiles } from "./fs_quota.ts";
 import { collectGarbage, leanPyodideModule, withCompiled } from "./pyodide.ts";
@@ -186,7 +186,7 @@ export async function makeSnapshot(msg: SnapshotRequest): Promise<Uint8Array<Arr
   for (const line of SNAPSHOT_IMPORTS) py.runPython(line);
   hideHost(py);
   const bytes = py.makeMemorySnapshot() as Uint8Array<ArrayBuffer>;
-  dropPermissions(false);
+  dropPermissions();
   return bytes;
 }
 
@@ -218,11 +218,6 @@ async function warmUp(live: Live, runnerGlobals: PyProxy): Promise<void> {
   collectGarbage?.();
 }
 
-/** `moat.fetch` in an interpreter restored under a policy without network hosts. */
-function noNetwork(): Promise<string> {
-  return Promise.resolve(JSON.stringify({ error: "network.allow is empty in this policy" }));
-}
-
 /**
  * Boots a session's interpreter, fresh or restored from a checkpoint; from its end on, the
  * worker holds no permission.
@@ -236,14 +231,16 @@ export async function boot(
   const base = msg.deltaBase ?? msg.snapshot;
   const plan = msg.checkpoint && base
     ? await prepareRestore(msg.checkpoint, msg.links ?? [], base, msg.memoryBytes, {
-      fetch: () => msg.network.length ? fetchJson(msg.network, msg.memoryBytes / 4) : noNetwork,
+      // The host checks every request against the policy of now, whatever the checkpoint knew.
+      fetch: () => legacyFetch,
+      http: () => sendHttp,
       tools: () => callTool,
     })
     : undefined;
   const py = prepared
     ? await prepared.open(plan)
     : await load(msg, { snapshot: msg.snapshot, plan });
-  dropPermissions(msg.network.length > 0);
+  dropPermissions();
   const output = new Output();
   py.setStdout({ write: (b: Uint8Array) => output.stdout.write(b) });
   py.setStderr({ write: (b: Uint8Array) => output.stderr.write(b) });
@@ -266,6 +263,7 @@ export async function boot(
   const { takeDenied, setAuthorized, tools } = lockDown(py, {
     source: msg.python.lockdown,
     imports: msg.python.imports,
+    http: msg.python.http,
     network: msg.network,
     memoryBytes: msg.memoryBytes,
   });

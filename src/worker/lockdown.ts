@@ -6,16 +6,12 @@ import type { PyodideAPI } from "pyodide";
 import type { PyProxy } from "pyodide/ffi";
 import { knownObject } from "./checkpoint/snapshot.ts";
 import { capBuffers } from "./limits.ts";
-import { fetchJson } from "./network.ts";
-import { callTool } from "./tools.ts";
+import { callTool, sendHttp } from "./tools.ts";
 
-/** After boot the worker needs no permission, except net for the policy's allowed hosts. */
-export function dropPermissions(keepNet: boolean): void {
+/** After boot the worker needs no permission: even its HTTP requests are sent by the host. */
+export function dropPermissions(): void {
   const names = ["read", "write", "net", "env", "run", "ffi", "sys", "import"] as const;
-  for (const name of names) {
-    if (name === "net" && keepNet) continue;
-    Deno.permissions.revokeSync({ name } as Deno.PermissionDescriptor);
-  }
+  for (const name of names) Deno.permissions.revokeSync({ name } as Deno.PermissionDescriptor);
 }
 
 /** What the lockdown needs from the boot request. */
@@ -24,7 +20,12 @@ export interface LockdownOptions {
   source: string;
   /** Source of `python/imports.py` (authorized imports), which the lockdown installs. */
   imports: string;
-  /** Hosts `moat.fetch` may reach; none: `moat` does not exist. */
+  /** Source of `python/http.py` (Python's HTTP clients over the host), installed with network. */
+  http: string;
+  /**
+   * Hosts of `network.allow`; any: `moat.fetch` and Python's HTTP clients send through the host
+   * (which checks each request); none: `moat` does not exist.
+   */
   network: string[];
   /** The interpreter's memory cap, which also bounds JavaScript buffers. */
   memoryBytes: number;
@@ -51,10 +52,17 @@ export function lockDown(pyodide: PyodideAPI, options: LockdownOptions): Locked 
   pyodide.runPython(options.imports, { globals: importsScope, filename: "<moat-imports>" });
   const guardImports = importsScope.get("install");
   const { network, memoryBytes } = options;
-  const fetcher = network.length ? fetchJson(network, memoryBytes / 4) : undefined;
-  if (fetcher) knownObject(fetcher, "fetch"); // a checkpoint names it; a restore rebuilds it
+  let http: PyProxy | undefined;
+  if (network.length) {
+    knownObject(sendHttp, "http"); // a checkpoint names it; a restore rebuilds it
+    const httpScope = pyodide.globals.get("dict")();
+    pyodide.runPython(options.http, { globals: httpScope, filename: "<moat-http>" });
+    http = httpScope.get("install");
+    httpScope.destroy();
+  }
   knownObject(callTool, "tools");
-  const installed = install(fetcher, guardImports, callTool);
+  const installed = install(http && sendHttp, guardImports, callTool, http);
+  http?.destroy();
   const locked = {
     takeDenied: installed.get(0),
     setAuthorized: installed.get(1),

@@ -1,41 +1,27 @@
-/** `moat.fetch`: the only network Python gets, and only to the policy's `network.allow`. */
-
-function hostAllowed(url: URL, allowed: string[]): boolean {
-  const port = url.port || (url.protocol === "https:" ? "443" : "80");
-  return allowed.some((entry) => entry === url.hostname || entry === `${url.hostname}:${port}`);
-}
-
 /**
- * `moat.fetch` seen from JavaScript: only http(s) to the policy's hosts, no redirects, and the
- * answer as JSON text, so Python receives no JavaScript object.
+ * `moat.fetch` as interpreters checkpointed before outbound HTTP went through the host knew it:
+ * an async `(url, optionsJson) → JSON text`. A restore rebuilds it (role `fetch`) over the host's
+ * channel (`sendHttp`), so their `await moat.fetch(...)` keeps working; new interpreters call
+ * `sendHttp` directly (role `http`).
  */
-export function fetchJson(
-  allowed: string[],
-  maxBytes: number,
-): (url: string, optionsJson: string) => Promise<string> {
-  const realFetch = fetch;
-  return async (url, optionsJson) => {
-    try {
-      const target = new URL(url);
-      if (!/^https?:$/.test(target.protocol) || !hostAllowed(target, allowed)) {
-        return JSON.stringify({ error: `host '${target.host}' is not in network.allow` });
-      }
-      const options = JSON.parse(optionsJson);
-      const body = options.body ? Uint8Array.fromBase64(options.body) : undefined;
-      const res = await realFetch(target, {
-        method: String(options.method),
-        headers: options.headers,
-        body,
-        redirect: "manual",
-      });
-      const bytes = new Uint8Array(await res.arrayBuffer());
-      if (bytes.length > maxBytes) {
-        return JSON.stringify({ error: `response of ${bytes.length} bytes exceeds the limit` });
-      }
-      const headers = Object.fromEntries(res.headers);
-      return JSON.stringify({ status: res.status, headers, body: bytes.toBase64() });
-    } catch (err) {
-      return JSON.stringify({ error: String((err as Error)?.message ?? err) });
-    }
-  };
+import { sendHttp } from "./tools.ts";
+
+/** The old `moat.fetch` bridge, answered by the host. */
+export function legacyFetch(url: string, optionsJson: string): Promise<string> {
+  let options: { method?: string; headers?: Record<string, string>; body?: string };
+  try {
+    options = JSON.parse(optionsJson);
+  } catch {
+    return Promise.resolve(JSON.stringify({ error: "the request is not valid" }));
+  }
+  const answer = JSON.parse(sendHttp(JSON.stringify({
+    url,
+    method: options.method ?? "GET",
+    headers: Object.entries(options.headers ?? {}),
+    body: options.body,
+  })));
+  if (answer.interrupted) return Promise.resolve(JSON.stringify({ error: "interrupted" }));
+  if (answer.error) return Promise.resolve(JSON.stringify({ error: answer.error }));
+  const headers = Object.fromEntries(answer.headers as [string, string][]);
+  return Promise.resolve(JSON.stringify({ status: answer.status, headers, body: answer.body }));
 }

@@ -1,8 +1,10 @@
 /**
- * The tool channel (here because workers read only src/worker/): a SharedArrayBuffer per interpreter through which the host answers a host
- * tool call while the worker's thread is blocked waiting for it (see `worker/tools.ts`). Two
- * 32-bit words, then the answer: [0] the state, [1] the answer's length in bytes, then that
- * many bytes of JSON text (`{"result": …}` or `{"error": "…"}`), checked by the host.
+ * The tool channel (here because workers read only src/worker/): a SharedArrayBuffer per
+ * interpreter through which the host answers a host tool call or an outbound HTTP request while
+ * the worker's thread is blocked waiting for it (see `worker/tools.ts`). Three 32-bit words, then
+ * the answer: [0] the state, [1] the length in bytes of the answer's JSON text (`{"result": …}`,
+ * `{"error": "…"}`, or a response's status and headers), checked by the host, [2] the length of
+ * the raw bytes that follow it (a response's body; 0 for a tool's answer).
  */
 
 /** The worker posted a call and waits. */
@@ -10,7 +12,9 @@ export const TOOL_WAITING = 0;
 /** The host wrote an answer. */
 export const TOOL_ANSWERED = 1;
 /** Bytes before the answer. */
-export const TOOL_HEADER_BYTES = 8;
+export const TOOL_HEADER_BYTES = 12;
+/** Room beyond `limits.resultBytes` for a response's status line and headers as JSON. */
+export const HTTP_META_BYTES = 256 * 1024;
 
 /** One tool of an execute request (PROTOCOL.md §6), as the worker needs it. */
 export interface ToolSpec {

@@ -1,7 +1,8 @@
 /**
- * Host tools seen from the worker: Python calls a tool synchronously, so this thread posts a
- * `tool_call` notice and blocks on the call's tool channel (a SharedArrayBuffer the host writes
- * the answer into) until the host answers. While it waits it reads the interrupt buffer, so the
+ * Host tools and outbound HTTP seen from the worker: Python calls a tool (or sends an HTTP
+ * request) synchronously, so this thread posts a `tool_call` (or `http`) notice and blocks on the
+ * call's tool channel (a SharedArrayBuffer the host writes the answer into) until the host
+ * answers. While it waits it reads the interrupt buffer, so the
  * call's time limit and the kill switch hold exactly as for running code.
  */
 import type { ExecRequest, WorkerNotice } from "../protocol/messages.ts";
@@ -58,7 +59,7 @@ export function beginTools(request: ExecRequest, flush: () => void): void {
     left: request.toolCalls ?? 0,
     limit: request.toolCalls ?? 0,
     waitMs: request.toolCallMs ?? 0,
-    state: channel && new Int32Array(channel, 0, 2),
+    state: channel && new Int32Array(channel, 0, 3),
     bytes: channel && new Uint8Array(channel, TOOL_HEADER_BYTES),
   };
 }
@@ -107,8 +108,33 @@ export function callTool(name: string, argsJson: string): string {
   return wait(call);
 }
 
-/** Blocks until the host answers, the call's time runs out, or the host gives up waiting. */
-function wait(call: Current): string {
+/**
+ * Python's HTTP clients (`python/lockdown.py`'s `_http`) call this with a request as JSON text
+ * (`{url, method, headers, body (base64), timeout}`); the host sends it. Answers JSON text: the
+ * response (`{status, reason, url, headers, body (base64)}`), `{"error": "…"}`, or
+ * `{"interrupted": true}`.
+ */
+export function sendHttp(requestJson: string): string {
+  const call = current;
+  if (!call) return answer({ error: "HTTP requests can be sent only while a call runs" });
+  if (!call.state || !call.bytes) return answer({ error: "this call has no tool channel" });
+  // A body as base64 is 4/3 of its bytes; the host refuses one above limits.resultBytes.
+  if (requestJson.length > call.bytes.length * 1.4) {
+    return answer({
+      error: `the request (${requestJson.length} characters as JSON) is above limits.resultBytes`,
+    });
+  }
+  flushOutput();
+  Atomics.store(call.state, 0, TOOL_WAITING);
+  post({ notice: "http", request: requestJson });
+  return wait(call, true);
+}
+
+/**
+ * Blocks until the host answers, the call's time runs out, or the host gives up waiting. A
+ * response's body follows its JSON text in the channel: `withBody` puts it in as base64.
+ */
+function wait(call: Current, withBody = false): string {
   const state = call.state!;
   // The host ends the wait itself at toolCallMs; this is only a backstop if it never does.
   const deadline = performance.now() + call.waitMs + 5_000;
@@ -123,7 +149,12 @@ function wait(call: Current): string {
       return answer({ error: `no result within limits.toolCallMs (${call.waitMs} ms)` });
     }
   }
-  const length = Atomics.load(state, 1);
+  const bytes = call.bytes!;
+  const length = Math.min(Atomics.load(state, 1), bytes.length);
   // The host wrote checked JSON text; copied out of the shared buffer before decoding.
-  return decoder.decode(call.bytes!.slice(0, Math.min(length, call.bytes!.length)));
+  const text = decoder.decode(bytes.slice(0, length));
+  const bodyLength = Math.min(Atomics.load(state, 2), bytes.length - length);
+  if (!withBody || !text.startsWith('{"status"')) return text;
+  const body = bytes.slice(length, length + bodyLength).toBase64();
+  return `${text.slice(0, -1)},"body":"${body}"}`;
 }

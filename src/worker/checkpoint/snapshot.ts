@@ -42,7 +42,7 @@ export interface SessionHandles {
 }
 
 /** JavaScript objects Python holds that a checkpoint names by role (and a restore rebuilds). */
-export type Role = "fetch" | "tools";
+export type Role = "fetch" | "http" | "tools";
 
 const state: {
   base?: Uint8Array;

@@ -194,46 +194,6 @@ def _sealed(function):
     return gen.send
 
 
-def _fetch_module(fetch_json):
-    """The `moat` module: `await moat.fetch(url)` for the hosts the policy's network.allow names.
-
-    `fetch_json` is the worker's JavaScript function; it answers with JSON text only, so no
-    JavaScript object reaches Python beyond the promise awaited inside `fetch`.
-    """
-    import base64
-    import json
-
-    send = _sealed(fetch_json)
-    del fetch_json
-
-    class Response(types.SimpleNamespace):
-        """What `moat.fetch` returns: `status`, `headers` (a dict), `body` (bytes)."""
-
-        def text(self):
-            return self.body.decode("utf-8", "replace")
-
-        def json(self):
-            return json.loads(self.body)
-
-    async def fetch(url, *, method="GET", headers=None, body=None):
-        """Fetches `url` (a host the policy allows); raises OSError when the host is refused."""
-        if isinstance(body, str):
-            body = body.encode()
-        options = {"method": method, "headers": dict(headers or {})}
-        if body is not None:
-            options["body"] = base64.b64encode(bytes(body)).decode("ascii")
-        answer = json.loads(await send((str(url), json.dumps(options))))
-        if "error" in answer:
-            raise OSError(answer["error"])
-        return Response(
-            status=answer["status"],
-            headers=answer["headers"],
-            body=base64.b64decode(answer["body"]),
-        )
-
-    return _stub("moat", fetch=fetch, Response=Response)
-
-
 class ToolError(Exception):
     """A host tool failed or could not be called; the text says why (PROTOCOL.md §6)."""
 
@@ -341,11 +301,12 @@ def _tools_module(call_tool):
     return module
 
 
-def install(fetch_json=None, guard_imports=None, call_tool=None):
+def install(send_http=None, guard_imports=None, call_tool=None, http_install=None):
     """Locks the interpreter down; returns `(take_denied, set_authorized, moat_tools)` for the
     worker (never stored here).
 
-    `fetch_json`, given when the policy allows network hosts, becomes `moat.fetch`.
+    `send_http` and `http_install` (http.py's `install`), given when the policy allows network
+    hosts, wire Python's HTTP clients and `moat.fetch` to the host, which sends each request.
     `call_tool` is the worker's host-tool call, which `moat_tools` wraps.
     `guard_imports` is `imports.install` (imports.py): authorized imports ride on this module's
     audit hook and `_imp` guard; `set_authorized` is None without it.
@@ -401,9 +362,9 @@ def install(fetch_json=None, guard_imports=None, call_tool=None):
     sys.modules["pyodide_js"] = _stub("pyodide_js", _api=_stub("pyodide_js._api", config=config))
     sys.modules["pyodide_js._api"] = sys.modules["pyodide_js"]._api
     sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "JsFinder"]
-    if fetch_json is not None:
-        sys.modules["moat"] = _fetch_module(fetch_json)
-        del fetch_json
+    if send_http is not None and http_install is not None:
+        sys.modules["moat"] = http_install(_sealed(send_http), _stub)
+        del send_http, http_install
     tools = None
     if call_tool is not None:
         tools = sys.modules["moat_tools"] = _tools_module(call_tool)
