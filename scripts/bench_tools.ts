@@ -1,7 +1,9 @@
 /**
  * The host tools rows of `deno task bench` (issue 20): the round trip of a tool call as Python
  * sees it (Python → the streaming client → Python), timed inside Python around each call, for a
- * client's tool over HTTP and for code mode's call to an upstream MCP server on loopback.
+ * client's tool over HTTP and for code mode's call to an upstream MCP server on loopback; and
+ * outbound HTTP (issue 21): a `urllib` request from Python to a loopback server through the host,
+ * against the same request made directly by this process.
  */
 import type { DurableRow as Row } from "./bench_durable.ts";
 import { startServer, type TestServer } from "../test/helpers/server.ts";
@@ -89,5 +91,65 @@ export async function toolTrips(quick: boolean, say: (line: string) => void): Pr
     what: "code mode call to a loopback upstream MCP server (p50 / p99)",
     value: `${ms(quantile(trips, 0.5))} / ${ms(quantile(trips, 0.99))}`,
   });
+  rows.push(...await outboundTrips(count, say));
   return rows;
+}
+
+/**
+ * Outbound HTTP: a GET with `urllib.request` from Python through the host to a loopback server
+ * (with a header the host adds), against the same GET by this process's `fetch`; the difference
+ * of their medians is what going through Moat adds to a request.
+ */
+async function outboundTrips(count: number, say: (line: string) => void): Promise<Row[]> {
+  say(`outbound HTTP (${count} urllib requests from Python to a loopback server)…`);
+  const body = "x".repeat(1024);
+  await using api = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () => new Response(body),
+  );
+  const url = `http://127.0.0.1:${api.addr.port}/`;
+  await using server = await startServer({
+    policyText: `limits:\n  poolSize: 1\nnetwork:\n  allow:\n` +
+      `    - host: "127.0.0.1:${api.addr.port}"\n      headers: { X-Key: "\${MOAT_BENCH_KEY}" }\n`,
+    env: { MOAT_BENCH_KEY: "bench-key-0123456789" },
+  });
+  const run = async (n: number) => {
+    const answer = await server.exec(
+      `import urllib.request\n${timedLoop(n, `urllib.request.urlopen("${url}").read()`)}`,
+      { timeoutMs: 120_000 },
+    );
+    if (answer.error) throw new Error(`outbound trips: ${answer.error.message}`);
+    return answer.result as number[];
+  };
+  const direct = async (n: number) => {
+    const times: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t = performance.now();
+      await (await fetch(url, { headers: { "x-key": "bench-key-0123456789" } })).arrayBuffer();
+      times.push(performance.now() - t);
+    }
+    return times;
+  };
+  await run(50);
+  await direct(50);
+  // Interleaved halves, so both see the same load on a shared machine.
+  const through = [...await run(count / 2), ...await run(count / 2)];
+  const plain = [...await direct(count / 2), ...await direct(count / 2)];
+  const added = quantile(through, 0.5) - quantile(plain, 0.5);
+  return [
+    {
+      what: "outbound HTTP GET from Python's urllib through the host (p50 / p99)",
+      value: `${ms(quantile(through, 0.5))} / ${ms(quantile(through, 0.99))}`,
+    },
+    {
+      what: "  the same GET made directly by the host process (p50 / p99)",
+      value: `${ms(quantile(plain, 0.5))} / ${ms(quantile(plain, 0.99))}`,
+    },
+    {
+      what: "  added by going through Moat (difference of the p50s)",
+      value: ms(added),
+      target: "≤ 2 ms",
+      met: added <= 2,
+    },
+  ];
 }

@@ -164,7 +164,7 @@ post = json.load(urllib.request.urlopen(req, timeout=10))
 
     await t.step("http.client, plain and https-shaped, and chunked bodies", async () => {
       const answer = await run(`
-import http.client
+import http.client, urllib.request
 c = http.client.HTTPConnection("${api.host}", timeout=5)
 c.request("PUT", "/json", body=iter([b"a", b"b", b"c"]), encode_chunked=True,
           headers={"Transfer-Encoding": "chunked"})
@@ -172,13 +172,19 @@ r = c.getresponse()
 first = [r.status, r.read().decode()]
 c.request("GET", "/plain")
 second = c.getresponse().read().decode()
-[first, second, hasattr(http.client, "HTTPSConnection")]`);
+# https: the host makes the TLS connection (this plain-http server cannot answer it)
+try:
+    https = urllib.request.urlopen("https://${api.host}/json").status
+except Exception as exc:
+    https = str(exc)
+[first, second, https]`);
       assert.equal(answer.error, null, answer.error?.message);
       assert.deepEqual(answer.result, [
         [200, JSON.stringify({ ok: true, method: "PUT", body: "abc", q: null })],
         "hello from /plain",
-        true,
+        answer.result[2],
       ]);
+      assert.match(answer.result[2], new RegExp(`GET https://${api.host}`));
     });
 
     await t.step("requests (the real wheel): JSON, params, sessions, cookies", async () => {
@@ -391,6 +397,11 @@ out`;
       assert.deepEqual(other.result.slice(0, 3), [200, 200, 200], "another session has its own");
       const limited = outboundLines(server).filter((l) => l.outcome === "rate-limited");
       assert.ok(limited.length >= 4);
+      // Calls sent at once to one session: still 3 requests in the minute, all told.
+      const busy = await server.createSession();
+      const answers = await Promise.all([1, 2, 3].map(() => server.exec(code, { session: busy })));
+      const sent = answers.flatMap((a) => a.result).filter((r) => r === 200);
+      assert.equal(sent.length, 3);
     });
 
     await t.step(
@@ -438,6 +449,37 @@ mods = [n for n, m in list(sys.modules.items()) if needle in repr(getattr(m, "__
       assert.match(metrics, /moat_outbound_requests_total\{host="other",outcome="refused"\} [1-9]/);
       assert.match(metrics, /outcome="rate-limited"\} [1-9]/);
     });
+  } finally {
+    await api.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a session restored from its checkpoint still sends through the host", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "moat-outbound-restore-" });
+  const api = apiServer();
+  const env = { MOAT_STORE: `kv:${dir}/store.kv`, MOAT_TEST_API_KEY: SECRET };
+  const policyText = `network:\n  allow:\n    - host: "${api.host}"\n` +
+    `      headers: { Authorization: "Bearer \${MOAT_TEST_API_KEY}" }\n`;
+  const code = `import json, urllib.request, moat
+get = lambda: json.load(urllib.request.urlopen("http://${api.host}/json?q=r"))["q"]
+`;
+  try {
+    {
+      await using server = await startServer({ policyText, env });
+      const first = await server.exec(`${code}get()`, { sync: true });
+      assert.equal(first.result, "r");
+      server.kill("SIGTERM");
+      await server.exited();
+    }
+    await using again = await startServer({ policyText, env });
+    const answer = await again.exec(
+      `[get(), (await moat.fetch("http://${api.host}/json")).json()["ok"]]`,
+    );
+    assert.equal(answer.error, null, answer.error?.message);
+    assert.equal(answer.restored, true);
+    assert.deepEqual(answer.result, ["r", true]);
+    assert.equal(api.seen.at(-1)!.headers.authorization, `Bearer ${SECRET}`);
   } finally {
     await api.close();
     await Deno.remove(dir, { recursive: true });

@@ -7,7 +7,7 @@
  */
 import type { ExecRequest, WorkerNotice } from "../protocol/messages.ts";
 import { KILL_SIGNAL } from "./kill_switch.ts";
-import { TOOL_HEADER_BYTES, TOOL_WAITING } from "./tool_channel.ts";
+import { HTTP_META_BYTES, TOOL_HEADER_BYTES, TOOL_WAITING } from "./tool_channel.ts";
 
 /** How often a wait looks at the interrupt buffer when nothing woke it. */
 const SLICE_MS = 50;
@@ -24,6 +24,8 @@ interface Current {
   waitMs: number;
   state?: Int32Array;
   bytes?: Uint8Array;
+  /** The policy's `limits.resultBytes`: the channel holds that, and room for HTTP headers. */
+  maxBytes: number;
 }
 
 let current: Current | undefined;
@@ -61,6 +63,7 @@ export function beginTools(request: ExecRequest, flush: () => void): void {
     waitMs: request.toolCallMs ?? 0,
     state: channel && new Int32Array(channel, 0, 3),
     bytes: channel && new Uint8Array(channel, TOOL_HEADER_BYTES),
+    maxBytes: channel ? channel.byteLength - TOOL_HEADER_BYTES - HTTP_META_BYTES : 0,
   };
 }
 
@@ -95,10 +98,10 @@ export function callTool(name: string, argsJson: string): string {
     return answer({ error: `limits.toolCalls reached: ${call.limit} tool calls per request` });
   }
   // The arguments are capped like the answer: the channel's size, the policy's resultBytes.
-  if (argsJson.length > call.bytes.length) {
+  if (argsJson.length > call.maxBytes) {
     return answer({
       error: `the arguments of '${name}' (${argsJson.length} characters as JSON) are above ` +
-        `limits.resultBytes (${call.bytes.length})`,
+        `limits.resultBytes (${call.maxBytes})`,
     });
   }
   call.left--;
@@ -119,7 +122,7 @@ export function sendHttp(requestJson: string): string {
   if (!call) return answer({ error: "HTTP requests can be sent only while a call runs" });
   if (!call.state || !call.bytes) return answer({ error: "this call has no tool channel" });
   // A body as base64 is 4/3 of its bytes; the host refuses one above limits.resultBytes.
-  if (requestJson.length > call.bytes.length * 1.4) {
+  if (requestJson.length > call.maxBytes * 1.4 + HTTP_META_BYTES) {
     return answer({
       error: `the request (${requestJson.length} characters as JSON) is above limits.resultBytes`,
     });
