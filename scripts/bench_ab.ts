@@ -7,12 +7,20 @@
  *
  *   git worktree add /tmp/base <commit> && ln -s "$PWD/node_modules" /tmp/base/node_modules
  *   deno run -A scripts/bench_ab.ts /tmp/base/ "$PWD/"
+ *   deno run -A scripts/bench_ab.ts --policy=net.yaml /tmp/base/ "$PWD/"   # another policy
  */
 import { cpuSeconds } from "../test/helpers/proc.ts";
 import { startServer, type TestServer } from "../test/helpers/server.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
-const roots = Deno.args.map((r) => r.endsWith("/") ? r : `${r}/`);
+// `--policy=FILE`: both servers run that policy instead of the default with a pool of 2.
+const policyArg = Deno.args.find((a) => a.startsWith("--policy="));
+const policyText = policyArg
+  ? Deno.readTextFileSync(policyArg.slice("--policy=".length))
+  : "limits:\n  poolSize: 2\n";
+const roots = Deno.args.filter((a) => !a.startsWith("--")).map((r) =>
+  r.endsWith("/") ? r : `${r}/`
+);
 if (roots.length < 2) throw new Error("usage: bench_ab.ts CHECKOUT_A/ CHECKOUT_B/");
 const CALLS = 300;
 const SESSIONS = 4;
@@ -25,7 +33,7 @@ for (const root of roots) {
       root,
       // The flags name this checkout's paths (the helper derives them for its own).
       mapFlags: (flags) => flags.map((f) => f.replaceAll(ROOT, root)),
-      policyText: "limits:\n  poolSize: 2\n",
+      policyText,
     }),
   );
 }
