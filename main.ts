@@ -14,6 +14,14 @@ import { serveStdio } from "./src/mcp/stdio.ts";
 import { broaderThanNeeded } from "./src/permissions/check.ts";
 import { Upstreams } from "./src/tools/upstreams.ts";
 import { Outbound } from "./src/outbound/outbound.ts";
+import { Quotas } from "./src/tenants/quotas.ts";
+import {
+  checkTenantPolicies,
+  loadTenants,
+  type Tenant,
+  Tokens,
+  tokenVariables,
+} from "./src/tenants/tenants.ts";
 import { rulesFor } from "./src/outbound/rules.ts";
 import { metrics } from "./src/metrics.ts";
 import { grantsFor } from "./src/permissions/flags.ts";
@@ -79,6 +87,18 @@ async function main(): Promise<void> {
     Deno.exit(1);
   }
   const { policy } = policyFile;
+  // Tenants: their tokens are read now; a bad file or a token that is not set stops the start.
+  let tenants: Tenant[] = [];
+  let tokens: Tokens;
+  try {
+    if (config.tenants) tenants = await loadTenants(config.tenants);
+    await checkTenantPolicies(tenants, policyFile.path);
+    tokens = new Tokens(config.token, tenants);
+  } catch (err) {
+    say(`cannot start: ${(err as Error).message}`);
+    Deno.exit(1);
+  }
+  const quotas = new Quotas(tenants);
   const mode = config.deploy ? "deploy" : "local";
   auditInstance(config.instanceId);
   metrics.instance(config.instanceId, mode);
@@ -99,6 +119,7 @@ async function main(): Promise<void> {
       policyPath: policyFile.path,
       store: config.store,
       advertise: config.advertiseUrl,
+      tenants: config.tenants ? { path: config.tenants, env: tokenVariables(tenants) } : undefined,
     });
   }
   // Deno Deploy's app directory may be read-only: the snapshot and wheels then go to /tmp.
@@ -203,6 +224,7 @@ async function main(): Promise<void> {
     onToolCall: (source, outcome) => metrics.toolCalls.inc({ source, outcome }),
     upstream,
     outbound,
+    quotas,
     // A restored checkpoint already holds its packages: no preload.
     restore: (loaded) =>
       pool.restore({
@@ -262,8 +284,24 @@ async function main(): Promise<void> {
     instanceId: config.instanceId,
     codeMode,
   });
+  // SIGHUP reads the tenants file again: a tenant removed is cut off at once, sessions stay.
+  if (config.tenants && !STDIO) {
+    const path = config.tenants;
+    Deno.addSignalListener("SIGHUP", async () => {
+      try {
+        const next = await loadTenants(path);
+        await checkTenantPolicies(next, policyFile.path);
+        tokens.replace(next);
+        quotas.replace(next);
+        say(`tenants reloaded from ${path}: ${next.map((t) => t.name).join(", ")}`);
+      } catch (err) {
+        say(`tenants not reloaded (the previous list stays): ${(err as Error).message}`);
+      }
+    });
+  }
   const app = createApp({
     token: config.token,
+    tokens,
     metricsToken: config.metricsToken,
     policy,
     sessions,

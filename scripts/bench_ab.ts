@@ -8,6 +8,11 @@
  *   git worktree add /tmp/base <commit> && ln -s "$PWD/node_modules" /tmp/base/node_modules
  *   deno run -A scripts/bench_ab.ts /tmp/base/ "$PWD/"
  *   deno run -A scripts/bench_ab.ts --policy=net.yaml /tmp/base/ "$PWD/"   # another policy
+ *   deno run -A scripts/bench_ab.ts --tenant "$PWD/" "$PWD/"   # the last one as a tenant
+ *
+ * `--tenant`: the last checkout runs with `MOAT_TENANTS` (one tenant with quotas it never
+ * reaches), and its sessions are created and called with that tenant's token: the cost of the
+ * tenant checks, against the same checkout called by the operator.
  */
 import { cpuSeconds } from "../test/helpers/proc.ts";
 import { startServer, type TestServer } from "../test/helpers/server.ts";
@@ -26,20 +31,42 @@ const CALLS = 300;
 const SESSIONS = 4;
 const body = JSON.stringify({ code: "1 + 1", packages: [] });
 
+const TENANT_TOKEN = "bench-tenant-token-0123456789";
+const asTenant = Deno.args.includes("--tenant");
+const tenantsFile = await Deno.makeTempFile({ suffix: ".yaml" });
+await Deno.writeTextFile(
+  tenantsFile,
+  'tenants:\n  - name: bench\n    token: "${MOAT_BENCH_TENANT_TOKEN}"\n' +
+    "    limits: { sessions: 64, callsPerMinute: 10000000 }\n",
+);
 const servers: TestServer[] = [];
-for (const root of roots) {
+for (const [k, root] of roots.entries()) {
+  const tenant = asTenant && k === roots.length - 1;
   servers.push(
     await startServer({
       root,
       // The flags name this checkout's paths (the helper derives them for its own).
       mapFlags: (flags) => flags.map((f) => f.replaceAll(ROOT, root)),
       policyText,
+      env: tenant
+        ? { MOAT_TENANTS: tenantsFile, MOAT_BENCH_TENANT_TOKEN: TENANT_TOKEN }
+        : undefined,
     }),
   );
 }
+/** The Authorization of server `k`'s calls: the operator's token, or the tenant's. */
+const auth = (k: number) =>
+  asTenant && k === roots.length - 1
+    ? { auth: false, headers: { Authorization: `Bearer ${TENANT_TOKEN}` } }
+    : {};
 try {
   const ids = await Promise.all(
-    servers.map((s) => Promise.all(Array.from({ length: SESSIONS }, () => s.createSession()))),
+    servers.map((s, k) =>
+      Promise.all(Array.from({ length: SESSIONS }, async () => {
+        const res = await s.request("/v1/sessions", { method: "POST", ...auth(k) });
+        return (await res.json()).id as string;
+      }))
+    ),
   );
   const stats = servers.map(() => ({
     rate: [] as number[],
@@ -55,7 +82,8 @@ try {
       await Promise.all(ids[k].map(async (id) => {
         for (let i = 0; i < CALLS; i++) {
           const t1 = performance.now();
-          await (await server.request(`/v1/sessions/${id}`, { method: "POST", body })).text();
+          const init = { method: "POST", body, ...auth(k) };
+          await (await server.request(`/v1/sessions/${id}`, init)).text();
           latencies.push(performance.now() - t1);
         }
       }));
@@ -72,7 +100,8 @@ try {
   const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
   for (const [k, root] of roots.entries()) {
     console.log(
-      `${root}: ${median(stats[k].rate).toFixed(0)} calls/s, server CPU ` +
+      `${root}${auth(k).headers ? " (as a tenant)" : ""}: ` +
+        `${median(stats[k].rate).toFixed(0)} calls/s, server CPU ` +
         `${median(stats[k].cpu).toFixed(3)} ms per call, round trip p50 ` +
         `${median(stats[k].p50).toFixed(2)} ms, p99 ${median(stats[k].p99).toFixed(2)} ms ` +
         "(medians of 7 rounds)",

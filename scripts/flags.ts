@@ -11,6 +11,7 @@
 import { readConfig } from "../src/config.ts";
 import { loadPolicy, resolvePolicyPath } from "../src/policy/load.ts";
 import { bootstrapFlags, flagsFor, grantsFor } from "../src/permissions/flags.ts";
+import { loadTenants, tokenVariables } from "../src/tenants/tenants.ts";
 
 /** The flags for the settings `get` returns (Deno.env.get when run as a script). */
 export async function flagsForSettings(
@@ -24,7 +25,12 @@ export async function flagsForSettings(
     // The token is irrelevant to the flags; a placeholder keeps readConfig from generating one.
     const config = readConfig((name) => name === "MOAT_TOKEN" ? "x".repeat(16) : get(name));
     const { policy } = await loadPolicy(policyPath);
+    const tenantsPath = config.tenants;
+    const tenants = tenantsPath
+      ? { path: tenantsPath, env: tokenVariables(await loadTenants(tenantsPath)) }
+      : undefined;
     return flagsFor(grantsFor(policy, {
+      tenants,
       host: config.host,
       port: config.port,
       policyPath,
@@ -33,7 +39,7 @@ export async function flagsForSettings(
     }));
   } catch (err) {
     report(`moat: ${(err as Error).message}`);
-    return bootstrapFlags(policyPath);
+    return bootstrapFlags(policyPath, get("MOAT_TENANTS") || undefined);
   }
 }
 

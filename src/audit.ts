@@ -59,15 +59,17 @@ export interface AuditOptions {
 /** Returns the per-call logger: the call line, then its security events. */
 export function callLogger(
   options: AuditOptions = {},
-): (session: string, answer: Answer, code?: string) => void {
-  return (session, answer, code) => logCall(session, answer, options.logCode ? code : undefined);
+): (session: string, answer: Answer, code?: string, tenant?: string) => void {
+  return (session, answer, code, tenant) =>
+    logCall(session, answer, options.logCode ? code : undefined, tenant);
 }
 
 /** The audit line for one call, then one line per security event it raised. */
-export function logCall(session: string, answer: Answer, code?: string): void {
-  metrics.call(answer);
+export function logCall(session: string, answer: Answer, code?: string, tenant?: string): void {
+  metrics.call(answer, tenant);
   logEvent("call", {
     session,
+    ...(tenant ? { tenant } : {}),
     durationMs: Math.round(answer.durationMs * 10) / 10,
     outcome: answer.outcome,
     limit: answer.limit,
@@ -75,7 +77,8 @@ export function logCall(session: string, answer: Answer, code?: string): void {
     bytesOut: answer.body.length,
     ...(code === undefined ? {} : { code }),
   });
-  if (answer.limit) logSecurity("limit", { session, limit: answer.limit });
-  if (answer.stateLost) logSecurity("worker-killed", { session, reason: answer.limit });
-  for (const what of answer.denied ?? []) logSecurity("denied", { session, what });
+  const who = tenant ? { session, tenant } : { session };
+  if (answer.limit) logSecurity("limit", { ...who, limit: answer.limit });
+  if (answer.stateLost) logSecurity("worker-killed", { ...who, reason: answer.limit });
+  for (const what of answer.denied ?? []) logSecurity("denied", { ...who, what });
 }

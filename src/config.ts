@@ -41,6 +41,8 @@ export interface Config {
   advertiseUrl?: string;
   /** How `run_python_code` writes its result, as mcp-run-python's `--return-mode`. @default {"xml"} */
   mcpReturnMode: "xml" | "json";
+  /** `MOAT_TENANTS`: the tenants file (src/tenants/); unset: the operator's token alone. */
+  tenants?: string;
 }
 
 const EnvSchema = z.object({
@@ -81,6 +83,7 @@ const EnvSchema = z.object({
     }
     return url!.origin;
   }),
+  MOAT_TENANTS: z.string().min(1).optional(),
   MOAT_MCP_RETURN_MODE: z.enum(["xml", "json"], { error: "must be 'xml' or 'json'" }).default(
     "xml",
   ),
@@ -94,6 +97,10 @@ const EnvSchema = z.object({
   path: ["MOAT_ADVERTISE_URL"],
   message: "needs a store the instances share (MOAT_STORE=redis://… or kv:PATH): with " +
     "MOAT_STORE=memory no other instance can know where a session runs",
+}).refine((env) => !env.MOAT_TENANTS || !env.MOAT_ADVERTISE_URL, {
+  path: ["MOAT_TENANTS"],
+  message: "cannot be combined with MOAT_ADVERTISE_URL yet: a request passed between instances " +
+    "does not carry its tenant, so run tenants on instances without forwarding",
 }).refine((env) => env.DENO_DEPLOY !== "true" || env.MOAT_STORE_KEY, {
   path: ["MOAT_STORE_KEY"],
   message: "must be set in deploy mode (DENO_DEPLOY=true): an instance's disk is not kept, so " +
@@ -134,6 +141,7 @@ export function readConfig(get: (name: string) => string | undefined): Config {
     instanceId: env.MOAT_INSTANCE_ID ?? `moat-${crypto.getRandomValues(new Uint8Array(4)).toHex()}`,
     advertiseUrl: env.MOAT_ADVERTISE_URL,
     mcpReturnMode: env.MOAT_MCP_RETURN_MODE,
+    tenants: env.MOAT_TENANTS,
   };
 }
 

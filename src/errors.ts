@@ -27,10 +27,10 @@ export class SessionLost extends MoatError {
   }
 }
 
-/** The server, or one session, is at its policy's cap. */
+/** The server, one session, or one tenant is at its cap; `retryAfter`: seconds, when known. */
 export class TooManyRequests extends MoatError {
   override name = "TooManyRequests";
-  constructor(message: string) {
+  constructor(message: string, readonly retryAfter?: number) {
     super(429, message);
   }
 }

@@ -139,6 +139,12 @@ export class Metrics {
     labelNames: ["host", "outcome"] as const,
     registers: [this.registry],
   });
+  readonly tenantCalls = new Counter({
+    name: "moat_tenant_calls_total",
+    help: "Calls answered in the sessions of each tenant of MOAT_TENANTS, by outcome (ok, error).",
+    labelNames: ["tenant", "outcome"] as const,
+    registers: [this.registry],
+  });
   readonly instanceInfo = new Gauge({
     name: "moat_instance_info",
     help:
@@ -197,8 +203,9 @@ export class Metrics {
   }
 
   /** One answered call: its outcome, limit, duration and the packages it loaded or not. */
-  call(answer: Answer): void {
+  call(answer: Answer, tenant?: string): void {
     this.calls.inc({ outcome: answer.outcome, limit: answer.limit ?? "none" });
+    if (tenant) this.tenantCalls.inc({ tenant, outcome: answer.outcome });
     this.callDuration.observe({ outcome: answer.outcome }, answer.durationMs / 1000);
     if (answer.packages) {
       this.packageLoads.inc(answer.packages.loaded.length);

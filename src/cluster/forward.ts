@@ -6,6 +6,7 @@
  * lease names an instance with no heartbeat (killed), this instance takes the lease over at once
  * and restores the session from its last checkpoint.
  */
+import { rawPathname } from "../files/path.ts";
 import type { Context, MiddlewareHandler } from "hono";
 import { logSecurity } from "../audit.ts";
 import { errorBody } from "../errors.ts";
@@ -216,6 +217,15 @@ export function forwardToOwner(o: ForwardOptions): MiddlewareHandler {
     if (!target) return await next();
     let peer = await ownerOf(target);
     if (!peer?.url) return await next();
+    // The hop sends a URL, which resolves '.' and '..': a path holding them would reach the
+    // peer as another, accepted one. Refused here as every route refuses them.
+    const raw = rawPathname(c.req.url);
+    if (raw.includes("\\") || raw.split("/").some((s) => /^(\.|%2e){1,2}$/i.test(s))) {
+      return c.json(
+        errorBody("BadRequest", "The request path has '.' or '..' segments, which are refused"),
+        400,
+      );
+    }
     const method = c.req.method;
     const body = method === "GET" || method === "HEAD" ? undefined : await c.req.arrayBuffer();
     const until = performance.now() + HEARTBEAT_TTL_MS + 2_000;

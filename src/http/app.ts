@@ -4,13 +4,14 @@ import { bodyLimit } from "hono/body-limit";
 import { acceptHops } from "../cluster/forward.ts";
 import type { HopVerifier } from "../cluster/hop.ts";
 import { HTTPException } from "hono/http-exception";
-import { errorBody, MoatError } from "../errors.ts";
+import { errorBody, MoatError, TooManyRequests } from "../errors.ts";
 import { SessionFiles } from "../files/ops.ts";
 import type { Metrics } from "../metrics.ts";
 import type { McpHttp } from "../mcp/http.ts";
 import type { Policy } from "../policy/schema.ts";
 import type { SessionManager } from "../session/manager.ts";
-import { requireToken } from "./auth.ts";
+import { authenticate, ownSessions } from "./principal.ts";
+import { Tokens } from "../tenants/tenants.ts";
 import { docsRoutes } from "./docs.ts";
 import { fileRoutes } from "./files.ts";
 import { type Readiness, readyRoutes } from "./ready.ts";
@@ -25,6 +26,8 @@ import { toolRoutes } from "./tools.ts";
 /** What the app needs from start-up. */
 export interface AppOptions {
   token: string;
+  /** The operator's and the tenants' tokens (`MOAT_TENANTS`); absent: `token` alone. */
+  tokens?: Tokens;
   /** `MOAT_METRICS_TOKEN`: opens `/metrics` only. */
   metricsToken?: string;
   policy: Policy;
@@ -89,7 +92,7 @@ export function createApp(options: AppOptions): OpenAPIHono {
     ]),
   );
 
-  const token = requireToken(options.token);
+  const token = authenticate(options.tokens ?? new Tokens(options.token));
   const cluster = options.cluster;
   app.use("*", cluster ? acceptHops(cluster.hops, token) : token);
   app.use(
@@ -107,6 +110,10 @@ export function createApp(options: AppOptions): OpenAPIHono {
     }),
   );
   if (cluster) app.use("*", cluster.forward);
+  // A tenant reaches only its own sessions: every route naming one asks first.
+  const own = ownSessions(sessions);
+  app.use("/v1/sessions/:id", own);
+  app.use("/v1/sessions/:id/*", own);
   // Routes behind the token. Each area is an OpenAPIHono of `serve`d routes, mounted here.
   const mcp = options.mcp;
   if (mcp) app.route("/", mcpRoutes(mcp));
@@ -119,7 +126,12 @@ export function createApp(options: AppOptions): OpenAPIHono {
     c.json(errorBody("NotFound", `No route ${c.req.method} ${new URL(c.req.url).pathname}`), 404)
   );
   app.onError((err, c) => {
-    if (err instanceof MoatError) return c.json(errorBody(err.name, err.message), err.status);
+    if (err instanceof MoatError) {
+      if (err instanceof TooManyRequests && err.retryAfter !== undefined) {
+        c.header("Retry-After", String(err.retryAfter));
+      }
+      return c.json(errorBody(err.name, err.message), err.status);
+    }
     if (err instanceof HTTPException) {
       const res = err.getResponse();
       if (res.headers.get("content-type")?.includes("json")) return res;

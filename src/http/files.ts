@@ -10,7 +10,7 @@ import { contentType } from "../files/content_type.ts";
 import type { SessionFiles } from "../files/ops.ts";
 import { filePath, rawPathname } from "../files/path.ts";
 import { MoatError } from "../errors.ts";
-import { DEFAULT_SESSION } from "../session/manager.ts";
+import { defaultSession } from "./principal.ts";
 import { errors, json, serve } from "./openapi.ts";
 import { SessionIdParams } from "./schemas.ts";
 
@@ -52,7 +52,7 @@ export function fileRoutes(files: SessionFiles, fileBytes: number): OpenAPIHono 
   const tags = ["files"];
   for (const base of ["/v1/sessions/{id}/files", "/files"]) {
     const named = base.startsWith("/v1/");
-    const id = (c: Context) => named ? c.req.param("id")! : DEFAULT_SESSION;
+    const id = (c: Context) => named ? c.req.param("id")! : defaultSession(c);
     // The path's segments as they came (still percent-encoded): the name is decoded once, here.
     const skip = named ? 5 : 2;
     const path = (c: Context) => filePath(rawPathname(c.req.url).split("/").slice(skip));

@@ -4,7 +4,9 @@
  */
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { z } from "zod";
+import type { Context } from "hono";
 import type { McpHttp } from "../mcp/http.ts";
+import { tenantOf } from "./principal.ts";
 import { errors, serve } from "./openapi.ts";
 
 const GUIDE = "MCP over Streamable HTTP (protocol version 2025-06-18 and earlier ones the SDK " +
@@ -60,7 +62,7 @@ function rpcError(description: string) {
 export function mcpRoutes(mcp: McpHttp): OpenAPIHono {
   const app = new OpenAPIHono();
   const tags = ["mcp"];
-  const handle = (c: { req: { raw: Request } }) => mcp.handle(c.req.raw);
+  const handle = (c: Context) => mcp.handle(c.req.raw, tenantOf(c));
   serve(app, {
     method: "post",
     path: "/mcp",

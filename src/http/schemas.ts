@@ -109,6 +109,9 @@ export const SessionInfoSchema = z.object({
   memoryBytes: z.number().int(),
   packages: z.array(z.string()),
   instance: z.string().meta({ description: "`MOAT_INSTANCE_ID` of the instance holding it." }),
+  tenant: z.string().optional().meta({
+    description: "The tenant (`MOAT_TENANTS`) that owns it; absent for the operator's sessions.",
+  }),
 }).meta({ id: "SessionInfo" });
 
 /** `GET /health/ready`: whether this instance can serve a new session now, and if not, why. */

@@ -1,3 +1,4 @@
+import { tenantOf } from "./principal.ts";
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { z } from "zod";
 import type { SessionManager } from "../session/manager.ts";
@@ -41,7 +42,10 @@ export function sessionRoutes(sessions: SessionManager): OpenAPIHono {
       c.req.header("transfer-encoding") !== undefined;
     const body = hasBody ? await readJson(c, CreateBodySchema) : CreateBodySchema.parse({});
     return c.json(
-      await sessions.create(body.mode, { authorizedImports: body.authorizedImports }),
+      await sessions.create(body.mode, {
+        authorizedImports: body.authorizedImports,
+        owner: tenantOf(c),
+      }),
       201,
     );
   });
@@ -51,10 +55,13 @@ export function sessionRoutes(sessions: SessionManager): OpenAPIHono {
     tags,
     summary: "List sessions",
     responses: {
-      200: json(z.object({ sessions: z.array(SessionInfoSchema) }), "Every session."),
+      200: json(
+        z.object({ sessions: z.array(SessionInfoSchema) }),
+        "Every session (a tenant's token: its own).",
+      ),
       ...errors(401),
     },
-  }, (c) => c.json({ sessions: sessions.list() }));
+  }, (c) => c.json({ sessions: sessions.list(tenantOf(c)) }));
   serve(app, {
     method: "post",
     path: "/v1/sessions/{id}/reset",

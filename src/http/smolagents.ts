@@ -1,7 +1,8 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { z } from "zod";
-import { DEFAULT_SESSION, type SessionManager } from "../session/manager.ts";
+import type { SessionManager } from "../session/manager.ts";
+import { defaultSession } from "./principal.ts";
 import { checkTimeout, ExecBodySchema, readJson } from "./body.ts";
 import { errors, json, jsonBody, serve } from "./openapi.ts";
 import { errorBody } from "../errors.ts";
@@ -68,7 +69,7 @@ export function smolagentsRoutes(sessions: SessionManager, maxTimeoutMs: number)
     tags,
     summary: "Health check of the default session",
     responses: checkResponses,
-  }, async (c) => c.json(await sessions.get(DEFAULT_SESSION)));
+  }, async (c) => c.json(await sessions.get(defaultSession(c))));
   serve(app, {
     method: "post",
     path: "/",
@@ -76,7 +77,7 @@ export function smolagentsRoutes(sessions: SessionManager, maxTimeoutMs: number)
     summary: "Run Python in the default session",
     request: { body: execRequest },
     responses: execResponses,
-  }, (c) => exec(c, DEFAULT_SESSION));
+  }, (c) => exec(c, defaultSession(c)));
   serve(app, {
     method: "get",
     path: "/v1/sessions/{id}",

@@ -1,7 +1,8 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { errorBody } from "../errors.ts";
-import { DEFAULT_SESSION, type SessionManager } from "../session/manager.ts";
+import type { SessionManager } from "../session/manager.ts";
+import { defaultSession } from "./principal.ts";
 import { readJson, ToolResultSchema } from "./body.ts";
 import { errors, jsonBody, serve } from "./openapi.ts";
 import { ErrorSchema, SessionIdParams } from "./schemas.ts";
@@ -63,7 +64,7 @@ export function toolRoutes(sessions: SessionManager): OpenAPIHono {
     summary: `${summary} (default session)`,
     request: { body: request },
     responses,
-  }, (c) => answer(c, DEFAULT_SESSION));
+  }, (c) => answer(c, defaultSession(c)));
   serve(app, {
     method: "post",
     path: "/v1/sessions/{id}/tool-results",

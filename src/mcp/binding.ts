@@ -30,7 +30,12 @@ export class MoatSessionBinding implements CallRunner {
   #id?: string;
   #closed = false;
 
-  constructor(private readonly sessions: SessionManager, private readonly ttlSeconds: number) {}
+  constructor(
+    private readonly sessions: SessionManager,
+    private readonly ttlSeconds: number,
+    /** The tenant of the MCP session (its Moat session is that tenant's); absent: the operator. */
+    private readonly owner?: string,
+  ) {}
 
   /** The Moat session id, once the first call made it. */
   get id(): string | undefined {
@@ -39,7 +44,7 @@ export class MoatSessionBinding implements CallRunner {
 
   async exec(request: CallRequest): Promise<Answer> {
     if (this.#closed) throw new SessionNotFound("(this MCP session has ended)");
-    const id = this.#id ??= (await this.sessions.create("persistent")).id;
+    const id = this.#id ??= (await this.sessions.create("persistent", { owner: this.owner })).id;
     try {
       return await this.sessions.exec(id, request);
     } catch (err) {

@@ -31,6 +31,8 @@ export interface McpHttpOptions {
 export const UNUSED_TTL_MS = 60_000;
 
 interface Entry {
+  /** The tenant that opened it; absent: the operator. Nobody else reaches it. */
+  tenant?: string;
   transport: WebStandardStreamableHTTPServerTransport;
   server: Server;
   binding: MoatSessionBinding;
@@ -54,12 +56,15 @@ export class McpHttp {
     return this.#entries.size;
   }
 
-  /** Serves one request to `/mcp`. */
-  async handle(request: Request): Promise<Response> {
+  /**
+   * Serves one request to `/mcp` of `tenant` (absent: the operator). Another tenant's MCP
+   * session answers as one that does not exist.
+   */
+  async handle(request: Request, tenant?: string): Promise<Response> {
     const id = request.headers.get("mcp-session-id");
     if (id !== null) {
       const entry = this.#entries.get(id);
-      if (!entry) return notFound(id);
+      if (!entry || (tenant !== undefined && entry.tenant !== tenant)) return notFound(id);
       entry.lastUsed = Date.now();
       return await entry.transport.handleRequest(request);
     }
@@ -69,6 +74,7 @@ export class McpHttp {
     const binding = new MoatSessionBinding(
       this.options.sessions,
       this.options.policy.limits.idleTtlSeconds,
+      tenant,
     );
     const server = createMcpServer(binding, {
       returnMode: this.options.returnMode ?? "xml",
@@ -80,7 +86,7 @@ export class McpHttp {
         sessionIdGenerator: () => mcpSessionId(this.options.instanceId ?? "local"),
         maxRequestBodySize: this.options.policy.limits.bodyBytes,
         onsessioninitialized: (sid) => {
-          this.#entries.set(sid, { transport, server, binding, lastUsed: Date.now() });
+          this.#entries.set(sid, { tenant, transport, server, binding, lastUsed: Date.now() });
         },
         onsessionclosed: (sid) => this.#end(sid),
       });

@@ -120,6 +120,7 @@ export class Outbound {
     timeoutMs: number,
     signal?: AbortSignal,
     use?: NetworkUse,
+    tenant?: string,
   ): Promise<OutboundAnswer> {
     const started = performance.now();
     const method = String(request.method ?? "GET").toUpperCase();
@@ -129,6 +130,7 @@ export class Outbound {
       this.#count(rule?.host ?? "other", outcome);
       this.#log({
         session,
+        ...(tenant ? { tenant } : {}),
         host: rule?.host ?? (typeof target === "string" ? undefined : target.host),
         method,
         outcome,

@@ -35,6 +35,7 @@ export const ENV_NAMES = [
   "MOAT_ADVERTISE_URL",
   "MOAT_ALLOW_BROAD_PERMISSIONS",
   "MOAT_MCP_RETURN_MODE",
+  "MOAT_TENANTS",
   // Deploy mode's switch (set by Deno Deploy) and the port it may name (src/config.ts).
   "DENO_DEPLOY",
   "PORT",
@@ -85,6 +86,8 @@ export interface Where {
   store?: StoreSetting;
   /** `MOAT_ADVERTISE_URL`: the other instances are reached beside it (`peerGrants`). */
   advertise?: string;
+  /** `MOAT_TENANTS`: its file (read, also on SIGHUP) and the variables its tokens name. */
+  tenants?: { path: string; env: string[] };
 }
 
 /**
@@ -158,13 +161,21 @@ export function grantsFor(policy: Policy, where: Where = {}): Grants {
   }
   if (store?.kind === "redis") net.push(store.host);
   if (where.advertise) net.push(...peerGrants(where.advertise));
+  if (where.tenants) read.push(absolute(where.tenants.path));
   // Code mode's upstream MCP servers: the host calls them, with headers read from these names.
   net.push(...upstreamHosts(policy.tools.mcp));
   return {
     read: [...new Set(read)],
     write,
     net: [...new Set(net)],
-    env: [...new Set([...ENV_NAMES, ...envNames(policy.tools.mcp), ...networkEnvNames(policy)])],
+    env: [
+      ...new Set([
+        ...ENV_NAMES,
+        ...envNames(policy.tools.mcp),
+        ...networkEnvNames(policy),
+        ...(where.tenants?.env ?? []),
+      ]),
+    ],
   };
 }
 
@@ -188,8 +199,12 @@ export function flagsFor(grants: Grants): string[] {
  * Flags that let `main.ts` start only far enough to report why the policy or settings cannot be
  * used: read the policy file and the settings, nothing else.
  */
-export function bootstrapFlags(policyPath: string | undefined): string[] {
-  const read = [POLICY_DIR, ...(policyPath ? [policyPath] : [])];
+export function bootstrapFlags(policyPath: string | undefined, tenantsPath?: string): string[] {
+  const read = [
+    POLICY_DIR,
+    ...(policyPath ? [policyPath] : []),
+    ...(tenantsPath ? [absolute(tenantsPath)] : []),
+  ];
   return [
     "--no-prompt",
     V8_FLAGS,

@@ -397,6 +397,7 @@ export class Checkpoints {
       baseId,
       instance: this.instanceId,
       ...(session.authorizedImports ? { authorizedImports: session.authorizedImports } : {}),
+      ...(session.owner ? { tenant: session.owner } : {}),
     };
   }
 

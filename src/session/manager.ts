@@ -1,5 +1,6 @@
 import type { NetworkUse, Outbound } from "../outbound/outbound.ts";
-import { SessionLost, TooManyRequests, Unavailable } from "../errors.ts";
+import type { Quotas } from "../tenants/quotas.ts";
+import { SessionLost, SessionNotFound, TooManyRequests, Unavailable } from "../errors.ts";
 import type { PackageLoader } from "../packages/loader.ts";
 import type { Policy } from "../policy/schema.ts";
 import type { ExecEnd, Interpreter, KillReason } from "../sandbox/interpreter.ts";
@@ -21,7 +22,10 @@ import { assertPackageCount } from "../packages/limit.ts";
 import {
   type CallRequest,
   DEFAULT_SESSION,
+  defaultSessionOf,
+  defaultSessionTenant,
   infoOf,
+  isDefaultSession,
   Session,
   type SessionInfo,
   type SessionMode,
@@ -35,6 +39,7 @@ import { holderOf, MemoryWatchdog } from "./watchdog.ts";
 export {
   type CallRequest,
   DEFAULT_SESSION,
+  defaultSessionOf,
   type SessionInfo,
   type SessionMode,
   type SessionOptions,
@@ -45,7 +50,7 @@ export interface SessionManagerOptions {
   policy: Policy;
   pool: Pool;
   /** Called after every call, for the audit log. */
-  onCall?: (session: string, answer: Answer, code: string) => void;
+  onCall?: (session: string, answer: Answer, code: string, tenant?: string) => void;
   /** Resolves and fetches the packages calls ask for; calls load nothing without it. */
   loader?: PackageLoader;
   log?: (line: string) => void;
@@ -61,6 +66,8 @@ export interface SessionManagerOptions {
   onToolCall?: ToolCount;
   /** Sends Python's HTTP requests (the policy's `network.allow`); absent: no host allowed. */
   outbound?: Outbound;
+  /** Tenants' quotas (`MOAT_TENANTS`): sessions held and stored, calls per minute. */
+  quotas?: Quotas;
 }
 
 /** Creates, finds, queues calls for, checkpoints, expires and shuts down sessions. */
@@ -77,6 +84,7 @@ export class SessionManager {
   readonly #upstream?: UpstreamCaller;
   readonly #countTool?: ToolCount;
   readonly #outbound?: Outbound;
+  readonly #quotas?: Quotas;
   #closing = false;
 
   constructor(options: SessionManagerOptions) {
@@ -88,6 +96,7 @@ export class SessionManager {
     this.#upstream = options.upstream;
     this.#countTool = options.onToolCall;
     this.#outbound = options.outbound;
+    this.#quotas = options.quotas;
     if (options.checkpoints && options.restore) {
       this.#durable = new DurableSessions(options.checkpoints, policy.limits, {
         restore: options.restore,
@@ -122,7 +131,18 @@ export class SessionManager {
   async create(mode: SessionMode, options: SessionOptions = {}): Promise<SessionInfo> {
     this.#assertOpen();
     await this.#sessions.makeRoom(this.#policy.limits.sessions);
-    const session = new Session(crypto.randomUUID(), mode, options.authorizedImports);
+    // Checked and counted with no wait in between: concurrent creates cannot overshoot.
+    const owner = options.owner;
+    if (owner && this.#quotas) {
+      const { held, stored } = this.#sessions.ownedBy(owner);
+      this.#quotas.checkCreate(owner, held, stored);
+    }
+    const session = new Session(
+      crypto.randomUUID(),
+      mode,
+      options.authorizedImports,
+      options.owner,
+    );
     this.#sessions.add(session);
     if (mode === "persistent") this.#boot(session);
     await this.#durable?.created(session);
@@ -134,8 +154,21 @@ export class SessionManager {
     return this.#info(await this.#sessions.find(id));
   }
 
-  list(): SessionInfo[] {
-    return [...this.#sessions.values()].map((s) => this.#info(s));
+  /** Every session here, or only those of `tenant`. */
+  list(tenant?: string): SessionInfo[] {
+    return [...this.#sessions.values()].filter((s) => !tenant || s.owner === tenant)
+      .map((s) => this.#info(s));
+  }
+
+  /**
+   * 404 unless `tenant` owns session `id` (no tenant: the operator, who reaches every session).
+   * Another tenant's session answers exactly as one that does not exist.
+   */
+  async assertOwner(id: string, tenant?: string): Promise<void> {
+    if (!tenant) return;
+    if (isDefaultSession(id) && defaultSessionTenant(id) !== tenant) throw new SessionNotFound(id);
+    const session = await this.#sessions.find(id);
+    if (session.owner !== tenant) throw new SessionNotFound(id);
   }
 
   /** Runs a call after the calls already queued on that session. */
@@ -150,6 +183,7 @@ export class SessionManager {
   async submit(id: string, request: CallRequest): Promise<{ answer: Promise<Answer>; held: Held }> {
     assertPackageCount(request.packages, this.#policy.packages.maxPerCall);
     const session = await this.#enqueue(id);
+    if (session.owner) this.#quotas?.takeCall(session.owner);
     // The code waiting in the queue is the session's to carry (the watchdog counts it).
     const release = session.held.add(request.code.length);
     const answer = session.queue.run(async () => {
@@ -236,13 +270,13 @@ export class SessionManager {
     for (const session of this.#sessions.values()) {
       if (session.queue.size > 0) continue;
       const idle = now - session.lastUsed;
-      if (session.id !== DEFAULT_SESSION && idle > idleTtlSeconds * 1000) {
+      if (!isDefaultSession(session.id) && idle > idleTtlSeconds * 1000) {
         this.#remove(session, "the session expired");
       } else if (this.#durable && session.slot && idle > hibernateAfterSeconds * 1000) {
         session.queue.run(() => this.#durable!.hibernate(session), true).catch(() => {});
       }
     }
-    this.#durable?.sweepStore(now, (id) => id === DEFAULT_SESSION || this.#sessions.has(id))
+    this.#durable?.sweepStore(now, (id) => isDefaultSession(id) || this.#sessions.has(id))
       .catch(() => {});
   }
 
@@ -309,7 +343,7 @@ export class SessionManager {
       graceMs: limits.graceMs,
       authorizedImports: request.authorizedImports ?? session.authorizedImports,
       onOutput: request.onOutput,
-      tools: this.#tools(request, session.id, network),
+      tools: this.#tools(request, session, network),
     });
     session.calls++;
     session.memoryBytes = interpreter.memoryBytes;
@@ -332,7 +366,7 @@ export class SessionManager {
       network: network.requests ? network : undefined,
       extra: answerFields(session, checkpoint),
     });
-    this.#onCall(session.id, answer, request.code);
+    this.#onCall(session.id, answer, request.code, session.owner);
     return answer;
   }
 
@@ -340,7 +374,7 @@ export class SessionManager {
    * A call's host tools and who answers them, and its outbound HTTP; none when it has no tools
    * and neither upstream servers nor network hosts are set.
    */
-  #tools(request: CallRequest, session: string, use: NetworkUse): CallTools | undefined {
+  #tools(request: CallRequest, session: Session, use: NetworkUse): CallTools | undefined {
     const outbound = this.#outbound;
     if (!request.tools?.length && !this.#upstream && !outbound) return undefined;
     const { toolCallMs, toolCalls } = this.#policy.limits;
@@ -353,7 +387,8 @@ export class SessionManager {
       toolCalls,
       count: this.#countTool,
       outbound: outbound &&
-        ((req, timeoutMs, signal) => outbound.send(session, req, timeoutMs, signal, use)),
+        ((req, timeoutMs, signal) =>
+          outbound.send(session.id, req, timeoutMs, signal, use, session.owner)),
     };
   }
 
@@ -373,7 +408,7 @@ export class SessionManager {
     session.calls++;
     session.lastUsed = Date.now();
     const answer = serialize(classify(end, timeoutMs, true), { durationMs: 0, memoryBytes: 0 });
-    this.#onCall(session.id, answer, code);
+    this.#onCall(session.id, answer, code, session.owner);
     return answer;
   }
 

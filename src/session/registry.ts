@@ -2,7 +2,7 @@
 import { SessionNotFound, TooManyRequests } from "../errors.ts";
 import type { SessionMeta } from "../store/store.ts";
 import type { DurableSessions } from "./durable.ts";
-import { DEFAULT_SESSION, Session } from "./session.ts";
+import { DEFAULT_SESSION, defaultSessionTenant, isDefaultSession, Session } from "./session.ts";
 
 export class Registry {
   readonly #sessions = new Map<string, Session>();
@@ -38,13 +38,33 @@ export class Registry {
     }
   }
 
-  /** A session known here, or in the store (restored on its first call); 404 otherwise. */
+  /**
+   * A session known here, or in the store (restored on its first call); 404 otherwise. A
+   * tenant's default session (`default.<tenant>`) starts, empty, on first use.
+   */
   async find(id: string): Promise<Session> {
     const session = this.#sessions.get(id);
     if (session) return session;
     const meta = await this.durable?.lookup(id);
-    if (!meta) throw new SessionNotFound(id);
-    return this.known(id, meta);
+    if (meta) return this.known(id, meta);
+    if (isDefaultSession(id)) {
+      const fresh = new Session(id, "persistent", undefined, defaultSessionTenant(id));
+      this.#sessions.set(id, fresh);
+      return fresh;
+    }
+    throw new SessionNotFound(id);
+  }
+
+  /** Sessions `tenant` holds here (live and hibernated), and how many of them are stored. */
+  ownedBy(tenant: string): { held: number; stored: number } {
+    let held = 0;
+    let stored = 0;
+    for (const s of this.#sessions.values()) {
+      if (s.owner !== tenant) continue;
+      held++;
+      if (s.durable.stored) stored++;
+    }
+    return { held, stored };
   }
 
   /** Registers a stored session as hibernated here (unless it is live here already). */
@@ -55,6 +75,7 @@ export class Registry {
     session.lastUsed = meta.lastUsed;
     session.calls = meta.calls;
     session.authorizedImports = meta.authorizedImports as string[] | undefined;
+    session.owner = typeof meta.tenant === "string" ? meta.tenant : undefined;
     session.durable.stored = true;
     session.durable.seq = 0; // nothing here matches a checkpoint: restore on use
     for (const name of meta.packages) session.packages.add(name);

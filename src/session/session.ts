@@ -9,8 +9,23 @@ import { SerialQueue } from "./queue.ts";
 /** `persistent` keeps state between calls; `ephemeral` gives every call a clean interpreter. */
 export type SessionMode = "persistent" | "ephemeral";
 
-/** The id of the session served at `/`. */
+/** The id of the session served at `/` (to the operator; each tenant has its own). */
 export const DEFAULT_SESSION = "default";
+
+/** The id of the default session of `tenant` (none: the operator's). */
+export function defaultSessionOf(tenant?: string): string {
+  return tenant ? `${DEFAULT_SESSION}.${tenant}` : DEFAULT_SESSION;
+}
+
+/** Whether `id` is a default session (the operator's or a tenant's): it never expires. */
+export function isDefaultSession(id: string): boolean {
+  return id === DEFAULT_SESSION || /^default\.[a-z0-9][a-z0-9_-]*$/.test(id);
+}
+
+/** The tenant a default session id belongs to (`default.<tenant>`); none for the operator's. */
+export function defaultSessionTenant(id: string): string | undefined {
+  return id.startsWith(`${DEFAULT_SESSION}.`) ? id.slice(DEFAULT_SESSION.length + 1) : undefined;
+}
 
 /** What `GET /v1/sessions/{id}` reports. */
 export interface SessionInfo {
@@ -36,12 +51,16 @@ export interface SessionInfo {
   packages: string[];
   /** The session's authorized imports (calls may override them); null when none are enforced. */
   authorizedImports: string[] | null;
+  /** The tenant that owns it (`MOAT_TENANTS`); absent for the operator's. */
+  tenant?: string;
 }
 
 /** Options a session is created with, validated at the HTTP edge. */
 export interface SessionOptions {
   /** Modules (and `pkg.*` patterns) the code may import beyond smolagents' standard ones. */
   authorizedImports?: string[];
+  /** The tenant creating it; absent: the operator. */
+  owner?: string;
 }
 
 /** One call as the manager receives it, validated at the HTTP edge. */
@@ -126,6 +145,8 @@ export class Session {
     readonly mode: SessionMode,
     /** Enforced in every call that does not send its own; kept in the session's checkpoints. */
     public authorizedImports?: string[],
+    /** The tenant that owns it, kept in its sealed checkpoints; absent: the operator's. */
+    public owner?: string,
   ) {}
 
   /** The interpreter, once booted. */
@@ -148,12 +169,13 @@ export function infoOf(s: Session, instance: string, ttlMs: number): SessionInfo
     instance,
     created: new Date(s.created).toISOString(),
     lastUsed: new Date(s.lastUsed).toISOString(),
-    expires: s.id === DEFAULT_SESSION ? null : new Date(s.lastUsed + ttlMs).toISOString(),
+    expires: isDefaultSession(s.id) ? null : new Date(s.lastUsed + ttlMs).toISOString(),
     calls: s.calls,
     busy: s.queue.running,
     queued: s.queue.waiting,
     memoryBytes: s.interpreter?.memoryBytes ?? s.memoryBytes,
     packages: [...s.packages],
     authorizedImports: s.authorizedImports ?? null,
+    ...(s.owner ? { tenant: s.owner } : {}),
   };
 }
