@@ -97,10 +97,6 @@ const EnvSchema = z.object({
   path: ["MOAT_ADVERTISE_URL"],
   message: "needs a store the instances share (MOAT_STORE=redis://… or kv:PATH): with " +
     "MOAT_STORE=memory no other instance can know where a session runs",
-}).refine((env) => !env.MOAT_TENANTS || !env.MOAT_ADVERTISE_URL, {
-  path: ["MOAT_TENANTS"],
-  message: "cannot be combined with MOAT_ADVERTISE_URL yet: a request passed between instances " +
-    "does not carry its tenant, so run tenants on instances without forwarding",
 }).refine((env) => env.DENO_DEPLOY !== "true" || env.MOAT_STORE_KEY, {
   path: ["MOAT_STORE_KEY"],
   message: "must be set in deploy mode (DENO_DEPLOY=true): an instance's disk is not kept, so " +

@@ -21,7 +21,12 @@ const STORE_KEY = "forward-test-store-key-0123456789";
 const POLICY = "limits:\n  poolSize: 1\n";
 
 /** Instances on one Redis prefix, each on a port of its own that it advertises. */
-async function startInstances(redis: TestRedis, ids: string[], advertise = true): Promise<Cluster> {
+async function startInstances(
+  redis: TestRedis,
+  ids: string[],
+  advertise = true,
+  extra: Record<string, string> = {},
+): Promise<Cluster> {
   const prefix = `moat-fwd-${crypto.randomUUID().slice(0, 8)}`;
   return await startServers(ids.map((id) => {
     const port = freePort();
@@ -35,6 +40,7 @@ async function startInstances(redis: TestRedis, ids: string[], advertise = true)
         MOAT_INSTANCE_ID: id,
         MOAT_PORT: String(port),
         ...(advertise ? { MOAT_ADVERTISE_URL: `http://127.0.0.1:${port}` } : {}),
+        ...extra,
       },
     };
   }));
@@ -378,6 +384,58 @@ Deno.test({
       assert.equal((await res.json()).result, 5);
     } finally {
       await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "a forwarded request keeps its tenant: the owner's token reaches, another's is 404",
+  ignore: skip !== undefined,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "moat-fwd-tenants-" });
+    const file = `${dir}/tenants.yaml`;
+    const tokens = {
+      acme: "acme-forward-token-0123456789",
+      globex: "globex-forward-token-0123456",
+    };
+    await Deno.writeTextFile(
+      file,
+      "tenants:\n" +
+        Object.keys(tokens).map((n) =>
+          `  - name: ${n}\n    token: "\${MOAT_TEST_${n.toUpperCase()}_TOKEN}"\n`
+        ).join(""),
+    );
+    try {
+      await using redis = await startRedis();
+      await using cluster = await startInstances(redis, ["ft-ta", "ft-tb"], true, {
+        MOAT_TENANTS: file,
+        MOAT_TEST_ACME_TOKEN: tokens.acme,
+        MOAT_TEST_GLOBEX_TOKEN: tokens.globex,
+      });
+      const [a, b] = cluster.servers;
+      const as = (server: TestServer, token: string, path: string, init: RequestInit = {}) =>
+        fetch(`${server.url}${path}`, {
+          ...init,
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        });
+      const created = await (await as(a, tokens.acme, "/v1/sessions", { method: "POST" })).json();
+      const run = (code: string) => ({ method: "POST", body: JSON.stringify({ code }) });
+      await (await as(a, tokens.acme, `/v1/sessions/${created.id}`, run("x = 5"))).text();
+      // Asked of B, which does not run it: passed to A with the tenant, and checked there.
+      const mine = await as(b, tokens.acme, `/v1/sessions/${created.id}`, run("x"));
+      assert.equal(mine.headers.get("moat-instance"), "ft-ta");
+      assert.equal((await mine.json()).result, 5);
+      const theirs = await as(b, tokens.globex, `/v1/sessions/${created.id}`, run("x"));
+      assert.equal(theirs.status, 404);
+      await theirs.body?.cancel();
+      // Each tenant's default session, wherever it runs, is its own.
+      await (await as(a, tokens.acme, "/", run("d = 'acme'"))).text();
+      const other = await (await as(b, tokens.globex, "/", run("d"))).json();
+      assert.equal(other.error.pythonExceptionType, "NameError");
+      const again = await (await as(b, tokens.acme, "/", run("d"))).json();
+      assert.equal(again.result, "acme");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });

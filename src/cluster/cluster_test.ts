@@ -43,6 +43,17 @@ Deno.test("a hop header verifies once, for its receiver, path and time only", as
   assert.equal(b.verify("v1 A B", "GET", "/"), "malformed");
 });
 
+Deno.test("a hop names its tenant, signed: another tenant's name or none does not verify", async () => {
+  const keys = await peerKeys("a-store-key-0123456789");
+  const b = new HopVerifier(keys.hops, "B");
+  const header = hopHeader(keys.hops, "A", "B", "GET", "/", "acme");
+  assert.deepEqual(b.verify(header, "GET", "/"), { from: "A", tenant: "acme" });
+  const again = hopHeader(keys.hops, "A", "B", "GET", "/", "acme");
+  assert.equal(b.verify(again.replace(/ acme$/, " globex"), "GET", "/"), "bad signature");
+  assert.equal(b.verify(again.replace(/ acme$/, ""), "GET", "/"), "bad signature");
+  assert.deepEqual(targetOf("/", undefined, "default.acme"), { session: "default.acme" });
+});
+
 Deno.test("heartbeats: a record verifies only under the key, for the id it names", async () => {
   const store = new MemoryBackend();
   const keys = await peerKeys("a-store-key-0123456789");

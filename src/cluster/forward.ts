@@ -6,11 +6,12 @@
  * lease names an instance with no heartbeat (killed), this instance takes the lease over at once
  * and restores the session from its last checkpoint.
  */
+import type { Tenant } from "../tenants/tenants.ts";
 import { rawPathname } from "../files/path.ts";
 import type { Context, MiddlewareHandler } from "hono";
 import { logSecurity } from "../audit.ts";
 import { errorBody } from "../errors.ts";
-import { DEFAULT_SESSION } from "../session/session.ts";
+import { DEFAULT_SESSION, defaultSessionOf } from "../session/session.ts";
 import type { Leases } from "../store/store.ts";
 import { HOP_HEADER, hopHeader, type HopVerifier } from "./hop.ts";
 import {
@@ -46,12 +47,19 @@ export function mcpSessionId(instanceId: string): string {
   return `${instanceId}${MCP_SEPARATOR}${crypto.randomUUID()}`;
 }
 
-/** The session (or MCP session's instance) a request is for, from its path alone. */
-export function targetOf(pathname: string, mcpSession?: string): Target | undefined {
+/**
+ * The session (or MCP session's instance) a request is for, from its path alone; `/`, `/files`
+ * and `/tool-results` are `defaultSession` (a tenant's own, or the operator's).
+ */
+export function targetOf(
+  pathname: string,
+  mcpSession?: string,
+  defaultSession = DEFAULT_SESSION,
+): Target | undefined {
   if (pathname === "/" || pathname === "/files" || pathname.startsWith("/files/")) {
-    return { session: DEFAULT_SESSION };
+    return { session: defaultSession };
   }
-  if (pathname === "/tool-results") return { session: DEFAULT_SESSION };
+  if (pathname === "/tool-results") return { session: defaultSession };
   if (pathname === "/mcp") {
     const at = mcpSession?.indexOf(MCP_SEPARATOR) ?? -1;
     return at > 0 ? { instance: mcpSession!.slice(0, at) } : undefined;
@@ -67,11 +75,13 @@ export function targetOf(pathname: string, mcpSession?: string): Target | undefi
 
 /**
  * Refuses a forwarding header that does not verify (401, a `hop-refused` security event); one
- * that does stands in for the bearer token, which the forwarding instance already checked.
+ * that does stands in for the bearer token, which the forwarding instance already checked, and
+ * names the tenant it belongs to, found in `tenantNamed` (this instance's tenants file).
  */
 export function acceptHops(
   verifier: HopVerifier,
   requireToken: MiddlewareHandler,
+  tenantNamed: (name: string) => Tenant | undefined = () => undefined,
 ): MiddlewareHandler {
   return async (c, next) => {
     const header = c.req.header(HOP_HEADER);
@@ -84,6 +94,17 @@ export function acceptHops(
         errorBody("Unauthorized", `The '${HOP_HEADER}' header was refused (${checked})`),
         401,
       );
+    }
+    if (checked.tenant) {
+      const tenant = tenantNamed(checked.tenant);
+      if (!tenant) {
+        logSecurity("hop-refused", { reason: "unknown tenant", path: url.pathname });
+        return c.json(
+          errorBody("Unauthorized", `Tenant '${checked.tenant}' is not in this instance's tenants`),
+          401,
+        );
+      }
+      c.set("tenant", tenant);
     }
     await next();
   };
@@ -190,7 +211,8 @@ export function forwardToOwner(o: ForwardOptions): MiddlewareHandler {
     for (const name of DROPPED) headers.delete(name);
     // Passed on as it comes: fetch would otherwise ask for gzip and decompress it unasked.
     headers.set("accept-encoding", "identity");
-    headers.set(HOP_HEADER, hopHeader(o.key, me, peer.id, c.req.method, path));
+    const tenant = c.get("tenant")?.name;
+    headers.set(HOP_HEADER, hopHeader(o.key, me, peer.id, c.req.method, path, tenant));
     const res = await fetch(new URL(path, peer.url), {
       method: c.req.method,
       headers,
@@ -211,7 +233,11 @@ export function forwardToOwner(o: ForwardOptions): MiddlewareHandler {
   };
 
   return async (c, next) => {
-    const target = targetOf(c.req.path, c.req.header("mcp-session-id"));
+    const target = targetOf(
+      c.req.path,
+      c.req.header("mcp-session-id"),
+      defaultSessionOf(c.get("tenant")?.name),
+    );
     // One hop at most: a forwarded request is served where it arrives.
     if (c.req.header(HOP_HEADER) !== undefined) return await hopped(c, next, target);
     if (!target) return await next();

@@ -92,9 +92,10 @@ export function createApp(options: AppOptions): OpenAPIHono {
     ]),
   );
 
-  const token = authenticate(options.tokens ?? new Tokens(options.token));
+  const tokens = options.tokens ?? new Tokens(options.token);
+  const token = authenticate(tokens);
   const cluster = options.cluster;
-  app.use("*", cluster ? acceptHops(cluster.hops, token) : token);
+  app.use("*", cluster ? acceptHops(cluster.hops, token, (name) => tokens.named(name)) : token);
   app.use(
     "*",
     bodyLimit({
@@ -111,9 +112,7 @@ export function createApp(options: AppOptions): OpenAPIHono {
   );
   if (cluster) app.use("*", cluster.forward);
   // A tenant reaches only its own sessions: every route naming one asks first.
-  const own = ownSessions(sessions);
-  app.use("/v1/sessions/:id", own);
-  app.use("/v1/sessions/:id/*", own);
+  app.use("*", ownSessions(sessions));
   // Routes behind the token. Each area is an OpenAPIHono of `serve`d routes, mounted here.
   const mcp = options.mcp;
   if (mcp) app.route("/", mcpRoutes(mcp));

@@ -49,11 +49,23 @@ export function defaultSession(c: Context): string {
   return defaultSessionOf(tenantOf(c));
 }
 
+/** `/v1/sessions/{id}` and everything under it. */
+const NAMED = /^\/v1\/sessions\/([^/]+)/;
+
 /** Every route under `/v1/sessions/{id}`: 404 unless the request's tenant owns that session. */
 export function ownSessions(sessions: SessionManager): MiddlewareHandler {
   return async (c, next) => {
     const tenant = tenantOf(c);
-    if (tenant) await sessions.assertOwner(c.req.param("id")!, tenant);
+    const named = tenant && c.req.path.match(NAMED);
+    if (named) {
+      let id: string | undefined;
+      try {
+        id = decodeURIComponent(named[1]);
+      } catch {
+        id = undefined; // not a session id any route takes: the routes answer
+      }
+      if (id !== undefined) await sessions.assertOwner(id, tenant);
+    }
     await next();
   };
 }

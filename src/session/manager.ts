@@ -168,7 +168,12 @@ export class SessionManager {
     if (!tenant) return;
     if (isDefaultSession(id) && defaultSessionTenant(id) !== tenant) throw new SessionNotFound(id);
     const session = await this.#sessions.find(id);
-    if (session.owner !== tenant) throw new SessionNotFound(id);
+    if (session.owner !== tenant) {
+      // An id that is not here costs a look in the store; another tenant's costs the same, so
+      // the time of the 404 does not tell that it exists.
+      if (this.#durable) await this.#durable.lookup(crypto.randomUUID()).catch(() => {});
+      throw new SessionNotFound(id);
+    }
   }
 
   /** Runs a call after the calls already queued on that session. */

@@ -147,6 +147,11 @@ export class Tokens {
     return this.#tenants.map((t) => t.tenant);
   }
 
+  /** The tenant of that name now (a forwarded request names its tenant). */
+  named(name: string): Tenant | undefined {
+    return this.#tenants.find((t) => t.tenant.name === name)?.tenant;
+  }
+
   /** Takes a new list of tenants; throws (keeping the old list) when one cannot be used. */
   replace(tenants: Tenant[], env: (name: string) => string | undefined = (n) => Deno.env.get(n)) {
     const next = tenants.map((tenant) => {
