@@ -114,3 +114,31 @@ def test_langchain_tools_are_host_tools_the_code_calls(server: Server) -> None:
         failed = moat.invoke({"query": "try:\n    lookup_order(404)\nexcept ToolError as e:\n"
                                        "    print(e)\nimport os\n'db-password' in repr(dict(os.environ)) + repr(globals())"})
         assert "no such order" in failed and failed.endswith("false"), failed
+
+
+def test_a_tool_named_with_a_dash_and_a_nested_schema_is_callable_by_a_python_name(
+    server: Server,
+) -> None:
+    from langchain_core.tools import StructuredTool
+    from pydantic import BaseModel
+
+    class Address(BaseModel):
+        city: str
+        zip: str
+
+    class ShipInputs(BaseModel):
+        weight_kg: float
+        to: Address
+
+    def ship(weight_kg: float, to: Address) -> str:
+        return f"{weight_kg} kg to {to.city} ({to.zip})"
+
+    shipping = StructuredTool.from_function(
+        ship, name="quote-shipping", description="Quotes a parcel.", args_schema=ShipInputs
+    )
+    with MoatPythonTool(server.url, server.token, tools=[shipping]) as moat:
+        assert "quote_shipping(weight_kg, to): Quotes a parcel." in moat.description
+        out = moat.invoke({"query": "quote_shipping(2.5, {'city': 'Lyon', 'zip': '69001'})"})
+        assert out == "2.5 kg to Lyon (69001)", out
+        help_text = moat.invoke({"query": "quote_shipping.__doc__"})
+        assert "Quotes a parcel." in help_text and "weight_kg (number)" in help_text, help_text

@@ -319,3 +319,38 @@ def test_a_saved_agent_gets_its_moat_executor_back_when_given_one(server: Server
         assert "json" in loaded.authorized_imports and "json" in executor.authorized_imports
         with pytest.raises(Exception, match="Import of os is not allowed"):
             executor("import os")
+
+
+def test_a_managed_agent_gets_additional_args_and_a_decorated_tool_its_optional_input(
+    server: Server, numpy_and_pillow: None
+) -> None:
+    from smolagents import tool
+
+    @tool
+    def convert(value: float, unit: str | None = None) -> float:
+        """Converts Fahrenheit to Celsius, or to Kelvin.
+
+        Args:
+            value: degrees Fahrenheit
+            unit: "K" for Kelvin; Celsius when omitted
+        """
+        celsius = (value - 32) * 5 / 9
+        return round(celsius + 273.15 if unit == "K" else celsius, 2)
+
+    helper = CodeAgent(
+        tools=[], model=ScriptedModel("final_answer(sum(readings) / len(readings))"),
+        name="averager", description="Averages readings.", verbosity_level=LogLevel.OFF,
+    )
+    with MoatExecutor(server.url, server.token, host_tools=True) as moat:
+        model = ScriptedModel(
+            "k = convert(212, unit='K')\nc = convert(value=32)\n"
+            "report = averager(task='Average the readings.', additional_args={'readings': [1, 2, 6]})\n"
+            "final_answer([k, c, '3.0' in report, convert.__module__])"
+        )
+        manager = CodeAgent(
+            tools=[convert], model=model, managed_agents=[helper], executor=moat,
+            verbosity_level=LogLevel.OFF,
+        )
+        assert manager.run("Convert and average.") == [373.15, 0.0, True, "moat_tools"]
+    # The helper ran in this process, with its own (local) executor, and saw the readings.
+    assert helper.state["readings"] == [1, 2, 6]

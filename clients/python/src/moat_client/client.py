@@ -100,10 +100,15 @@ class MoatClient:
         """Like `run`, but yields `OutputEvent`s as the code prints, then the `RunResult`.
 
         `tools`: functions on this machine the code may call like plain functions, as
-        `{"name": function}`, a list of functions, or `HostTool`s (their schema comes from
-        the signature and the docstring). Each call runs the function here, while the code
-        waits, and is yielded as a `ToolCallEvent`; an exception it raises is a `ToolError`
-        in the sandbox. The sandbox never sees the function, only its name and schema.
+        `{"name": function}` or a list of functions, `HostTool`s or definition dicts
+        `{"name", "description", "parameters", "function"}` (see `moat_client.tools`; a
+        function's schema comes from its signature, type hints and docstring). Each call runs
+        the function here, with the arguments as keyword arguments, while the code waits; it
+        is yielded as a `ToolCallEvent` once answered. The result reaches the code as a Python
+        value (what JSON cannot hold is converted, see `moat_client.tools.to_json`); an
+        exception the function raises is a `ToolError("Type: message")` there. The sandbox
+        never sees the function, only its name, description and schema. A name that cannot
+        be a Python function's raises ValueError here, before anything is sent.
         """
         return stream_run(self, code, packages, session_id, timeout_ms, authorized_imports,
                           host_tools(tools))
@@ -231,10 +236,11 @@ class MoatSession:
 
     def run_stream(
         self, code: str, packages: Sequence[str] = (), *, timeout_ms: int | None = None,
-        tools: ToolsArg | None = None,
+        authorized_imports: Sequence[str] | None = None, tools: ToolsArg | None = None,
     ) -> Iterator[OutputEvent | ToolCallEvent | RunResult]:
         return self.client.run_stream(
-            code, packages, session_id=self.id, timeout_ms=timeout_ms, tools=tools
+            code, packages, session_id=self.id, timeout_ms=timeout_ms,
+            authorized_imports=authorized_imports, tools=tools,
         )
 
     def upload(self, path: str, data: bytes | str) -> FileEntry:

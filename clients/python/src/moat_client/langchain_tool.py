@@ -18,7 +18,7 @@ from .client import DEFAULT_URL, MoatClient
 from .errors import MoatError
 from .results import RunResult, image_bytes, is_image
 from .smolagents_executor import _delete_quietly
-from .tools import HostTool, host_tools
+from .tools import HostTool, as_host_tool, host_tools, identifier
 
 try:
     from langchain_core.tools import BaseTool, ToolException
@@ -62,18 +62,23 @@ DESCRIPTION = (
 
 
 def langchain_host_tool(tool: Any) -> HostTool:
-    """A LangChain tool (or a plain function) as a host tool: its JSON schema from its
-    `tool_call_schema`, called with `invoke` in this process."""
+    """A LangChain tool (or a plain function, or a `HostTool`) as a host tool: its JSON schema
+    from its `tool_call_schema` (the arguments the model fills in), called with
+    `tool.invoke(arguments)` in this process. A name that is not a Python identifier is made
+    one (`search-web` → `search_web`)."""
     if not hasattr(tool, "invoke") or not hasattr(tool, "name"):
-        return HostTool.from_function(tool)
+        return as_host_tool(tool)
     try:
-        schema = dict(tool.tool_call_schema.model_json_schema())
+        schema = tool.tool_call_schema
+        schema = dict(schema if isinstance(schema, dict) else schema.model_json_schema())
     except Exception:  # noqa: BLE001 - a tool without a pydantic schema
         schema = {"properties": dict(getattr(tool, "args", {}) or {})}
-    parameters = {"type": "object", "properties": schema.get("properties", {})}
+    parameters: dict[str, Any] = {"type": "object", "properties": schema.get("properties", {})}
     if schema.get("required"):
         parameters["required"] = list(schema["required"])
-    return HostTool(tool.name, lambda **arguments: tool.invoke(arguments),
+    if schema.get("$defs"):  # what the properties' "$ref"s point to
+        parameters["$defs"] = schema["$defs"]
+    return HostTool(identifier(tool.name), lambda **arguments: tool.invoke(arguments),
                     str(tool.description or ""), parameters)
 
 
@@ -102,8 +107,10 @@ class MoatPythonTool(BaseTool):
     before every call; only the first load costs time), `mode` ("persistent" or
     "ephemeral"), `timeout_ms`, and `sanitize_input` (strip Markdown code fences).
 
-    `tools`: LangChain tools (or plain functions) the code may call like Python functions;
-    they run here, in this process, and the tool's description lists them for the model.
+    `tools`: LangChain tools (or plain functions, or `HostTool`s) the code may call like
+    Python functions (see `langchain_host_tool`); they run here, in this process, and the
+    tool's description lists them for the model. A tool's exception (`ToolException`
+    included) is a `ToolError` in the sandbox, which the model reads in the output.
     """
 
     name: str = "moat_python"

@@ -167,8 +167,10 @@ def smolagents_host_tool(name: str, tool: Any) -> HostTool:
     required: list[str] = []
     for key, spec in (getattr(tool, "inputs", None) or {}).items():
         entry: dict[str, Any] = {"description": str(spec.get("description", ""))}
-        if spec.get("type") in _JSON_SCHEMA_TYPES:
-            entry["type"] = spec["type"]
+        kinds = spec.get("type")
+        kinds = [kinds] if isinstance(kinds, str) else list(kinds or [])
+        if kinds and all(k in _JSON_SCHEMA_TYPES for k in kinds):  # not "any", "image", "audio"
+            entry["type"] = kinds[0] if len(kinds) == 1 else kinds
         properties[key] = entry
         if not spec.get("nullable"):
             required.append(key)

@@ -150,9 +150,18 @@ def _answer_tool(
     try:
         client._request("POST", path, {"id": call["id"], **answer})
     except MoatHTTPError as e:
-        # 413: the sandbox got a ToolError saying the result is too big; 404: it stopped
-        # waiting (limits.toolCallMs, its time limit). Either way the call goes on.
-        answer = {"error": f"{e.name}: {e.message}"}
+        # 404: the sandbox stopped waiting (limits.toolCallMs, its time limit); 413 for
+        # limits.resultBytes: it got a ToolError saying so. Either way the call goes on.
+        refused = {"error": f"the result was refused: HTTP {e.status} {e.name}: {e.message}"}
+        if e.status in (400, 413) and "result" in answer:
+            # It may still wait (a 413 of limits.bodyBytes comes before the result's own cap
+            # is checked): tell it why rather than leave it to limits.toolCallMs. Where it
+            # was told already, this is a 404, ignored.
+            try:
+                client._request("POST", path, {"id": call["id"], **refused})
+            except MoatHTTPError:
+                pass
+        answer = refused
     return ToolCallEvent(call["id"], call["name"], arguments, answer.get("error"))
 
 
