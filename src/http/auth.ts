@@ -1,6 +1,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { bearerAuth } from "hono/bearer-auth";
 import { errorBody } from "../errors.ts";
+import { sameBytes } from "../digest.ts";
 
 function unauthorized(message: string) {
   return (_c: Context) => Response.json(errorBody("Unauthorized", message), { status: 401 });
@@ -15,10 +16,7 @@ const encoder = new TextEncoder();
  * request on the hot path.)
  */
 function sameToken(expected: Uint8Array, given: string): boolean {
-  const bytes = encoder.encode(given);
-  let diff = bytes.length ^ expected.length;
-  for (let i = 0; i < expected.length; i++) diff |= expected[i] ^ (bytes[i] ?? 0);
-  return diff === 0;
+  return sameBytes(expected, encoder.encode(given));
 }
 
 /**

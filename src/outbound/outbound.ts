@@ -281,12 +281,5 @@ async function readCapped(response: Response, max: number): Promise<Uint8Array |
     }
     chunks.push(read.value);
   }
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
+  return chunks.length === 1 ? chunks[0] : new Uint8Array(Buffer.concat(chunks, size));
 }

@@ -8,6 +8,7 @@ import type { ExecRequest, HttpNotice, ToolCallNotice } from "../protocol/messag
 import type { OutboundAnswer, OutboundRequest } from "../outbound/outbound.ts";
 import {
   HTTP_META_BYTES,
+  maxRequestChars,
   TOOL_ANSWERED,
   TOOL_HEADER_BYTES,
   type ToolSpec,
@@ -183,7 +184,7 @@ export class ToolChannel {
     let request: OutboundRequest;
     try {
       // The worker caps it too; a worker that does not is not trusted with this thread.
-      if (notice.request.length > this.maxBytes * 1.4 + HTTP_META_BYTES) throw new Error();
+      if (notice.request.length > maxRequestChars(this.maxBytes)) throw new Error();
       const parsed = JSON.parse(notice.request);
       request = { ...parsed, body: parsed.body ? Uint8Array.fromBase64(parsed.body) : undefined };
     } catch {

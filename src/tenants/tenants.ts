@@ -8,6 +8,7 @@ import { createHash } from "node:crypto";
 import { parse } from "yaml";
 import { z } from "zod";
 import { resolvePolicyPath } from "../policy/load.ts";
+import { sameBytes } from "../digest.ts";
 import { describeIssue } from "../validation.ts";
 
 /** A tenant's quotas, on top of the server's policy limits. */
@@ -172,7 +173,7 @@ export class Tokens {
       return { tenant, digest: sha256(token) };
     });
     for (const t of next) {
-      if (same(t.digest, this.#operator)) {
+      if (sameBytes(t.digest, this.#operator)) {
         throw new TenantsError(
           `tenant '${t.tenant.name}': its token is MOAT_TOKEN, the operator's`,
         );
@@ -188,20 +189,8 @@ export class Tokens {
   identify(token: string): Principal | undefined {
     const digest = sha256(token);
     let found: Tenant | undefined;
-    let operator = false;
-    for (const t of this.#tenants) {
-      const match = same(digest, t.digest);
-      found = match ? t.tenant : found;
-    }
-    operator = same(digest, this.#operator);
-    if (operator) return { operator: true };
+    for (const t of this.#tenants) found = sameBytes(t.digest, digest) ? t.tenant : found;
+    if (sameBytes(this.#operator, digest)) return { operator: true };
     return found ? { operator: false, tenant: found } : undefined;
   }
-}
-
-/** Two 32-byte digests compared without an early exit. */
-function same(a: Uint8Array, b: Uint8Array): boolean {
-  let diff = a.length ^ b.length;
-  for (let i = 0; i < a.length; i++) diff |= a[i] ^ (b[i] ?? 0);
-  return diff === 0;
 }

@@ -16,6 +16,14 @@ export const TOOL_HEADER_BYTES = 12;
 /** Room beyond `limits.resultBytes` for a response's status line and headers as JSON. */
 export const HTTP_META_BYTES = 256 * 1024;
 
+/**
+ * The longest HTTP request (as JSON text) for a channel of `maxBytes`: a body of `maxBytes` as
+ * base64 (4/3 of it), with room for the URL and headers. The worker and the host both hold it.
+ */
+export function maxRequestChars(maxBytes: number): number {
+  return maxBytes * 1.4 + HTTP_META_BYTES;
+}
+
 /** One tool of an execute request (PROTOCOL.md §6), as the worker needs it. */
 export interface ToolSpec {
   name: string;

@@ -7,7 +7,12 @@
  */
 import type { ExecRequest, WorkerNotice } from "../protocol/messages.ts";
 import { KILL_SIGNAL } from "./kill_switch.ts";
-import { HTTP_META_BYTES, TOOL_HEADER_BYTES, TOOL_WAITING } from "./tool_channel.ts";
+import {
+  HTTP_META_BYTES,
+  maxRequestChars,
+  TOOL_HEADER_BYTES,
+  TOOL_WAITING,
+} from "./tool_channel.ts";
 
 /** How often a wait looks at the interrupt buffer when nothing woke it. */
 const SLICE_MS = 50;
@@ -122,7 +127,7 @@ export function sendHttp(requestJson: string): string {
   if (!call) return answer({ error: "HTTP requests can be sent only while a call runs" });
   if (!call.state || !call.bytes) return answer({ error: "this call has no tool channel" });
   // A body as base64 is 4/3 of its bytes; the host refuses one above limits.resultBytes.
-  if (requestJson.length > call.maxBytes * 1.4 + HTTP_META_BYTES) {
+  if (requestJson.length > maxRequestChars(call.maxBytes)) {
     return answer({
       error: `the request (${requestJson.length} characters as JSON) is above limits.resultBytes`,
     });
