@@ -12,27 +12,22 @@ import { readiness } from "./src/http/ready.ts";
 import { McpHttp } from "./src/mcp/http.ts";
 import { serveStdio } from "./src/mcp/stdio.ts";
 import { broaderThanNeeded } from "./src/permissions/check.ts";
-import { Upstreams } from "./src/tools/upstreams.ts";
-import { Outbound } from "./src/outbound/outbound.ts";
 import { Quotas } from "./src/tenants/quotas.ts";
 import {
-  checkTenantPolicies,
   loadTenants,
   type Tenant,
+  tenantPolicies,
+  type TenantPolicy,
   Tokens,
   tokenVariables,
 } from "./src/tenants/tenants.ts";
-import { rulesFor } from "./src/outbound/rules.ts";
 import { metrics } from "./src/metrics.ts";
-import { grantsFor } from "./src/permissions/flags.ts";
+import { grantsForAll } from "./src/permissions/flags.ts";
 import { loadPolicy } from "./src/policy/load.ts";
-import { PackageLoader } from "./src/packages/loader.ts";
-import { fetchPreload } from "./src/packages/preload.ts";
 import { allowedHosts, type Policy } from "./src/policy/schema.ts";
-import { readMounts } from "./src/sandbox/mounts.ts";
-import { loadDeltaBase } from "./src/sandbox/delta_base.ts";
-import { Pool } from "./src/sandbox/pool.ts";
 import { loadSnapshot } from "./src/sandbox/snapshot.ts";
+import { buildScope, type Scope } from "./src/scope.ts";
+import { TenantScopeMap } from "./src/tenants/scopes.ts";
 import { stuckWorkers } from "./src/sandbox/interpreter.ts";
 import { Checkpoints, LEASE_TTL_MS } from "./src/session/checkpoints.ts";
 import { startCluster } from "./src/cluster/cluster.ts";
@@ -52,8 +47,12 @@ if (STDIO) auditToStderr();
  * Refuses to run with broader permissions than the policy needs, unless the operator set
  * MOAT_ALLOW_BROAD_PERMISSIONS=1, which is logged as a warning and a security event.
  */
-async function selfCheck(policy: Policy, where: Parameters<typeof grantsFor>[1]): Promise<void> {
-  const extra = await broaderThanNeeded(grantsFor(policy, where));
+async function selfCheck(
+  policy: Policy,
+  where: Parameters<typeof grantsForAll>[1],
+  tenantPolicies: TenantPolicy[],
+): Promise<void> {
+  const extra = await broaderThanNeeded(grantsForAll(policy, where, tenantPolicies));
   if (extra.length === 0) return;
   const list = extra.join(", ");
   if (Deno.env.get("MOAT_ALLOW_BROAD_PERMISSIONS") === "1") {
@@ -90,9 +89,10 @@ async function main(): Promise<void> {
   // Tenants: their tokens are read now; a bad file or a token that is not set stops the start.
   let tenants: Tenant[] = [];
   let tokens: Tokens;
+  let ownPolicies: Awaited<ReturnType<typeof tenantPolicies>>;
   try {
     if (config.tenants) tenants = await loadTenants(config.tenants);
-    await checkTenantPolicies(tenants, policyFile.path);
+    ownPolicies = await tenantPolicies(tenants, policyFile.path);
     tokens = new Tokens(config.token, tenants);
   } catch (err) {
     say(`cannot start: ${(err as Error).message}`);
@@ -107,7 +107,8 @@ async function main(): Promise<void> {
   if (config.deploy) {
     applyMemoryFlags(); // before the first worker
     try {
-      await proveWorkersNarrowed(allowedHosts(policy), say);
+      const hosts = [policy, ...ownPolicies.policies.map((t) => t.policy)].flatMap(allowedHosts);
+      await proveWorkersNarrowed([...new Set(hosts)], say);
     } catch (err) {
       say(`cannot start: ${(err as Error).message}`);
       Deno.exit(1);
@@ -120,7 +121,7 @@ async function main(): Promise<void> {
       store: config.store,
       advertise: config.advertiseUrl,
       tenants: config.tenants ? { path: config.tenants, env: tokenVariables(tenants) } : undefined,
-    });
+    }, ownPolicies.policies);
   }
   // Deno Deploy's app directory may be read-only: the snapshot and wheels then go to /tmp.
   const cacheDir = config.deploy ? await writableCacheDir() : CACHE_DIR;
@@ -143,96 +144,51 @@ async function main(): Promise<void> {
   const storeLine = describeStore(config.store, cacheDir, config.storePrefix, config.deploy);
   // Said on its own line only when it needs acting on; otherwise the ready line names it.
   await store.ping().catch((err) => say(`${storeLine} (not reachable now: ${err.message})`));
-  let mounts;
-  try {
-    mounts = await readMounts(policy.mounts, policy.limits.memoryMb * 1024 * 1024 / 2);
-  } catch (err) {
-    say(`cannot start: ${(err as Error).message}`);
-    Deno.exit(1);
-  }
-
-  let packages;
-  try {
-    packages = await PackageLoader.create(policy.packages, {
-      pyodideDir: PYODIDE_DIR,
-      cacheDir: `${cacheDir}packages/`,
-      log: say,
-    });
-  } catch (err) {
-    say(`cannot start: ${(err as Error).message}`);
-    Deno.exit(1);
-  }
-  const preload = await fetchPreload(packages, say);
-
-  // Outbound HTTP: the host sends Python's requests; its headers' variables are read now.
-  let outbound: Outbound | undefined;
-  try {
-    outbound = policy.network.allow.length
-      ? new Outbound(rulesFor(policy), {
-        maxBytes: policy.limits.resultBytes,
-        count: (host, outcome) => metrics.outbound.inc({ host, outcome }),
-      })
-      : undefined;
-  } catch (err) {
-    say(`cannot start: ${(err as Error).message}`);
-    Deno.exit(1);
-  }
-  if (outbound) metrics.outboundHosts(outbound.hosts);
-
   const snapshot = await loadSnapshot(say, cacheDir === CACHE_DIR ? undefined : cacheDir);
-  const boot = {
-    limits: policy.limits,
+  // The server's policy, then each tenant policy: its own pool, base, packages, network, tools.
+  const scopeOptions = {
     snapshot: snapshot.bytes,
-    network: allowedHosts(policy),
-    mounts,
+    cacheDir,
+    pyodideDir: PYODIDE_DIR,
+    durable: store.kind !== "memory",
+    log: say,
   };
-  const fresh = { ...boot, preload: preload.wheels, preloadUnavailable: preload.unavailable };
-  // Durable sessions, unless MOAT_STORE=memory: checkpoints are deltas against an idle session.
-  const base = store.kind === "memory" ? undefined : await loadDeltaBase(fresh, say, cacheDir);
-  const pool = new Pool(
-    policy.limits.poolSize,
-    { ...fresh, deltaBase: base?.bytes },
-    say,
-    (ms) => metrics.boot(ms),
-  );
-  await pool.warm();
-  const checkpoints = base && new Checkpoints({
+  let serverScope: Scope;
+  const tenantScopes = new TenantScopeMap();
+  try {
+    serverScope = await buildScope(policyFile.path, policy, scopeOptions);
+    for (const own of ownPolicies.policies) {
+      const scope = await buildScope(own.path, own.policy, scopeOptions).catch((err) => {
+        throw new Error(`tenant policy ${own.path}: ${(err as Error).message}`);
+      });
+      tenantScopes.add(scope);
+    }
+    tenantScopes.assign(tenants, ownPolicies.byTenant);
+  } catch (err) {
+    say(`cannot start: ${(err as Error).message}`);
+    Deno.exit(1);
+  }
+  const pool = serverScope.pool;
+  const checkpoints = serverScope.base && new Checkpoints({
     store,
     instanceId: config.instanceId,
     limits: policy.limits,
-    base: base.bytes,
+    base: serverScope.base,
     log: say,
     keepLeases: config.advertiseUrl !== undefined,
   });
-  // Code mode: the policy's upstream MCP servers, whose tools sessions call as Python modules.
-  let upstream: Upstreams | undefined;
-  try {
-    upstream = policy.tools.mcp.length ? await Upstreams.connect(policy.tools.mcp) : undefined;
-  } catch (err) {
-    say(`cannot start: ${(err as Error).message}`);
-    Deno.exit(1);
-  }
+  for (const scope of tenantScopes.all()) if (scope.base) await checkpoints?.addBase(scope.base);
+  const upstream = serverScope.upstream;
   const codeMode = upstream && (() => upstream.describe());
   const sessions = new SessionManager({
-    policy,
-    pool,
+    ...serverScope,
     onCall: callLogger(policy.audit),
-    loader: packages,
     log: say,
     instanceId: config.instanceId,
     checkpoints,
     onToolCall: (source, outcome) => metrics.toolCalls.inc({ source, outcome }),
-    upstream,
-    outbound,
     quotas,
-    // A restored checkpoint already holds its packages: no preload.
-    restore: (loaded) =>
-      pool.restore({
-        ...boot,
-        deltaBase: loaded.base,
-        checkpoint: loaded.checkpoint,
-        links: loaded.links,
-      }),
+    tenantScopes,
   });
   const stored = await sessions.loadStored().catch((err) => {
     say(
@@ -242,7 +198,7 @@ async function main(): Promise<void> {
   });
   if (stored) say(`${stored} sessions in the store, each restored on its first call`);
   metrics.observe({
-    poolReady: () => pool.ready,
+    poolReady: () => tenantScopes.all().reduce((n, s) => n + s.pool.ready, pool.ready),
     sessions: () => sessions.counts(),
   });
   if (STDIO) {
@@ -283,6 +239,11 @@ async function main(): Promise<void> {
     returnMode: config.mcpReturnMode,
     instanceId: config.instanceId,
     codeMode,
+    tenantScope: (tenant) => {
+      const scope = tenantScopes.of(tenant);
+      const upstream = scope?.upstream;
+      return scope && { policy: scope.policy, codeMode: upstream && (() => upstream.describe()) };
+    },
   });
   // SIGHUP reads the tenants file again: a tenant removed is cut off at once, sessions stay.
   if (config.tenants && !STDIO) {
@@ -290,8 +251,10 @@ async function main(): Promise<void> {
     Deno.addSignalListener("SIGHUP", async () => {
       try {
         const next = await loadTenants(path);
-        await checkTenantPolicies(next, policyFile.path);
+        const { byTenant } = await tenantPolicies(next, policyFile.path);
+        tenantScopes.check(next, byTenant);
         tokens.replace(next);
+        tenantScopes.assign(next, byTenant);
         quotas.replace(next);
         say(`tenants reloaded from ${path}: ${next.map((t) => t.name).join(", ")}`);
       } catch (err) {
@@ -360,6 +323,7 @@ async function main(): Promise<void> {
     await cluster?.stop();
     await mcp.close();
     await upstream?.close();
+    await Promise.all(tenantScopes.all().map((s) => s.close()));
     await server.shutdown();
     await store.close();
     say("stopped");

@@ -10,8 +10,8 @@
  */
 import { readConfig } from "../src/config.ts";
 import { loadPolicy, resolvePolicyPath } from "../src/policy/load.ts";
-import { bootstrapFlags, flagsFor, grantsFor } from "../src/permissions/flags.ts";
-import { loadTenants, tokenVariables } from "../src/tenants/tenants.ts";
+import { absolute, bootstrapFlags, flagsFor, grantsForAll } from "../src/permissions/flags.ts";
+import { loadTenants, tenantPolicies, tokenVariables } from "../src/tenants/tenants.ts";
 
 /** The flags for the settings `get` returns (Deno.env.get when run as a script). */
 export async function flagsForSettings(
@@ -19,6 +19,8 @@ export async function flagsForSettings(
   report: (line: string) => void = console.error,
 ): Promise<string[]> {
   let policyPath: string | undefined;
+  // Tenants' policy files, readable even when one is invalid, so main.ts can say what is wrong.
+  let tenantPaths: string[] = [];
   try {
     policyPath = resolvePolicyPath(get("MOAT_POLICY") || "default");
     if (!policyPath.startsWith("/")) policyPath = `${Deno.cwd()}/${policyPath}`;
@@ -26,20 +28,22 @@ export async function flagsForSettings(
     const config = readConfig((name) => name === "MOAT_TOKEN" ? "x".repeat(16) : get(name));
     const { policy } = await loadPolicy(policyPath);
     const tenantsPath = config.tenants;
-    const tenants = tenantsPath
-      ? { path: tenantsPath, env: tokenVariables(await loadTenants(tenantsPath)) }
-      : undefined;
-    return flagsFor(grantsFor(policy, {
+    const list = tenantsPath ? await loadTenants(tenantsPath) : [];
+    tenantPaths = list.flatMap((t) => t.policy ? [absolute(resolvePolicyPath(t.policy))] : []);
+    const tenants = tenantsPath ? { path: tenantsPath, env: tokenVariables(list) } : undefined;
+    // Each tenant's own policy adds what it needs: its hosts, indexes, mounts, variables.
+    const { policies } = await tenantPolicies(list, policyPath);
+    return flagsFor(grantsForAll(policy, {
       tenants,
       host: config.host,
       port: config.port,
       policyPath,
       store: config.store,
       advertise: config.advertiseUrl,
-    }));
+    }, policies));
   } catch (err) {
     report(`moat: ${(err as Error).message}`);
-    return bootstrapFlags(policyPath, get("MOAT_TENANTS") || undefined);
+    return bootstrapFlags(policyPath, get("MOAT_TENANTS") || undefined, tenantPaths);
   }
 }
 

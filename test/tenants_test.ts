@@ -293,9 +293,9 @@ Deno.test("a tenants file that cannot be used stops the start, naming the proble
         /'a' is named twice/,
       ],
       [
-        "another policy",
-        `tenants:\n  - name: a\n    token: "sha256:${sha("x")}"\n    policy: strict\n`,
-        /tenant 'a': policy 'strict' is not the server's/,
+        "a policy that does not exist",
+        `tenants:\n  - name: a\n    token: "sha256:${sha("x")}"\n    policy: nosuchpolicy\n`,
+        /tenant 'a': .*nosuchpolicy\.yaml/,
       ],
     ];
     for (const [what, text, message] of cases) {

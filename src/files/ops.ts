@@ -40,13 +40,18 @@ const entry = (f: FileInfo): FileEntry => ({
 
 /** Files in sessions' working directories. */
 export class SessionFiles {
-  constructor(private readonly sessions: SessionManager, private readonly limits: Limits) {}
+  constructor(private readonly sessions: SessionManager) {}
+
+  /** The limits of session `id`'s policy (a tenant's own, or the server's); 404 when unknown. */
+  limits(id: string): Promise<Limits> {
+    return this.sessions.limitsOf(id);
+  }
 
   /** Writes `bytes` to `path` (parents made as needed); `created` is false when it replaced one. */
-  put(id: string, path: string, bytes: Uint8Array<ArrayBuffer>) {
-    const { fileBytes, filesBytes, memoryMb } = this.limits;
+  async put(id: string, path: string, bytes: Uint8Array<ArrayBuffer>) {
+    const { fileBytes, filesBytes, memoryMb } = await this.limits(id);
     const body = { path, bytes, fileBytes, filesBytes, memoryBytes: memoryMb * 1024 * 1024 };
-    return this.#run(
+    return await this.#run(
       id,
       async (i) => {
         const reply = unwrap(await i.file("files.put", body, [bytes.buffer]));
@@ -72,7 +77,7 @@ export class SessionFiles {
       return {
         files: reply.files.map(entry),
         totalBytes: reply.totalBytes,
-        limitBytes: this.limits.filesBytes,
+        limitBytes: (await this.limits(id)).filesBytes,
         truncated: reply.truncated,
       };
     });

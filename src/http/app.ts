@@ -10,7 +10,7 @@ import type { Metrics } from "../metrics.ts";
 import type { McpHttp } from "../mcp/http.ts";
 import type { Policy } from "../policy/schema.ts";
 import type { SessionManager } from "../session/manager.ts";
-import { authenticate, ownSessions } from "./principal.ts";
+import { authenticate, ownSessions, tenantOf } from "./principal.ts";
 import { Tokens } from "../tenants/tenants.ts";
 import { docsRoutes } from "./docs.ts";
 import { fileRoutes } from "./files.ts";
@@ -64,7 +64,7 @@ function notConfigured(): Promise<Readiness> {
  * test/openapi_test.ts fails when one is not.
  */
 export function createApp(options: AppOptions): OpenAPIHono {
-  const { sessions, policy } = options;
+  const { sessions } = options;
   const app = new OpenAPIHono();
 
   // Routes that need no token.
@@ -96,30 +96,37 @@ export function createApp(options: AppOptions): OpenAPIHono {
   const token = authenticate(tokens);
   const cluster = options.cluster;
   app.use("*", cluster ? acceptHops(cluster.hops, token, (name) => tokens.named(name)) : token);
-  app.use(
-    "*",
-    bodyLimit({
-      maxSize: policy.limits.bodyBytes,
-      onError: (c) =>
-        c.json(
-          errorBody(
-            "PayloadTooLarge",
-            `The request body exceeds the policy's limit of ${policy.limits.bodyBytes} bytes`,
+  // The body limit of the request's tenant's policy (the operator's: the server's).
+  const limiters = new Map<number, MiddlewareHandler>();
+  app.use("*", (c, next) => {
+    const maxSize = sessions.limitsFor(tenantOf(c)).bodyBytes;
+    let limiter = limiters.get(maxSize);
+    if (!limiter) {
+      limiter = bodyLimit({
+        maxSize,
+        onError: (c) =>
+          c.json(
+            errorBody(
+              "PayloadTooLarge",
+              `The request body exceeds the policy's limit of ${maxSize} bytes`,
+            ),
+            413,
           ),
-          413,
-        ),
-    }),
-  );
+      });
+      limiters.set(maxSize, limiter);
+    }
+    return limiter(c, next);
+  });
   if (cluster) app.use("*", cluster.forward);
   // A tenant reaches only its own sessions: every route naming one asks first.
   app.use("*", ownSessions(sessions));
   // Routes behind the token. Each area is an OpenAPIHono of `serve`d routes, mounted here.
   const mcp = options.mcp;
   if (mcp) app.route("/", mcpRoutes(mcp));
-  app.route("/", smolagentsRoutes(sessions, policy.limits.maxTimeoutMs));
+  app.route("/", smolagentsRoutes(sessions));
   app.route("/", sessionRoutes(sessions));
   app.route("/", toolRoutes(sessions));
-  app.route("/", fileRoutes(new SessionFiles(sessions, policy.limits), policy.limits.fileBytes));
+  app.route("/", fileRoutes(new SessionFiles(sessions)));
 
   app.notFound((c) =>
     c.json(errorBody("NotFound", `No route ${c.req.method} ${new URL(c.req.url).pathname}`), 404)

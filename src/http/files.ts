@@ -47,7 +47,7 @@ const PathParam = z.object({
 });
 
 /** The files routes, for sessions (`/v1/sessions/{id}/files`) and the default one (`/files`). */
-export function fileRoutes(files: SessionFiles, fileBytes: number): OpenAPIHono {
+export function fileRoutes(files: SessionFiles): OpenAPIHono {
   const app = new OpenAPIHono();
   const tags = ["files"];
   for (const base of ["/v1/sessions/{id}/files", "/files"]) {
@@ -91,6 +91,7 @@ export function fileRoutes(files: SessionFiles, fileBytes: number): OpenAPIHono 
       },
     }, async (c) => {
       const name = path(c);
+      const { fileBytes } = await files.limits(id(c));
       const declared = Number(c.req.header("content-length") ?? 0);
       if (declared > fileBytes) throw new FileTooLarge(declared, fileBytes);
       const bytes = new Uint8Array(await c.req.arrayBuffer());

@@ -49,11 +49,12 @@ const execResponses = {
 };
 
 /** GET/POST at `/` and `/v1/sessions/{id}`: the protocol smolagents' WasmExecutor spoke. */
-export function smolagentsRoutes(sessions: SessionManager, maxTimeoutMs: number): OpenAPIHono {
+export function smolagentsRoutes(sessions: SessionManager): OpenAPIHono {
   const app = new OpenAPIHono();
   const exec = async (c: Context, id: string) => {
     const body = await readJson(c, ExecBodySchema);
-    checkTimeout(body.timeoutMs, maxTimeoutMs);
+    // The session's own policy bounds it (a tenant's may differ from the server's).
+    checkTimeout(body.timeoutMs, (await sessions.limitsOf(id)).maxTimeoutMs);
     if (wantsStream(c)) {
       return await streamCall(c, id, (hooks) => sessions.submit(id, { ...body, ...hooks }));
     }

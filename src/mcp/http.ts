@@ -21,6 +21,11 @@ export interface McpHttpOptions {
   /** Code mode: the upstream servers' modules, for `run_python_code`'s description. */
   codeMode?: () => string;
   /**
+   * A tenant's own policy and code mode (`MOAT_TENANTS`), for its MCP sessions' descriptions and
+   * clocks; undefined: the server's.
+   */
+  tenantScope?: (tenant: string) => { policy: Policy; codeMode?: () => string } | undefined;
+  /**
    * This instance's id, at the head of each MCP session id so that any instance of a deployment
    * can pass a request to the one holding the session (src/cluster/forward.ts). @default {"local"}
    */
@@ -71,15 +76,13 @@ export class McpHttp {
     // No session yet: the transport accepts only an initialize request and answers the rest.
     const cap = this.options.policy.limits.mcpSessions;
     if (this.#entries.size >= cap) return full(cap);
-    const binding = new MoatSessionBinding(
-      this.options.sessions,
-      this.options.policy.limits.idleTtlSeconds,
-      tenant,
-    );
+    const own = tenant === undefined ? undefined : this.options.tenantScope?.(tenant);
+    const { limits } = (own ?? this.options).policy;
+    const binding = new MoatSessionBinding(this.options.sessions, limits.idleTtlSeconds, tenant);
     const server = createMcpServer(binding, {
       returnMode: this.options.returnMode ?? "xml",
-      limits: this.options.policy.limits,
-      codeMode: this.options.codeMode,
+      limits,
+      codeMode: own ? own.codeMode : this.options.codeMode,
     });
     const transport: WebStandardStreamableHTTPServerTransport =
       new WebStandardStreamableHTTPServerTransport({

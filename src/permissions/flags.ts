@@ -179,6 +179,23 @@ export function grantsFor(policy: Policy, where: Where = {}): Grants {
   };
 }
 
+/**
+ * The permissions the server's policy and the tenants' own policies (`MOAT_TENANTS`) need
+ * together: each tenant policy's hosts, indexes, mounts and variables, and its file to read.
+ */
+export function grantsForAll(
+  policy: Policy,
+  where: Where,
+  tenantPolicies: { path: string; policy: Policy }[] = [],
+): Grants {
+  const all = [
+    grantsFor(policy, where),
+    ...tenantPolicies.map((t) => grantsFor(t.policy, { ...where, policyPath: t.path })),
+  ];
+  const union = (key: keyof Grants) => [...new Set(all.flatMap((g) => g[key]))];
+  return { read: union("read"), write: union("write"), net: union("net"), env: union("env") };
+}
+
 /** The `deno run` flags (before `main.ts`) that grant exactly `grants`. */
 export function flagsFor(grants: Grants): string[] {
   const list = (flag: string, items: string[]) =>
@@ -199,11 +216,16 @@ export function flagsFor(grants: Grants): string[] {
  * Flags that let `main.ts` start only far enough to report why the policy or settings cannot be
  * used: read the policy file and the settings, nothing else.
  */
-export function bootstrapFlags(policyPath: string | undefined, tenantsPath?: string): string[] {
+export function bootstrapFlags(
+  policyPath: string | undefined,
+  tenantsPath?: string,
+  tenantPolicies: string[] = [],
+): string[] {
   const read = [
     POLICY_DIR,
     ...(policyPath ? [policyPath] : []),
     ...(tenantsPath ? [absolute(tenantsPath)] : []),
+    ...tenantPolicies,
   ];
   return [
     "--no-prompt",

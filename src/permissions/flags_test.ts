@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { PolicySchema } from "../policy/schema.ts";
 import { workerPermissions } from "../sandbox/worker_permissions.ts";
-import { flagsFor, grantsFor } from "./flags.ts";
+import { flagsFor, grantsFor, grantsForAll } from "./flags.ts";
 
 /** `--allow-<kind>=a,b` → `["a", "b"]`; the other flags as they are. */
 function parse(flags: string[]): { lists: Record<string, string[]>; others: string[] } {
@@ -74,4 +74,23 @@ Deno.test("network.allow: its hosts and the variables its headers name, and only
   }
   assert.deepEqual(grants.env, [...base.env, "API_ID", "API_KEY"]);
   assert.deepEqual(workerPermissions(new URL("file:///moat/src/worker/main.ts")).net, false);
+});
+
+Deno.test("tenant policies add what each needs to the server's grants, and nothing more", () => {
+  const server = PolicySchema.parse({ network: { allow: ["server.example"] } });
+  const acme = PolicySchema.parse({
+    network: { allow: [{ host: "acme.example", headers: { "X-Key": "${ACME_KEY}" } }] },
+    mounts: [{ host: "/srv/acme-data", at: "/data" }],
+  });
+  const where = { policyPath: "/etc/moat/server.yaml" };
+  const grants = grantsForAll(server, where, [{ path: "/etc/moat/acme.yaml", policy: acme }]);
+  const alone = grantsFor(server, where);
+  for (const host of ["server.example", "acme.example"]) assert.ok(grants.net.includes(host), host);
+  for (const path of ["/etc/moat/acme.yaml", "/srv/acme-data"]) {
+    assert.ok(grants.read.includes(path), path);
+    assert.ok(!alone.read.includes(path), path);
+  }
+  assert.deepEqual(grants.env, [...alone.env, "ACME_KEY"]);
+  assert.deepEqual(grants.write, alone.write);
+  assert.deepEqual(grantsForAll(server, where), alone);
 });

@@ -30,7 +30,7 @@ import { KILL_SIGNAL } from "../worker/kill_switch.ts";
 import { LiveOutput, type OutputHook } from "./live_output.ts";
 
 export type { OutputHook };
-import { checkBase } from "./base_check.ts";
+import { checkBase, snapshotId } from "./base_check.ts";
 import { BootError } from "./boot_error.ts";
 import { pyodideModule, pythonSources } from "./sources.ts";
 
@@ -184,6 +184,11 @@ export class Interpreter {
   /** Set when this interpreter was restored from a checkpoint: what could not be restored. */
   restored?: Restored;
   /**
+   * sha256 of the image its checkpoints are deltas against (`deltaBase`): the base of its own
+   * pool, or the one the checkpoint it was restored from named, which may be another's.
+   */
+  baseId?: string;
+  /**
    * Called once when the worker dies by itself or is killed (not on `terminate()`), also while
    * it is idle, so its owner can replace it at once.
    */
@@ -255,6 +260,7 @@ export class Interpreter {
     const interpreter = prepared?.alive ? prepared : new Interpreter(options.workerUrl);
     interpreter.#caps = options.limits;
     interpreter.#limits = options.limits;
+    if (options.deltaBase) interpreter.baseId = await snapshotId(options.deltaBase);
     try {
       const request = await interpreter.#bootRequest(options);
       // The checkpoint is this boot's alone: moved to the worker, not copied on this thread.

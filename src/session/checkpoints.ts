@@ -112,10 +112,14 @@ export class Checkpoints {
   readonly store: Store;
   readonly instanceId: string;
   readonly keepLeases: boolean;
-  readonly #base: Uint8Array;
-  /** sha256 of the boot snapshot: the base id every checkpoint of this instance names. */
+  /**
+   * The bases this instance knows, by id: each pool's (the server's policy, tenants' own) and
+   * those read from the store for a restore, so a checkpoint can always store its base.
+   */
+  readonly #bases = new Map<string, Uint8Array>();
+  /** sha256 of the server's pool's base: what checkpoints name when their interpreter names none. */
   readonly baseId: Promise<string>;
-  #baseStored?: Promise<void>;
+  readonly #baseStored = new Map<string, Promise<void>>();
   readonly #held = new Set<string>();
   /** The last checkpoint write of each session with one under way. */
   readonly #writes = new Map<string, Promise<CheckpointReport>>();
@@ -126,9 +130,8 @@ export class Checkpoints {
     this.store = options.store;
     this.instanceId = options.instanceId;
     this.keepLeases = options.keepLeases ?? false;
-    this.#base = options.base;
     this.#log = options.log ?? (() => {});
-    this.baseId = snapshotId(options.base);
+    this.baseId = this.addBase(options.base);
     this.#renewer = setInterval(() => this.#renew(), RENEW_EVERY_MS);
     Deno.unrefTimer(this.#renewer);
   }
@@ -137,13 +140,27 @@ export class Checkpoints {
    * Stores the base once (content-addressed), so checkpoints survive a restart and an upgrade;
    * asked again at every checkpoint, since a store may forget (a Redis without persistence).
    */
-  async #storeBase(): Promise<void> {
-    const id = await this.baseId;
-    if (await this.store.hasBase(id)) return;
-    this.#baseStored ??= this.store.putBase(id, this.#base).finally(() => {
-      this.#baseStored = undefined;
-    });
-    await this.#baseStored;
+  async #storeBase(id: string): Promise<void> {
+    const bytes = this.#bases.get(id);
+    if (!bytes || await this.store.hasBase(id)) return;
+    let storing = this.#baseStored.get(id);
+    if (!storing) {
+      storing = this.store.putBase(id, bytes).finally(() => this.#baseStored.delete(id));
+      this.#baseStored.set(id, storing);
+    }
+    await storing;
+  }
+
+  /** Makes a base known here (a tenant policy's pool has its own); resolves with its id. */
+  async addBase(bytes: Uint8Array): Promise<string> {
+    const id = await snapshotId(bytes);
+    this.#bases.set(id, bytes);
+    return id;
+  }
+
+  /** The base a checkpoint of this interpreter is a delta against. */
+  async #baseOf(interpreter: Interpreter): Promise<string> {
+    return interpreter.baseId ?? await this.baseId;
   }
 
   /** Sessions the store holds, for a server that starts (listed lazily, restored on use). */
@@ -228,7 +245,7 @@ export class Checkpoints {
     let taken: Taken;
     let meta: TakenMeta;
     try {
-      meta = this.#meta(session, await this.baseId);
+      meta = this.#meta(session, await this.#baseOf(interpreter));
       // A delta against the last checkpoint only when that one is stored and this worker took
       // (or restored) it; else against the base, and the chain starts again.
       const against = d.tip?.interpreter.deref() === interpreter && d.chain
@@ -278,7 +295,8 @@ export class Checkpoints {
     if (!interpreter.alive) return report;
     try {
       const seq = d.seq + 1;
-      const meta = { ...this.#meta(session, await this.baseId), seq, unstored: report.reason };
+      const baseId = await this.#baseOf(interpreter);
+      const meta = { ...this.#meta(session, baseId), seq, unstored: report.reason };
       await this.store.putCheckpoint(session.id, { meta, delta: new Uint8Array() });
       d.seq = seq;
       d.chain = undefined;
@@ -318,7 +336,7 @@ export class Checkpoints {
     try {
       if (!taken.full && !d.chain) throw new Error("the checkpoint it builds on is not stored");
       const base = performance.now();
-      await this.#storeBase();
+      await this.#storeBase(meta.baseId);
       const baseMs = performance.now() - base;
       const seq = d.seq + 1;
       const before = taken.full ? [] : d.chain!;
@@ -431,9 +449,14 @@ export class Checkpoints {
         if (replaced) continue;
         throw refused(id, err);
       }
-      const base = found.meta.baseId === await this.baseId
-        ? this.#base
-        : await this.store.getBase(found.meta.baseId);
+      await this.baseId; // the server's base is known
+      const baseId = found.meta.baseId;
+      let base = this.#bases.get(baseId);
+      if (!base) {
+        base = await this.store.getBase(baseId);
+        // Kept: this session's next checkpoints are deltas against it too.
+        if (base) this.#bases.set(baseId, base);
+      }
       if (!base) {
         throw new SessionLostError(
           `Session '${id}' cannot be restored: the boot snapshot its checkpoint refers to ` +

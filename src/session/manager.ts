@@ -2,7 +2,7 @@ import type { NetworkUse, Outbound } from "../outbound/outbound.ts";
 import type { Quotas } from "../tenants/quotas.ts";
 import { SessionLost, SessionNotFound, TooManyRequests, Unavailable } from "../errors.ts";
 import type { PackageLoader } from "../packages/loader.ts";
-import type { Policy } from "../policy/schema.ts";
+import type { Limits, Policy } from "../policy/schema.ts";
 import type { ExecEnd, Interpreter, KillReason } from "../sandbox/interpreter.ts";
 import { stuckBytes } from "../sandbox/interpreter.ts";
 import type { Pool } from "../sandbox/pool.ts";
@@ -45,8 +45,30 @@ export {
   type SessionOptions,
 };
 
+/**
+ * What sessions of one policy run with: the server's (the manager's own options), or a tenant's
+ * own policy's (`src/scope.ts`).
+ */
+export interface SessionScope {
+  policy: Policy;
+  pool: Pool;
+  loader?: PackageLoader;
+  outbound?: Outbound;
+  upstream?: UpstreamCaller;
+  restore?: (loaded: Loaded) => Promise<Interpreter>;
+}
+
+/** The tenants whose policy is not the server's, and what their sessions run with. */
+export interface TenantScopes {
+  /** The scope of `tenant`'s sessions; undefined: the server's. */
+  of(tenant: string): SessionScope | undefined;
+  /** Every tenant scope (for the sweep's pace and shutdown). */
+  all(): SessionScope[];
+}
+
 /** What the session manager works with. */
 export interface SessionManagerOptions {
+  /** The server's policy: its limits hold over all sessions, and it runs every session not a tenant's. */
   policy: Policy;
   pool: Pool;
   /** Called after every call, for the audit log. */
@@ -68,6 +90,8 @@ export interface SessionManagerOptions {
   outbound?: Outbound;
   /** Tenants' quotas (`MOAT_TENANTS`): sessions held and stored, calls per minute. */
   quotas?: Quotas;
+  /** Tenants with a policy of their own (`MOAT_TENANTS`): their sessions run under it. */
+  tenantScopes?: TenantScopes;
 }
 
 /** Creates, finds, queues calls for, checkpoints, expires and shuts down sessions. */
@@ -76,30 +100,32 @@ export class SessionManager {
   readonly #sweeper: ReturnType<typeof setInterval>;
   readonly #watchdog: MemoryWatchdog;
   readonly #policy: Policy;
-  readonly #pool: Pool;
+  /** The server's scope: every session that is not a tenant's with a policy of its own. */
+  readonly #server: SessionScope;
+  readonly #tenantScopes?: TenantScopes;
   readonly #onCall: NonNullable<SessionManagerOptions["onCall"]>;
-  readonly #loader?: PackageLoader;
   readonly #durable?: DurableSessions;
   readonly #instance: string;
-  readonly #upstream?: UpstreamCaller;
   readonly #countTool?: ToolCount;
-  readonly #outbound?: Outbound;
   readonly #quotas?: Quotas;
   #closing = false;
 
   constructor(options: SessionManagerOptions) {
     const { policy } = options;
     this.#policy = policy;
-    this.#pool = options.pool;
+    this.#server = options;
+    this.#tenantScopes = options.tenantScopes;
     this.#onCall = options.onCall ?? (() => {});
-    this.#loader = options.loader;
-    this.#upstream = options.upstream;
     this.#countTool = options.onToolCall;
-    this.#outbound = options.outbound;
     this.#quotas = options.quotas;
     if (options.checkpoints && options.restore) {
       this.#durable = new DurableSessions(options.checkpoints, policy.limits, {
-        restore: options.restore,
+        // Into the pool of the policy the session's tenant has now.
+        restore: (loaded) => {
+          const tenant = loaded.meta.tenant;
+          const scope = this.#scopeOf(typeof tenant === "string" ? tenant : undefined);
+          return (scope.restore ?? options.restore!)(loaded);
+        },
         adopt: (session, interpreter) => this.#adopt(session, interpreter),
         discard: (session, why) => this.#discard(session, why),
         makeRoom: (session) => this.#sessions.makeRoom(policy.limits.sessions, session),
@@ -107,8 +133,10 @@ export class SessionManager {
     }
     this.#instance = options.instanceId ?? options.checkpoints?.instanceId ?? "local";
     this.#sessions.durable = this.#durable;
-    const { idleTtlSeconds, hibernateAfterSeconds } = policy.limits;
-    const every = Math.min(30_000, idleTtlSeconds * 250, hibernateAfterSeconds * 250);
+    const paces = [policy, ...options.tenantScopes?.all().map((s) => s.policy) ?? []].map((p) =>
+      Math.min(p.limits.idleTtlSeconds, p.limits.hibernateAfterSeconds) * 250
+    );
+    const every = Math.min(30_000, ...paces);
     this.#sweeper = setInterval(() => this.sweep(), every);
     this.#watchdog = new MemoryWatchdog(
       policy.limits.serverMemoryMb * 1024 * 1024,
@@ -186,8 +214,8 @@ export class SessionManager {
    * packages (400) or a server shutting down (503), else resolves with the answer to come.
    */
   async submit(id: string, request: CallRequest): Promise<{ answer: Promise<Answer>; held: Held }> {
-    assertPackageCount(request.packages, this.#policy.packages.maxPerCall);
     const session = await this.#enqueue(id);
+    assertPackageCount(request.packages, this.#scope(session).policy.packages.maxPerCall);
     if (session.owner) this.#quotas?.takeCall(session.owner);
     // The code waiting in the queue is the session's to carry (the watchdog counts it).
     const release = session.held.add(request.code.length);
@@ -216,7 +244,7 @@ export class SessionManager {
     const release = session.held.add(bytes);
     return await session.queue.run(async () => {
       release();
-      await this.#runner(session, this.#policy.limits.timeoutMs);
+      await this.#runner(session, this.#scope(session).policy.limits.timeoutMs);
       const result = await task(await (session.slot ?? this.#boot(session)).ready);
       if (changes) await this.#durable?.afterCall(session, false);
       return result;
@@ -227,7 +255,7 @@ export class SessionManager {
   async #enqueue(id: string): Promise<Session> {
     this.#assertOpen();
     const session = await this.#sessions.find(id);
-    if (session.queue.size > this.#policy.limits.queuedCalls) {
+    if (session.queue.size > this.#scope(session).policy.limits.queuedCalls) {
       throw new TooManyRequests(
         `Session '${id}' already has ${session.queue.size - 1} calls waiting behind the running ` +
           `one (the policy's limits.queuedCalls); send the next call when one finishes`,
@@ -271,9 +299,9 @@ export class SessionManager {
 
   /** Removes sessions unused for the idle TTL, and hibernates those idle for hibernateAfter. */
   sweep(now = Date.now()): void {
-    const { idleTtlSeconds, hibernateAfterSeconds } = this.#policy.limits;
     for (const session of this.#sessions.values()) {
       if (session.queue.size > 0) continue;
+      const { idleTtlSeconds, hibernateAfterSeconds } = this.#scope(session).policy.limits;
       const idle = now - session.lastUsed;
       if (!isDefaultSession(session.id) && idle > idleTtlSeconds * 1000) {
         this.#remove(session, "the session expired");
@@ -313,7 +341,7 @@ export class SessionManager {
     for (const session of this.#sessions.values()) {
       this.#discard(session, "the server is shutting down");
     }
-    this.#pool.close();
+    for (const scope of [this.#server, ...this.#tenantScopes?.all() ?? []]) scope.pool.close();
   }
 
   get closing(): boolean {
@@ -326,7 +354,8 @@ export class SessionManager {
   }
 
   async #run(session: Session, request: CallRequest): Promise<Answer> {
-    const { limits } = this.#policy;
+    const scope = this.#scope(session);
+    const { limits } = scope.policy;
     const timeoutMs = Math.min(request.timeoutMs ?? limits.timeoutMs, limits.maxTimeoutMs);
     if (session.lost) return this.#tellLost(session, timeoutMs, request.code);
     await this.#runner(session, timeoutMs);
@@ -335,8 +364,8 @@ export class SessionManager {
     const started = performance.now();
     let packages = emptyReport();
     // Packages load first, inside the call's time limit; the code gets what is left.
-    if (this.#loader) {
-      packages = await loadPackages(this.#loader, interpreter, request.packages ?? [], timeoutMs);
+    if (scope.loader) {
+      packages = await loadPackages(scope.loader, interpreter, request.packages ?? [], timeoutMs);
     }
     for (const name of interpreter.packages) session.packages.add(name);
     const left = Math.max(1, timeoutMs - (performance.now() - started));
@@ -348,7 +377,7 @@ export class SessionManager {
       graceMs: limits.graceMs,
       authorizedImports: request.authorizedImports ?? session.authorizedImports,
       onOutput: request.onOutput,
-      tools: this.#tools(request, session, network),
+      tools: this.#tools(scope, request, session, network),
     });
     session.calls++;
     session.memoryBytes = interpreter.memoryBytes;
@@ -379,15 +408,20 @@ export class SessionManager {
    * A call's host tools and who answers them, and its outbound HTTP; none when it has no tools
    * and neither upstream servers nor network hosts are set.
    */
-  #tools(request: CallRequest, session: Session, use: NetworkUse): CallTools | undefined {
-    const outbound = this.#outbound;
-    if (!request.tools?.length && !this.#upstream && !outbound) return undefined;
-    const { toolCallMs, toolCalls } = this.#policy.limits;
+  #tools(
+    scope: SessionScope,
+    request: CallRequest,
+    session: Session,
+    use: NetworkUse,
+  ): CallTools | undefined {
+    const { outbound, upstream } = scope;
+    if (!request.tools?.length && !upstream && !outbound) return undefined;
+    const { toolCallMs, toolCalls } = scope.policy.limits;
     return {
       tools: request.tools,
       onToolCall: request.onToolCall,
       signal: request.signal,
-      upstream: this.#upstream,
+      upstream,
       toolCallMs,
       toolCalls,
       count: this.#countTool,
@@ -457,7 +491,7 @@ export class SessionManager {
   /** Starts the session's interpreter (from the pool) in its slot. */
   #boot(session: Session): Slot {
     const slot: Slot = {
-      ready: this.#pool.take().then(
+      ready: this.#scope(session).pool.take().then(
         (interpreter) => {
           if (session.slot === slot) this.#adopt(session, interpreter, slot);
           return interpreter;
@@ -500,6 +534,25 @@ export class SessionManager {
   }
 
   #info(s: Session): SessionInfo {
-    return infoOf(s, this.#instance, this.#policy.limits.idleTtlSeconds * 1000);
+    return infoOf(s, this.#instance, this.#scope(s).policy.limits.idleTtlSeconds * 1000);
+  }
+
+  /** What `tenant`'s sessions run with: its own policy's scope, else the server's. */
+  #scopeOf(tenant: string | undefined): SessionScope {
+    return (tenant && this.#tenantScopes?.of(tenant)) || this.#server;
+  }
+
+  #scope(session: Session): SessionScope {
+    return this.#scopeOf(session.owner);
+  }
+
+  /** The limits of `tenant`'s sessions (no tenant: the operator's, the server's policy). */
+  limitsFor(tenant?: string): Limits {
+    return this.#scopeOf(tenant).policy.limits;
+  }
+
+  /** The limits session `id` runs under (its tenant's policy); 404 when unknown. */
+  async limitsOf(id: string): Promise<Limits> {
+    return this.#scope(await this.#sessions.find(id)).policy.limits;
   }
 }

@@ -7,7 +7,8 @@
 import { createHash } from "node:crypto";
 import { parse } from "yaml";
 import { z } from "zod";
-import { resolvePolicyPath } from "../policy/load.ts";
+import { loadPolicy, resolvePolicyPath } from "../policy/load.ts";
+import type { Policy } from "../policy/schema.ts";
 import { sameBytes } from "../digest.ts";
 import { describeIssue } from "../validation.ts";
 
@@ -107,22 +108,47 @@ export async function loadTenants(path: string): Promise<Tenant[]> {
   return parseTenants(text, path);
 }
 
+/** A policy file a tenant names, read and validated. */
+export interface TenantPolicy {
+  /** Its absolute path, symbolic links resolved: one scope per file. */
+  path: string;
+  policy: Policy;
+}
+
+/** The real path of a policy name or path (a relative path: from the working directory). */
+async function realPolicyPath(nameOrPath: string): Promise<string> {
+  const path = resolvePolicyPath(nameOrPath);
+  return await Deno.realPath(path).catch(() => path);
+}
+
 /**
- * Per-tenant policies are not applied yet: a tenant may name only the server's own policy, so
- * that a file expecting another is refused at start-up rather than silently run under this one.
+ * The policies tenants name other than the server's: each distinct file read and validated once
+ * (`policies`), and which tenant runs under which (`byTenant`: name to path). A tenant without
+ * `policy`, or naming the server's file, runs under the server's policy and is not listed.
+ * Throws naming the tenant and the problem.
  */
-export async function checkTenantPolicies(tenants: Tenant[], serverPolicy: string): Promise<void> {
+export async function tenantPolicies(
+  tenants: Tenant[],
+  serverPolicy: string,
+): Promise<{ policies: TenantPolicy[]; byTenant: Map<string, string> }> {
+  const server = await realPolicyPath(serverPolicy);
+  const policies = new Map<string, TenantPolicy>();
+  const byTenant = new Map<string, string>();
   for (const t of tenants) {
     if (t.policy === undefined) continue;
-    const path = await Deno.realPath(resolvePolicyPath(t.policy)).catch(() => undefined);
-    const server = await Deno.realPath(serverPolicy).catch(() => serverPolicy);
-    if (path !== server) {
-      throw new TenantsError(
-        `tenant '${t.name}': policy '${t.policy}' is not the server's (${serverPolicy}); every ` +
-          "tenant runs under the server's policy in this version, so leave 'policy' out or name it",
-      );
+    let path: string;
+    try {
+      path = await realPolicyPath(t.policy);
+      if (path === server) continue;
+      if (!policies.has(path)) {
+        policies.set(path, { path, policy: (await loadPolicy(path)).policy });
+      }
+    } catch (err) {
+      throw new TenantsError(`tenant '${t.name}': ${(err as Error).message}`);
     }
+    byTenant.set(t.name, path);
   }
+  return { policies: [...policies.values()], byTenant };
 }
 
 /** The operator's token and the tenants' tokens, as digests; who a bearer token is. */
