@@ -9,10 +9,13 @@
  *   deno run -A scripts/bench_ab.ts /tmp/base/ "$PWD/"
  *   deno run -A scripts/bench_ab.ts --policy=net.yaml /tmp/base/ "$PWD/"   # another policy
  *   deno run -A scripts/bench_ab.ts --tenant "$PWD/" "$PWD/"   # the last one as a tenant
+ *   deno run -A scripts/bench_ab.ts --tenant --tenant-policy "$PWD/" "$PWD/"   # with its own policy
  *
  * `--tenant`: the last checkout runs with `MOAT_TENANTS` (one tenant with quotas it never
  * reaches), and its sessions are created and called with that tenant's token: the cost of the
- * tenant checks, against the same checkout called by the operator.
+ * tenant checks, against the same checkout called by the operator. `--tenant-policy`: that tenant
+ * runs under a policy of its own (the same limits, another file), so its sessions go through a
+ * tenant scope.
  */
 import { cpuSeconds } from "../test/helpers/proc.ts";
 import { startServer, type TestServer } from "../test/helpers/server.ts";
@@ -34,10 +37,13 @@ const body = JSON.stringify({ code: "1 + 1", packages: [] });
 const TENANT_TOKEN = "bench-tenant-token-0123456789";
 const asTenant = Deno.args.includes("--tenant");
 const tenantsFile = await Deno.makeTempFile({ suffix: ".yaml" });
+const ownPolicy = await Deno.makeTempFile({ suffix: ".yaml" });
+await Deno.writeTextFile(ownPolicy, policyText);
 await Deno.writeTextFile(
   tenantsFile,
   'tenants:\n  - name: bench\n    token: "${MOAT_BENCH_TENANT_TOKEN}"\n' +
-    "    limits: { sessions: 64, callsPerMinute: 10000000 }\n",
+    "    limits: { sessions: 64, callsPerMinute: 10000000 }\n" +
+    (Deno.args.includes("--tenant-policy") ? `    policy: ${ownPolicy}\n` : ""),
 );
 const servers: TestServer[] = [];
 for (const [k, root] of roots.entries()) {
