@@ -9,7 +9,7 @@
  *   deno run -A scripts/bench_ab.ts /tmp/base/ "$PWD/"
  *   deno run -A scripts/bench_ab.ts --policy=net.yaml /tmp/base/ "$PWD/"   # another policy
  *   deno run -A scripts/bench_ab.ts --tenant "$PWD/" "$PWD/"   # the last one as a tenant
- *   deno run -A scripts/bench_ab.ts --tenant --tenant-policy "$PWD/" "$PWD/"   # with its own policy
+ *   deno run -A scripts/bench_ab.ts --tenant --tenant-policy "$PWD/" "$PWD/"   # its own policy
  *
  * `--tenant`: the last checkout runs with `MOAT_TENANTS` (one tenant with quotas it never
  * reaches), and its sessions are created and called with that tenant's token: the cost of the

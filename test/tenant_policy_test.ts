@@ -222,7 +222,7 @@ urllib.request.urlopen("http://${api.host}/x").status`;
   }
 });
 
-Deno.test("a tenant's session is checkpointed against its own base, restart after restart", async () => {
+Deno.test("a tenant's session checkpoints against its own base, restart after restart", async () => {
   const dir = await Deno.makeTempDir({ prefix: "moat-tenant-policy-store-" });
   const api = apiServer();
   try {
@@ -280,7 +280,8 @@ Deno.test("a tenant policy that cannot be used stops the start, naming the tenan
     await assert.rejects(startServer({ env }), /tenant 'acme': .*limits\.timeoutMs/);
     await Deno.writeTextFile(
       `${dir}/unset.yaml`,
-      'network:\n  allow:\n    - host: api.example\n      headers: { X-Key: "${MOAT_TEST_UNSET_KEY}" }\n',
+      "network:\n  allow:\n    - host: api.example\n" +
+        '      headers: { X-Key: "${MOAT_TEST_UNSET_KEY}" }\n',
     );
     await Deno.writeTextFile(file, tenant(`${dir}/unset.yaml`));
     await assert.rejects(startServer({ env }), /MOAT_TEST_UNSET_KEY/);

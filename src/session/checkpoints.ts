@@ -117,7 +117,7 @@ export class Checkpoints {
    * those read from the store for a restore, so a checkpoint can always store its base.
    */
   readonly #bases = new Map<string, Uint8Array>();
-  /** sha256 of the server's pool's base: what checkpoints name when their interpreter names none. */
+  /** sha256 of the server's pool's base: named by checkpoints whose interpreter names none. */
   readonly baseId: Promise<string>;
   readonly #baseStored = new Map<string, Promise<void>>();
   readonly #held = new Set<string>();

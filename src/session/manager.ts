@@ -68,7 +68,10 @@ export interface TenantScopes {
 
 /** What the session manager works with. */
 export interface SessionManagerOptions {
-  /** The server's policy: its limits hold over all sessions, and it runs every session not a tenant's. */
+  /**
+   * The server's policy: its server-wide limits hold over all sessions, and it governs every
+   * session that is not a tenant's with a policy of its own.
+   */
   policy: Policy;
   pool: Pool;
   /** Called after every call, for the audit log. */
