@@ -266,6 +266,54 @@ Deno.test("a session stays its tenant's across a restart (ownership is in its ch
   }
 });
 
+Deno.test("a checkpoint record copied from one tenant's session onto another's is refused", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "moat-tenants-copy-" });
+  const file = `${dir}/tenants.yaml`;
+  await Deno.writeTextFile(file, tenantsFile());
+  const env = { MOAT_TENANTS: file, MOAT_TEST_ACME_TOKEN: ACME, MOAT_STORE: `kv:${dir}/store.kv` };
+  const sync = (code: string) => ({
+    method: "POST",
+    body: JSON.stringify({ code, checkpoint: "sync" }),
+  });
+  try {
+    let a: string, b: string;
+    {
+      await using server = await startServer({ env });
+      a = (await as(server, ACME, "/v1/sessions", { method: "POST" })).body.id;
+      b = (await as(server, GLOBEX, "/v1/sessions", { method: "POST" })).body.id;
+      assert.equal(
+        (await as(server, ACME, `/v1/sessions/${a}`, sync("secret = 'acme'"))).status,
+        200,
+      );
+      assert.equal((await as(server, GLOBEX, `/v1/sessions/${b}`, sync("mine = 1"))).status, 200);
+      server.kill("SIGTERM");
+      await server.exited();
+    }
+    // Another program with the store's file writes acme's records under globex's session.
+    const kv = await Deno.openKv(`${dir}/store.kv`);
+    const entries = async (id: string) => {
+      const found: Deno.KvEntry<unknown>[] = [];
+      for await (const e of kv.list({ prefix: [] })) if (e.key.includes(id)) found.push(e);
+      return found;
+    };
+    for (const e of await entries(b)) await kv.delete(e.key);
+    const copied = await entries(a);
+    assert.ok(copied.length > 0, "the test found acme's records");
+    for (const e of copied) await kv.set(e.key.map((part) => part === a ? b : part), e.value);
+    kv.close();
+    await using again = await startServer({ env });
+    const stolen = await as(again, GLOBEX, `/v1/sessions/${b}`, post("secret"));
+    assert.equal(stolen.status, 410, JSON.stringify(stolen.body));
+    assert.doesNotMatch(JSON.stringify(stolen.body), /acme/);
+    assert.match(again.stdout, /"kind":"checkpoint-rejected"/);
+    // Nor did the copy make acme's session globex's, or globex's acme's.
+    assert.equal((await as(again, GLOBEX, `/v1/sessions/${a}`, post("secret"))).status, 404);
+    assert.equal((await as(again, ACME, `/v1/sessions/${a}`, post("secret"))).body.result, "acme");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a tenants file that cannot be used stops the start, naming the problem", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "moat-tenants-bad-" });
   try {
