@@ -18,13 +18,21 @@ function shared(bytes: Uint8Array): Uint8Array {
   return view;
 }
 
-/** What the pool boots with decides the base: the snapshot, the preload, the mounts. */
-async function baseKey(options: InterpreterOptions & { snapshot: Uint8Array }): Promise<string> {
+/**
+ * What the pool boots with decides the base: the snapshot, the preload, the mounts, the memory
+ * cap, and the network hosts (with any, the lockdown installs Python's HTTP layer at boot). A base
+ * made for other options still restores correctly, but every checkpoint then carries the
+ * difference: megabytes instead of kilobytes, and restores three times as slow.
+ */
+export async function baseKey(
+  options: InterpreterOptions & { snapshot: Uint8Array },
+): Promise<string> {
   const parts = {
     snapshot: await snapshotId(options.snapshot),
     preload: (options.preload ?? []).map((w) => w.fileName),
     mounts: (options.mounts ?? []).map((m) => [m.path, m.bytes?.length ?? -1]),
     memoryMb: options.limits.memoryMb,
+    network: [...options.network ?? []].sort(),
   };
   return (await sha256Hex(new TextEncoder().encode(JSON.stringify(parts)))).slice(0, 24);
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { BASES_KEPT, pruneBases } from "./delta_base.ts";
+import { PolicySchema } from "../policy/schema.ts";
+import { baseKey, BASES_KEPT, pruneBases } from "./delta_base.ts";
 
 Deno.test("old checkpoint bases are pruned: the one in use and the most recent others stay", async () => {
   const dir = `${await Deno.makeTempDir({ prefix: "moat-bases-" })}/`;
@@ -26,4 +27,16 @@ Deno.test("old checkpoint bases are pruned: the one in use and the most recent o
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("a base is cached per boot options: network hosts, memory and preload each make their own", async () => {
+  const limits = PolicySchema.parse({}).limits;
+  const snapshot = new Uint8Array([1, 2, 3]);
+  const plain = await baseKey({ limits, snapshot });
+  assert.equal(await baseKey({ limits, snapshot, network: [] }), plain);
+  const net = await baseKey({ limits, snapshot, network: ["b.example", "a.example"] });
+  assert.notEqual(net, plain);
+  assert.equal(await baseKey({ limits, snapshot, network: ["a.example", "b.example"] }), net);
+  assert.notEqual(await baseKey({ limits, snapshot, network: ["a.example"] }), net);
+  assert.notEqual(await baseKey({ limits: { ...limits, memoryMb: 256 }, snapshot }), plain);
 });
