@@ -8,6 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { Client, StreamableHTTPClientTransport } from "./helpers/mcp.ts";
+import { as } from "./helpers/principal.ts";
 import { startServer, type TestServer } from "./helpers/server.ts";
 
 const ACME = "acme-token-0123456789abcdef";
@@ -65,26 +66,6 @@ mounts:
     MOAT_TEST_INITECH_TOKEN: INITECH,
     MOAT_TEST_ACME_SECRET: SECRET,
   };
-}
-
-/** A request as one principal (undefined: the operator). */
-async function as(
-  server: TestServer,
-  token: string | undefined,
-  path: string,
-  init: RequestInit = {},
-  // deno-lint-ignore no-explicit-any
-): Promise<{ status: number; body: any }> {
-  const headers = new Headers(init.headers);
-  headers.set("Authorization", `Bearer ${token ?? server.token}`);
-  if (init.body && !headers.has("content-type")) headers.set("content-type", "application/json");
-  const res = await fetch(`${server.url}${path}`, { ...init, headers });
-  const text = await res.text();
-  let body: unknown = text;
-  try {
-    body = text ? JSON.parse(text) : null;
-  } catch { /* not JSON */ }
-  return { status: res.status, body };
 }
 
 const post = (code: string, extra: Record<string, unknown> = {}) => ({

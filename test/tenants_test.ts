@@ -8,7 +8,8 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { INITIALIZE } from "./helpers/mcp.ts";
-import { startServer, type TestServer } from "./helpers/server.ts";
+import { as } from "./helpers/principal.ts";
+import { startServer } from "./helpers/server.ts";
 
 const ACME = "acme-token-0123456789abcdef";
 const GLOBEX = "globex-token-0123456789abcdef";
@@ -23,26 +24,6 @@ function tenantsFile(extra = ""): string {
     token: "sha256:${sha(GLOBEX)}"
     limits: { callsPerMinute: 6 }
 ${extra}`;
-}
-
-/** A request as one principal: `token` replaces the operator's. */
-async function as(
-  server: TestServer,
-  token: string,
-  path: string,
-  init: RequestInit = {},
-  // deno-lint-ignore no-explicit-any
-): Promise<{ status: number; body: any; headers: Headers }> {
-  const headers = new Headers(init.headers);
-  headers.set("Authorization", `Bearer ${token}`);
-  if (init.body && !headers.has("content-type")) headers.set("content-type", "application/json");
-  const res = await fetch(`${server.url}${path}`, { ...init, headers });
-  const text = await res.text();
-  let body: unknown = text;
-  try {
-    body = text ? JSON.parse(text) : null;
-  } catch { /* an event stream */ }
-  return { status: res.status, body, headers: res.headers };
 }
 
 const idOf = (s: { id: string }) => s.id;
