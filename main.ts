@@ -178,8 +178,7 @@ async function main(): Promise<void> {
     keepLeases: config.advertiseUrl !== undefined,
   });
   for (const scope of tenantScopes.all()) if (scope.base) await checkpoints?.addBase(scope.base);
-  const upstream = serverScope.upstream;
-  const codeMode = upstream && (() => upstream.describe());
+  const codeMode = serverScope.codeMode;
   const sessions = new SessionManager({
     ...serverScope,
     onCall: callLogger(policy.audit),
@@ -239,11 +238,7 @@ async function main(): Promise<void> {
     returnMode: config.mcpReturnMode,
     instanceId: config.instanceId,
     codeMode,
-    tenantScope: (tenant) => {
-      const scope = tenantScopes.of(tenant);
-      const upstream = scope?.upstream;
-      return scope && { policy: scope.policy, codeMode: upstream && (() => upstream.describe()) };
-    },
+    tenantScope: (tenant) => tenantScopes.of(tenant),
   });
   // SIGHUP reads the tenants file again: a tenant removed is cut off at once, sessions stay.
   if (config.tenants && !STDIO) {
@@ -322,8 +317,7 @@ async function main(): Promise<void> {
     await sessions.shutdown(grace);
     await cluster?.stop();
     await mcp.close();
-    await upstream?.close();
-    await Promise.all(tenantScopes.all().map((s) => s.close()));
+    await Promise.all([serverScope, ...tenantScopes.all()].map((s) => s.close()));
     await server.shutdown();
     await store.close();
     say("stopped");

@@ -29,6 +29,8 @@ export interface Scope {
   outbound?: Outbound;
   /** Code mode: the policy's upstream MCP servers. */
   upstream?: Upstreams;
+  /** Code mode's modules, for `run_python_code`'s description; absent without upstreams. */
+  codeMode?: () => string;
   /** The image this scope's checkpoints are deltas against; absent without a durable store. */
   base?: Uint8Array;
   /** Boots an interpreter of this scope from a checkpoint (which names its own base). */
@@ -95,6 +97,7 @@ export async function buildScope(path: string, policy: Policy, o: ScopeOptions):
     loader,
     outbound,
     upstream,
+    codeMode: upstream && (() => upstream.describe()),
     base: base?.bytes,
     // A restored checkpoint already holds its packages: no preload.
     restore: (loaded) =>

@@ -54,7 +54,9 @@ export function smolagentsRoutes(sessions: SessionManager): OpenAPIHono {
   const exec = async (c: Context, id: string) => {
     const body = await readJson(c, ExecBodySchema);
     // The session's own policy bounds it (a tenant's may differ from the server's).
-    checkTimeout(body.timeoutMs, (await sessions.limitsOf(id)).maxTimeoutMs);
+    if (body.timeoutMs !== undefined) {
+      checkTimeout(body.timeoutMs, (await sessions.limitsOf(id)).maxTimeoutMs);
+    }
     if (wantsStream(c)) {
       return await streamCall(c, id, (hooks) => sessions.submit(id, { ...body, ...hooks }));
     }

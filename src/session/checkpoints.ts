@@ -449,7 +449,7 @@ export class Checkpoints {
         if (replaced) continue;
         throw refused(id, err);
       }
-      await this.baseId; // the server's base is known
+      await this.baseId; // the server's base is in #bases once its id is hashed
       const baseId = found.meta.baseId;
       let base = this.#bases.get(baseId);
       if (!base) {
